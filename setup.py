@@ -1,0 +1,33 @@
+"""ament_python build of stereospike_ros; also a plain setuptools package for a venv."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "stereospike_ros"
+
+# Every executable, so that `ros2 run stereospike_ros <name>` finds it in lib/stereospike_ros.
+CONSOLE_SCRIPTS = [
+    "stereospike = stereospike_ros.cli:main",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["data/splits/*.json", "weights/*.safetensors", "weights/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="stereospike_ros maintainers",
+    maintainer_email="maintainers@stereospike-ros.org",
+    description="Dense depth from stereo event cameras with a spiking neural network (StereoSpike)",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)

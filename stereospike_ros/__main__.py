@@ -1,0 +1,7 @@
+"""``python -m stereospike_ros <command>``: the offline tools (see ``cli.py``)."""
+
+import sys
+
+from stereospike_ros.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""One command-line entry point for the offline tools, shared by ``python -m`` and ``ros2 run``.
+
+Commands live in their own modules and are imported only when chosen, so ``--help`` stays fast
+and a command that needs ROS never burdens one that does not. Each command module defines
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+COMMANDS: dict[str, str] = {
+    "doctor": "stereospike_ros.doctor",
+}
+
+
+def _load(name: str) -> object:
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stereospike_ros",
+        description="StereoSpike depth from stereo event cameras: offline tools.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = _load(name)
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the chosen command."""
+    args = build_parser().parse_args(argv)
+    return int(_load(args.command).run(args) or 0)
+
+
+def entry(name: str) -> Callable[[], int]:
+    """A console_script for one command: ``ros2 run stereospike_ros <name> ...``."""
+
+    def run_command() -> int:
+        return main([name, *sys.argv[1:]])
+
+    run_command.__name__ = f"{name}_main"
+    return run_command
