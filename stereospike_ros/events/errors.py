@@ -1,0 +1,13 @@
+"""Errors of the events subpackage."""
+
+
+class EventsError(ValueError):
+    """Base class: bad event input (bytes, geometry, calibration)."""
+
+
+class DecodeError(EventsError):
+    """A buffer is truncated, inconsistent, or in an encoding we do not support."""
+
+
+class CalibrationError(EventsError):
+    """Camera calibration that cannot be turned into a rectification map."""

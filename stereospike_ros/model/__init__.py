@@ -1,0 +1,1 @@
+"""stereospike_ros.model."""
