@@ -1,0 +1,26 @@
+"""``python -m stereospike_ros benchmark <target>``: scripts that print figures.
+
+Speed and memory targets are checked here, not in timed unit tests: each target measures its
+paths and a reference in the same run and prints ratios, since these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+HELP = "measure throughput and latency (targets: events, model, node)"
+
+#: target -> module defining add_arguments(parser) and run(args) -> int
+TARGETS: dict[str, str] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name, module_name in TARGETS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.HELP))
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(importlib.import_module(TARGETS[args.target]).run(args) or 0)
