@@ -9,5 +9,9 @@ class DecodeError(EventsError):
     """A buffer is truncated, inconsistent, or in an encoding we do not support."""
 
 
+class EncodeError(EventsError):
+    """Events that cannot be represented in the requested wire format."""
+
+
 class CalibrationError(EventsError):
     """Camera calibration that cannot be turned into a rectification map."""

@@ -1,0 +1,150 @@
+"""``python -m stereospike_ros benchmark events``: event ingestion throughput and memory.
+
+Measures, on the same generated messages and in the same run: decode alone, and decode +
+rectify + accumulate (the node's path: bytes -> EVENT_DTYPE -> rectified -> (2, H, W) counts),
+for dvs_msgs/EventArray and EVT3 EventPacket messages of 1k .. 5M events; the peak memory of
+one message through that path; and rclpy's own ``deserialize_message`` on the EventArray bytes.
+rclpy costs ~13 us per event, so it is timed only on small messages and its per-event cost is
+extrapolated to the large ones (said so in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+
+from stereospike_ros.events.decode import EventPacketDecoder, decode_event_array
+from stereospike_ros.events.encode import encode_event_array, encode_event_packet
+from stereospike_ros.events.histogram import event_histogram
+from stereospike_ros.events.rectify import Rectifier
+from stereospike_ros.events.types import EVENT_DTYPE
+
+HELP = "event decoding, rectification and histogram throughput vs rclpy"
+H, W = 260, 346  # MVSEC DAVIS346
+RCLPY_MAX_EVENTS = 10_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sizes",
+        default="1000,10000,100000,1000000,5000000",
+        help="events per message, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs, best kept")
+    parser.add_argument("--no-rclpy", action="store_true", help="skip the rclpy reference")
+
+
+def _events(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    events = np.empty(n, dtype=EVENT_DTYPE)
+    events["x"] = rng.integers(0, W, n)
+    events["y"] = rng.integers(0, H, n)
+    events["t"] = 1_600_000_000_000_000_000 + np.sort(rng.integers(0, 50_000, n)) * 1000
+    events["p"] = rng.integers(0, 2, n)
+    return events
+
+
+def _rectifier() -> Rectifier:
+    """A DAVIS346-like camera with mild distortion and a small rectifying rotation."""
+    K = np.array([[226.4, 0.0, 173.6], [0.0, 226.2, 133.7], [0.0, 0.0, 1.0]])
+    D = np.array([-0.048, 0.012, -0.011, 0.003])
+    theta = 0.01
+    R = np.array(
+        [[np.cos(theta), 0.0, np.sin(theta)], [0.0, 1.0, 0.0], [-np.sin(theta), 0.0, np.cos(theta)]]
+    )
+    P = np.array([[199.6, 0.0, 177.4, 0.0], [0.0, 199.6, 126.8, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    return Rectifier.from_camera_info(H, W, K, D, R, P, "equidistant")
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up: first-touch page faults, caches
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _rclpy_us_per_event(buffers: dict[int, bytes]) -> tuple[float | None, str]:
+    try:
+        from stereospike_ros.ros.cdr_reference import time_rclpy_deserialize
+    except ImportError as err:
+        return None, f"rclpy reference unavailable ({err})"
+    sizes = [n for n in sorted(buffers) if n <= RCLPY_MAX_EVENTS]
+    if not sizes:
+        return None, f"rclpy reference unavailable (no size <= {RCLPY_MAX_EVENTS})"
+    n = sizes[-1]
+    try:
+        seconds, count = time_rclpy_deserialize(buffers[n], repeat=2)
+    except ImportError as err:
+        return None, f"rclpy reference unavailable ({err})"
+    if count != n:
+        return None, f"rclpy decoded {count} events from a {n}-event message"
+    per_event = seconds / n * 1e6
+    note = f"rclpy deserialize_message: {per_event:.2f} us/event, measured at {n} events"
+    return per_event, note + f"; extrapolated linearly to the sizes above {n}"
+
+
+def run(args: argparse.Namespace) -> int:
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    rect = _rectifier()
+    print(f"events benchmark: {H}x{W}, one core (numpy), best of {args.repeat} runs")
+    print("path: decode = bytes -> EVENT_DTYPE; full = decode + rectify (LUT) + (2,H,W) histogram")
+    arrays: dict[int, bytes] = {}
+    rows = []
+    for n in sizes:
+        events = _events(n)
+        arr = encode_event_array(events, H, W, 0, "davis_left")
+        pkt = encode_event_packet(events, H, W, 0, "davis_left", "evt3")
+        arrays[n] = arr
+        for name, buf, decode in (
+            ("EventArray", arr, decode_event_array),
+            ("EVT3", pkt, lambda b: EventPacketDecoder().decode(b)),
+        ):
+            check = decode(buf).events
+            if not np.array_equal(check, events):
+                print(f"ERROR: {name} round trip of {n} events differs")
+                return 1
+
+            def full(buf: bytes = buf, decode: Callable = decode) -> tuple[np.ndarray, int]:
+                return event_histogram(rect(decode(buf).events, inplace=True), H, W)
+
+            t_dec = _best(lambda buf=buf, decode=decode: decode(buf), args.repeat)
+            t_full = _best(full, args.repeat)
+            peak = _peak_bytes(full)
+            rows.append((name, n, len(buf), t_dec, t_full, peak))
+
+    ref, note = (None, "rclpy reference skipped") if args.no_rclpy else _rclpy_us_per_event(arrays)
+    header = (
+        f"{'message':<10} {'events':>9} {'MB in':>7} {'decode Mev/s':>13} {'full Mev/s':>11} "
+        f"{'full ms':>8} {'peak MB':>8} {'peak/in':>8} {'x rclpy (decode/full)':>22}"
+    )
+    print(header)
+    for name, n, size, t_dec, t_full, peak in rows:
+        ratio = "n/a"
+        if ref is not None:
+            ours_dec, ours_full = t_dec / n * 1e6, t_full / n * 1e6
+            ratio = f"{ref / ours_dec:7.0f} / {ref / ours_full:5.0f}"
+        print(
+            f"{name:<10} {n:>9} {size / 1e6:>7.2f} {n / t_dec / 1e6:>13.1f} "
+            f"{n / t_full / 1e6:>11.1f} {t_full * 1e3:>8.2f} {peak / 1e6:>8.1f} "
+            f"{peak / size:>8.2f} {ratio:>22}"
+        )
+    print(note)
+    if ref is not None:
+        print("x rclpy for EVT3 compares with rclpy decoding the same events as a dvs EventArray")
+    return 0

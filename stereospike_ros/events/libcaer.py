@@ -1,0 +1,83 @@
+"""``libcaer`` payloads of ``event_camera_msgs/EventPacket`` (uncompressed), vectorized.
+
+Layout as event_camera_codecs' libcaer decoder reads it (libcaer's polarity event): 8 bytes
+per event, a little-endian uint32 ``data`` (bit 0 valid mark, bit 1 polarity, bits 2..16 y,
+bits 17..31 x) then an int32 ``timestamp`` in microseconds. The event time in ns is
+``time_base + timestamp * 1000``; each time the 31-bit timestamp goes backwards inside a packet
+it has rolled over and ``2**31`` us are added (the driver folds earlier rollovers into
+``time_base``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stereospike_ros.events.errors import DecodeError, EncodeError
+from stereospike_ros.events.types import EVENT_DTYPE, empty_events
+
+_ROLLOVER_US = 1 << 31
+
+
+def _record(big_endian: bool) -> np.dtype:
+    order = ">" if big_endian else "<"
+    return np.dtype([("data", order + "u4"), ("ts", order + "i4")])
+
+
+def decode_libcaer(
+    payload: bytes | bytearray | memoryview | np.ndarray,
+    time_base_ns: int = 0,
+    *,
+    big_endian: bool = False,
+) -> np.ndarray:
+    """Events (``EVENT_DTYPE``) of one libcaer payload; raises DecodeError on a partial event."""
+    raw = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, dtype=np.uint8)
+    raw = raw.view(np.uint8).reshape(-1)
+    if len(raw) % 8:
+        raise DecodeError(
+            f"libcaer payload has {len(raw)} bytes, not a multiple of the 8-byte event size"
+        )
+    rec = raw.view(_record(big_endian))
+    if len(rec) == 0:
+        return empty_events()
+    data = rec["data"]
+    ts = rec["ts"].astype(np.int64)
+    if ts.min() < 0:
+        bad = int(np.argmin(ts))
+        raise DecodeError(f"libcaer payload: event {bad} has a negative timestamp {int(ts[bad])}")
+    wraps = np.zeros(len(ts), dtype=np.int64)
+    np.cumsum(ts[1:] < ts[:-1], out=wraps[1:])
+    out = np.empty(len(rec), dtype=EVENT_DTYPE)
+    out["x"] = (data >> 17) & 0x7FFF
+    out["y"] = (data >> 2) & 0x7FFF
+    out["p"] = (data >> 1) & 1
+    out["t"] = (ts + wraps * _ROLLOVER_US) * 1000 + int(time_base_ns)
+    return out
+
+
+def encode_libcaer(events: np.ndarray, time_base_ns: int = 0, *, big_endian: bool = False) -> bytes:
+    """libcaer bytes of time-sorted ``events``; timestamps are ``(t - time_base_ns) // 1000``.
+
+    Rollovers of the 31-bit microsecond counter are written as such; a gap of 2**31 us or more
+    between consecutive events cannot be told from a rollover and raises EncodeError.
+    """
+    events = np.asarray(events)
+    if len(events) == 0:
+        return b""
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    if x.max() > 0x7FFF or y.max() > 0x7FFF:
+        raise EncodeError(f"libcaer addresses are 15 bits: got x max {x.max()}, y max {y.max()}")
+    us = (events["t"].astype(np.int64) - int(time_base_ns)) // 1000
+    if us.min() < 0:
+        raise EncodeError(f"event times precede time_base {int(time_base_ns)} ns")
+    gaps = np.diff(us)
+    if len(gaps) and (gaps.min() < 0 or gaps.max() >= _ROLLOVER_US):
+        bad = int(np.flatnonzero((gaps < 0) | (gaps >= _ROLLOVER_US))[0])
+        raise EncodeError(
+            f"libcaer needs time-sorted events less than 2**31 us apart: events {bad} and "
+            f"{bad + 1} are {int(gaps[bad])} us apart"
+        )
+    rec = np.empty(len(events), dtype=_record(big_endian))
+    rec["data"] = (x << 17) | (y << 2) | ((events["p"] != 0).astype(np.int64) << 1) | 1
+    rec["ts"] = us % _ROLLOVER_US
+    return rec.tobytes()

@@ -1,0 +1,236 @@
+"""Rectify events with a per-pixel lookup table: raw pixel -> nearest rectified pixel.
+
+Stereo depth needs epipolar-aligned events, and events only ever sit on integer raw pixels, so
+the whole undistortion + rectification is computed once per camera (OpenCV, or MVSEC's map
+files) and applied to every event as one table gather. Events whose rectified pixel falls
+outside the rectified image, or whose raw pixel lies outside the sensor, are dropped and
+counted: never clamped onto the border.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereospike_ros.events.errors import CalibrationError
+from stereospike_ros.events.types import EVENT_DTYPE
+
+_INVALID = np.uint32(0xFFFFFFFF)
+#: distortion model (sensor_msgs/CameraInfo name) -> accepted numbers of coefficients
+_MODELS = {"plumb_bob": (4, 5, 8, 12, 14), "rational_polynomial": (8, 12, 14), "equidistant": (4,)}
+
+
+class Rectifier:
+    """Maps raw (x, y) to rectified (x, y) for one camera; call it on an event array.
+
+    ``dropped`` counts every event dropped since construction, ``last_dropped`` those of the
+    latest call. ``height``/``width`` are the raw sensor size; ``out_height``/``out_width``
+    the rectified image size (the same unless given).
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        lut: np.ndarray,
+        out_height: int | None = None,
+        out_width: int | None = None,
+    ) -> None:
+        lut = np.asarray(lut)
+        if lut.shape != (height * width,) or lut.dtype != np.uint32:
+            raise CalibrationError(
+                f"lookup table must be uint32 of shape ({height * width},), got {lut.dtype} "
+                f"{lut.shape}"
+            )
+        self.height, self.width = int(height), int(width)
+        self.out_height = self.height if out_height is None else int(out_height)
+        self.out_width = self.width if out_width is None else int(out_width)
+        # an extra invalid row and column: raw pixels off the sensor are clipped onto them
+        table = np.full((self.height + 1, self.width + 1), _INVALID, dtype=np.uint32)
+        table[: self.height, : self.width] = lut.reshape(self.height, self.width)
+        self._lut = table.ravel()
+        self.dropped = 0
+        self.last_dropped = 0
+
+    # ---- constructors
+    @classmethod
+    def identity(cls, height: int, width: int) -> Rectifier:
+        """Already-rectified events (simulator, pre-rectified recordings)."""
+        y, x = np.mgrid[0:height, 0:width].astype(np.uint32)
+        return cls(height, width, ((y << 16) | x).ravel())
+
+    @classmethod
+    def from_maps(
+        cls,
+        x_map: np.ndarray,
+        y_map: np.ndarray,
+        out_height: int | None = None,
+        out_width: int | None = None,
+        source: str = "maps",
+    ) -> Rectifier:
+        """``x_map[y, x]``, ``y_map[y, x]``: rectified float coordinates of raw pixel (x, y)."""
+        x_map = np.asarray(x_map, dtype=np.float64)
+        y_map = np.asarray(y_map, dtype=np.float64)
+        if x_map.ndim != 2 or x_map.shape != y_map.shape or x_map.size == 0:
+            raise CalibrationError(
+                f"{source}: x and y maps must be 2-D and of one shape, got {x_map.shape} and "
+                f"{y_map.shape}"
+            )
+        height, width = x_map.shape
+        out_h = height if out_height is None else out_height
+        out_w = width if out_width is None else out_width
+        return cls(height, width, _pack(x_map, y_map, out_h, out_w), out_h, out_w)
+
+    @classmethod
+    def from_mvsec_maps(cls, x_map_path: str | Path, y_map_path: str | Path) -> Rectifier:
+        """MVSEC ``*_x_map.txt`` / ``*_y_map.txt`` (260 x 346 text floats indexed [y, x])."""
+        maps = [_load_map(Path(p)) for p in (x_map_path, y_map_path)]
+        return cls.from_maps(*maps, source=f"{x_map_path}, {y_map_path}")
+
+    @classmethod
+    def from_camera_info(
+        cls,
+        height: int,
+        width: int,
+        K: Any,  # noqa: N803 (CameraInfo field names)
+        D: Any,  # noqa: N803 (CameraInfo field names)
+        R: Any,  # noqa: N803 (CameraInfo field names)
+        P: Any,  # noqa: N803 (CameraInfo field names)
+        distortion_model: str = "plumb_bob",
+    ) -> Rectifier:
+        """From ``sensor_msgs/CameraInfo`` fields; ``plumb_bob`` or ``equidistant`` (fisheye).
+
+        Rectified pixel = P * R * undistort(K, D, raw pixel), as OpenCV's undistortPoints
+        computes it (iterated to 1e-9); the rectified image has the same size as the raw one.
+        """
+        import cv2  # imported here: only calibration needs OpenCV
+
+        K = _matrix(K, (3, 3), "K")
+        R = _matrix(R, (3, 3), "R")
+        P = _matrix(P, (3, 4), "P")
+        D = np.asarray(D, dtype=np.float64).ravel()
+        if distortion_model not in _MODELS:
+            raise CalibrationError(
+                f"distortion_model {distortion_model!r} is not supported; supported: "
+                f"{', '.join(_MODELS)}"
+            )
+        if len(D) == 0:
+            D = np.zeros(_MODELS[distortion_model][0])
+        if len(D) not in _MODELS[distortion_model]:
+            raise CalibrationError(
+                f"{distortion_model} takes {_MODELS[distortion_model]} coefficients, D has {len(D)}"
+            )
+        if height <= 0 or width <= 0 or height > 0xFFFF or width > 0xFFFF:
+            raise CalibrationError(f"bad image size {height} x {width}")
+        y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+        pts = np.stack([x.ravel(), y.ravel()], axis=-1)[:, None, :]
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-9)
+        if distortion_model == "equidistant":
+            rect = cv2.fisheye.undistortPoints(pts, K, D, R=R, P=P, criteria=criteria)
+        else:
+            rect = cv2.undistortPoints(pts, K, D, R=R, P=P, criteria=criteria)
+        rect = rect.reshape(height, width, 2)
+        return cls(height, width, _pack(rect[..., 0], rect[..., 1], height, width))
+
+    @classmethod
+    def from_calibration(cls, calibration: Any) -> Rectifier:
+        """From any object with CameraInfo-like ``height width K D R P distortion_model``."""
+        try:
+            return cls.from_camera_info(
+                calibration.height,
+                calibration.width,
+                calibration.K,
+                calibration.D,
+                calibration.R,
+                calibration.P,
+                getattr(calibration, "distortion_model", "plumb_bob"),
+            )
+        except AttributeError as err:
+            raise CalibrationError(f"{type(calibration).__name__} lacks a field: {err}") from err
+
+    # ---- use
+    def rectified_pixel(self, x: int, y: int) -> tuple[int, int] | None:
+        """Rectified (x, y) of raw pixel (x, y), or None when it leaves the image."""
+        if not (0 <= x < self.width and 0 <= y < self.height):
+            return None
+        v = int(self._lut[y * (self.width + 1) + x])
+        return None if v == _INVALID else (v & 0xFFFF, v >> 16)
+
+    def __call__(self, events: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Rectified ``events`` (EVENT_DTYPE) without the ones that leave the image.
+
+        Returns a new array unless ``inplace``, which rewrites (and compacts) ``events`` itself
+        and returns a view of its kept head: use it on freshly decoded batches.
+        """
+        if events.dtype != EVENT_DTYPE:
+            raise TypeError(f"events must have EVENT_DTYPE, got {events.dtype}")
+        n = len(events)
+        out = events if inplace else np.empty_like(events)
+        records, out_records = events.view(_RECORD), out.view(_RECORD)
+        pos = 0
+        for start in range(0, n, _CHUNK):  # chunks keep every temporary in cache
+            chunk = events[start : start + _CHUNK]
+            # raw pixels off the sensor are clipped onto the table's invalid last row/column
+            idx = np.minimum(chunk["y"], self.height).astype(np.int32)
+            idx *= self.width + 1
+            idx += np.minimum(chunk["x"], self.width)
+            packed = self._lut[idx]
+            # rectify the chunk where it will end up, then squeeze out the dropped events
+            region = out[start : start + _CHUNK]
+            if not inplace:
+                out_records[start : start + _CHUNK] = records[start : start + _CHUNK]
+            region["x"] = packed & 0xFFFF
+            region["y"] = packed >> 16
+            keep = packed != _INVALID
+            k = int(np.count_nonzero(keep))
+            if k < len(chunk):
+                out_records[pos : pos + k] = out_records[start : start + _CHUNK][keep]
+            elif pos != start:
+                out_records[pos : pos + k] = out_records[start : start + _CHUNK]
+            pos += k
+        self.last_dropped = n - pos
+        self.dropped += self.last_dropped
+        return out[:pos]
+
+
+_CHUNK = 65536
+_RECORD = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def _pack(x_map: np.ndarray, y_map: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Round to the nearest pixel; pack (y << 16 | x), INVALID where it leaves the image."""
+    with np.errstate(invalid="ignore"):
+        rx = np.floor(x_map + 0.5)
+        ry = np.floor(y_map + 0.5)
+        valid = (rx >= 0) & (rx < out_w) & (ry >= 0) & (ry < out_h)  # NaN compares False
+    packed = np.full(x_map.shape, _INVALID, dtype=np.uint32)
+    packed[valid] = (ry[valid].astype(np.uint32) << 16) | rx[valid].astype(np.uint32)
+    return packed.ravel()
+
+
+def _matrix(value: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != shape[0] * shape[1]:
+        raise CalibrationError(f"{name} must have {shape[0]}x{shape[1]} values, got {arr.shape}")
+    arr = arr.reshape(shape)
+    if not np.isfinite(arr).all():
+        raise CalibrationError(f"{name} has non-finite values: {arr.tolist()}")
+    return arr
+
+
+def _load_map(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise CalibrationError(f"cannot read rectification map {path}: {err}") from err
+    try:
+        rows = [np.array(r.replace(",", " ").split(), dtype=np.float64) for r in text.splitlines()]
+    except ValueError as err:
+        raise CalibrationError(f"{path}: not a table of numbers: {err}") from err
+    rows = [r for r in rows if len(r)]
+    if not rows or len({len(r) for r in rows}) != 1:
+        lengths = sorted({len(r) for r in rows})
+        raise CalibrationError(f"{path}: rows have different lengths {lengths}")
+    return np.stack(rows)

@@ -1,0 +1,316 @@
+"""Pair left/right event streams into fixed windows of spike counts, with bounded memory.
+
+StereoSpike sees both cameras over the same 50 ms; the two cameras' messages arrive in any
+interleaving and batch size, so each side is buffered until both have delivered events past a
+window's end, and only then is the window counted. Scheduling rules (what the node relies on):
+
+- Window ends come from a fixed grid (multiples of ``period_ns``; the first end is the first
+  grid point at least ``window_ns`` after BOTH cameras' first events) or, in ``"trigger"``
+  mode, from stamps given to ``add_triggers`` (e.g. ground-truth depth stamps, as in the
+  MVSEC protocol). The window for end ``e`` is ``[e - window_ns, e)``.
+- A window is emitted once both cameras have delivered an event with ``t >= e``. While one
+  camera is silent nothing is emitted; ``silent_sides()`` says which camera has delivered
+  nothing for ``silence_timeout_ns`` (on the caller's clock). Meanwhile the other camera is
+  buffered up to ``max_buffered_events``, dropping its oldest events (``dropped_memory``).
+  When the silent camera comes back, pending windows whose data was dropped, and windows in
+  which neither camera has any event, are skipped (``windows_skipped``), not emitted half-empty.
+- Events outside the sensor are dropped on arrival (``dropped_out_of_bounds``).
+- An event more than ``backwards_tolerance_ns`` before its camera's newest event (a bag that
+  loops) restarts that camera and the schedule, with a logged warning; the other camera, if it
+  is still more than a window ahead, is forgotten and its old-timeline events are ignored
+  (``dropped_stale``) until it jumps back too, so one loop is one reset and no window mixes
+  the two timelines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stereospike_ros.events.errors import EventsError
+from stereospike_ros.events.histogram import accumulate_into
+from stereospike_ros.events.types import EVENT_DTYPE
+
+log = logging.getLogger(__name__)
+SIDES = ("left", "right")
+
+
+@dataclass
+class StereoWindow:
+    """Spike counts of both cameras over ``[t_end_ns - window_ns, t_end_ns)``; (2, H, W) uint16."""
+
+    t_end_ns: int
+    window_ns: int
+    left: np.ndarray
+    right: np.ndarray
+
+    @property
+    def t_start_ns(self) -> int:
+        return self.t_end_ns - self.window_ns
+
+
+@dataclass
+class WindowerCounters:
+    """What happened to the events and windows so far (per camera where it differs)."""
+
+    events_in: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    dropped_out_of_bounds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    dropped_memory: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    dropped_stale: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    windows_emitted: int = 0
+    windows_skipped: int = 0
+    resets: int = 0
+
+
+class _Side:
+    """One camera's buffered events: time-ordered chunks, their count, and what was lost."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[np.ndarray, int, int]] = []  # (events, t min, t max)
+        self.count = 0
+        self.first_t: int | None = None
+        self.frontier: int | None = None  # newest event time received
+        self.lost_until: int | None = None  # newest time among events dropped for memory
+        self.last_arrival: int | None = None  # caller's clock
+        self.stale_until: int | None = None  # old-timeline frontier, until this camera loops
+        self.stale_since = 0
+
+
+class StereoWindower:
+    """Feed rectified events per camera with ``push``; collect finished ``StereoWindow``s."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        window_ns: int = 50_000_000,
+        period_ns: int | None = None,
+        max_buffered_events: int = 5_000_000,
+        silence_timeout_ns: int = 1_000_000_000,
+        schedule: str = "rate",
+        backwards_tolerance_ns: int = 1_000_000,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        if height <= 0 or width <= 0 or window_ns <= 0:
+            raise EventsError(f"bad geometry/window: {height} x {width}, window {window_ns} ns")
+        if schedule not in ("rate", "trigger"):
+            raise EventsError(f"schedule must be 'rate' or 'trigger', got {schedule!r}")
+        self.height, self.width = int(height), int(width)
+        self.window_ns = int(window_ns)
+        self.period_ns = self.window_ns if period_ns is None else int(period_ns)
+        if self.period_ns <= 0:
+            raise EventsError(f"period_ns must be positive, got {period_ns}")
+        if max_buffered_events <= 0:
+            raise EventsError(f"max_buffered_events must be positive, got {max_buffered_events}")
+        self.max_buffered_events = int(max_buffered_events)
+        self.silence_timeout_ns = int(silence_timeout_ns)
+        self.schedule = schedule
+        self.backwards_tolerance_ns = int(backwards_tolerance_ns)
+        self.clock = clock
+        self.counters = WindowerCounters()
+        self._triggers: list[int] = []
+        self._reset_state()
+
+    # ---- public API
+    def add_triggers(self, stamps_ns: Iterable[int]) -> None:
+        """Window ends for ``schedule="trigger"`` (any order; duplicates are kept once)."""
+        for stamp in stamps_ns:
+            i = bisect.bisect_left(self._triggers, int(stamp))
+            if i == len(self._triggers) or self._triggers[i] != int(stamp):
+                self._triggers.insert(i, int(stamp))
+
+    def push(self, side: str, events: np.ndarray) -> list[StereoWindow]:
+        """Add one camera's rectified events; return the windows this completes, oldest first."""
+        if side not in SIDES:
+            raise EventsError(f"side must be 'left' or 'right', got {side!r}")
+        if events.dtype != EVENT_DTYPE:
+            raise EventsError(f"events must have EVENT_DTYPE, got {events.dtype}")
+        s = self._sides[side]
+        s.last_arrival = self.clock()
+        self.counters.events_in[side] += len(events)
+        windows: list[StereoWindow] = []
+        while len(events):
+            events = self._cut_at_backwards_jump(side, events, windows)
+        return windows
+
+    def silent_sides(self, now_ns: int | None = None) -> list[str]:
+        """Cameras that delivered nothing for ``silence_timeout_ns`` (caller's clock)."""
+        now = self.clock() if now_ns is None else now_ns
+        silent = []
+        for name, s in self._sides.items():
+            ref = s.last_arrival if s.last_arrival is not None else self._created
+            if now - ref > self.silence_timeout_ns:
+                silent.append(name)
+        return silent
+
+    def buffered_events(self) -> dict[str, int]:
+        return {name: s.count for name, s in self._sides.items()}
+
+    def reset(self) -> None:
+        """Forget buffered events and the schedule (trigger stamps are kept)."""
+        self._reset_state()
+
+    # ---- internals
+    def _reset_state(self) -> None:
+        self._sides = {name: _Side() for name in SIDES}
+        self._next_end: int | None = None
+        self._created = self.clock()
+
+    def _cut_at_backwards_jump(
+        self, side: str, events: np.ndarray, windows: list[StereoWindow]
+    ) -> np.ndarray:
+        """Ingest up to the first backwards jump inside ``events``; return what is left."""
+        s = self._sides[side]
+        t = events["t"]
+        tol = self.backwards_tolerance_ns
+        jumps = np.flatnonzero(np.diff(t) < -tol)
+        head, rest = (events, events[:0]) if not len(jumps) else np.split(events, [jumps[0] + 1])
+        t0 = int(t[0])
+        if s.stale_until is not None:
+            waited = self.clock() - s.stale_since
+            if t0 >= s.stale_until - tol and waited <= self.silence_timeout_ns:
+                self.counters.dropped_stale[side] += len(head)  # still before its own loop
+                return rest
+            if t0 >= s.stale_until - tol:
+                log.warning("%s camera never jumped back after the other one did", side)
+            s.stale_until = None
+        elif s.frontier is not None and t0 < s.frontier - tol:
+            log.warning(
+                "%s camera time jumped back from %d ns to %d ns: resetting the stereo windower",
+                side,
+                s.frontier,
+                t0,
+            )
+            self.counters.resets += 1
+            self._restart(side, t0)
+        self._ingest(side, head)
+        windows.extend(self._emit())
+        return rest
+
+    def _restart(self, side: str, new_t: int) -> None:
+        """Forget ``side`` and the schedule after its jump back to ``new_t``.
+
+        The other camera, if it is more than a window ahead of ``new_t``, is still on the old
+        timeline (a looping bag replays both): forget it too and ignore it until it jumps back
+        (or for ``silence_timeout_ns``), so the second camera's loop costs no second reset.
+        """
+        fresh = _Side()
+        fresh.last_arrival = self._sides[side].last_arrival
+        self._sides[side] = fresh
+        other_name = SIDES[1 - SIDES.index(side)]
+        other = self._sides[other_name]
+        if other.frontier is not None and other.frontier > new_t + self.window_ns:
+            stale = _Side()
+            stale.last_arrival = other.last_arrival
+            stale.stale_until = other.frontier
+            stale.stale_since = self.clock()
+            self._sides[other_name] = stale
+        self._next_end = None
+
+    def _ingest(self, side: str, events: np.ndarray) -> None:
+        s = self._sides[side]
+        inside = (events["x"] < self.width) & (events["y"] < self.height)
+        n_in = int(np.count_nonzero(inside))
+        if n_in < len(events):
+            self.counters.dropped_out_of_bounds[side] += len(events) - n_in
+            events = events[inside]
+        if not len(events):
+            return
+        t = events["t"]
+        t_min, t_max = int(t.min()), int(t.max())
+        s.frontier = t_max if s.frontier is None else max(s.frontier, t_max)
+        if s.first_t is None:
+            s.first_t = t_min
+        s.chunks.append((events, t_min, t_max))
+        s.count += len(events)
+        self._bound_memory(side)
+
+    def _bound_memory(self, side: str) -> None:
+        s = self._sides[side]
+        excess = s.count - self.max_buffered_events
+        while excess > 0:
+            chunk, _, t_max = s.chunks[0]
+            k = min(excess, len(chunk))
+            lost = t_max if k == len(chunk) else int(chunk["t"][:k].max())
+            s.lost_until = lost if s.lost_until is None else max(s.lost_until, lost)
+            if k == len(chunk):
+                s.chunks.pop(0)
+            else:
+                rest = chunk[k:]
+                s.chunks[0] = (rest, int(rest["t"].min()), t_max)
+            s.count -= k
+            excess -= k
+            self.counters.dropped_memory[side] += k
+
+    def _pending_end(self) -> int | None:
+        left, right = self._sides["left"], self._sides["right"]
+        if self.schedule == "trigger":
+            return self._triggers[0] if self._triggers else None
+        if self._next_end is None:
+            if left.first_t is None or right.first_t is None:
+                return None
+            start = max(left.first_t, right.first_t) + self.window_ns
+            self._next_end = -(-start // self.period_ns) * self.period_ns
+        return self._next_end
+
+    def _advance(self) -> None:
+        if self.schedule == "trigger":
+            self._triggers.pop(0)
+        else:
+            assert self._next_end is not None
+            self._next_end += self.period_ns
+
+    def _emit(self) -> list[StereoWindow]:
+        left, right = self._sides["left"], self._sides["right"]
+        out: list[StereoWindow] = []
+        while left.frontier is not None and right.frontier is not None:
+            end = self._pending_end()
+            if end is None:
+                break
+            if self.schedule == "rate":
+                end = self._skip_empty_grid(end)
+            if min(left.frontier, right.frontier) < end:
+                break
+            start = end - self.window_ns
+            lost = any(s.lost_until is not None and s.lost_until >= start for s in (left, right))
+            hist_l = self._histogram(left, start, end)
+            hist_r = self._histogram(right, start, end)
+            self._advance()
+            if lost or (not hist_l.any() and not hist_r.any()):
+                self.counters.windows_skipped += 1
+            else:
+                self.counters.windows_emitted += 1
+                out.append(StereoWindow(end, self.window_ns, hist_l, hist_r))
+            self._evict()
+        return out
+
+    def _skip_empty_grid(self, end: int) -> int:
+        """Jump the rate grid over windows before any buffered event (after a pause)."""
+        oldest = [s.chunks[0][1] for s in self._sides.values() if s.chunks]
+        if not oldest or min(oldest) < end:
+            return end
+        first_end = (min(oldest) // self.period_ns + 1) * self.period_ns
+        self.counters.windows_skipped += (first_end - end) // self.period_ns
+        self._next_end = first_end
+        return first_end
+
+    def _histogram(self, s: _Side, start: int, end: int) -> np.ndarray:
+        hist = np.zeros((2, self.height, self.width), dtype=np.uint16)
+        for chunk, t_min, t_max in s.chunks:
+            if t_min < end and t_max >= start:
+                accumulate_into(hist, chunk, start, end)
+        return hist
+
+    def _evict(self) -> None:
+        """Drop chunks that no pending or future window can use."""
+        end = self._pending_end()
+        frontier = min(s.frontier for s in self._sides.values() if s.frontier is not None)
+        keep_from = (frontier if end is None else min(end, frontier)) - self.window_ns
+        for s in self._sides.values():
+            while s.chunks and s.chunks[0][2] < keep_from:
+                s.count -= len(s.chunks.pop(0)[0])
