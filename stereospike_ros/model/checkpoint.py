@@ -1,0 +1,286 @@
+"""Self-describing checkpoints: safetensors weights plus JSON metadata in the file's header.
+
+A checkpoint is one ``.safetensors`` file. Its header's ``__metadata__`` holds
+``{"format": "stereospike_ros.checkpoint", "stereospike_ros": "<json>"}``; the JSON carries
+the model name and :class:`ModelConfig`, the input size and window length it was trained for,
+the training data and split, metrics at save time, the package and format versions, and a
+SHA-256 of the tensors (names, dtypes, shapes, bytes) so that corruption anywhere is caught.
+Loading never unpickles and rebuilds the network from the metadata alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor, nn
+
+import stereospike_ros
+from stereospike_ros.model.errors import CheckpointError, ConfigError
+from stereospike_ros.model.network import ModelConfig, StereoSpike
+
+FORMAT = "stereospike_ros.checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "stereospike_ros"
+#: Metadata keys that save_checkpoint writes itself.
+RESERVED_KEYS = ("format_version", "package_version", "model", "config", "tensors_sha256")
+
+
+def _unwrap(model: nn.Module) -> StereoSpike:
+    """The StereoSpike inside DDP (``.module``) or ``torch.compile`` (``._orig_mod``)."""
+    for _ in range(3):
+        if isinstance(model, StereoSpike):
+            return model
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if model is None:
+            break
+    raise CheckpointError("save_checkpoint needs a StereoSpike model (one built by build_model)")
+
+
+def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 over sorted names, dtypes, shapes and raw bytes; independent of file layout."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _json_ready(value: Any, what: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint metadata {what} is not JSON-ready: {err}") from err
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    input_size: tuple[int, int] | None = None,
+    window_ms: float | None = None,
+    data: Any = None,
+    split: Any = None,
+    metrics: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write ``model`` and its metadata to ``path`` atomically; returns the path.
+
+    The file is written to a temporary file in the same folder, fsynced, then renamed over
+    ``path``, so a crash or error leaves either the old file or the new one, never a mix.
+    ``extra`` keys (epoch, optimizer settings, ...) must be JSON-serialisable.
+    """
+    path = Path(path)
+    net = _unwrap(model)
+    clash = sorted(set(extra) & set(RESERVED_KEYS))
+    if clash:
+        raise CheckpointError(f"metadata keys {clash} are written by save_checkpoint itself")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "package_version": stereospike_ros.__version__,
+        "model": net.config.name,
+        "config": net.config.to_dict(),
+        "input_size": None if input_size is None else [int(v) for v in input_size],
+        "window_ms": None if window_ms is None else float(window_ms),
+        "data": data,
+        "split": split,
+        "metrics": dict(metrics) if metrics is not None else None,
+        "saved_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **extra,
+        "tensors_sha256": tensors_digest(tensors),
+    }
+    header = {"format": FORMAT, _META_KEY: json.dumps(_json_ready(metadata, "block"))}
+    blob = save_safetensors(tensors, metadata=header)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
+    """The safetensors JSON header, checked against the file size."""
+    if len(raw) < 8:
+        raise CheckpointError(f"checkpoint {path} is truncated: {len(raw)} bytes, no header")
+    size = int.from_bytes(raw[:8], "little")
+    if 8 + size > len(raw):
+        raise CheckpointError(
+            f"checkpoint {path} is truncated: header of {size} bytes, file of {len(raw)}"
+        )
+    try:
+        header = json.loads(raw[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt: unreadable header ({err})") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: header is not a JSON object")
+    data_len = len(raw) - 8 - size
+    ends = [
+        v["data_offsets"][1]
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v
+    ]
+    needed = max(ends, default=0)
+    if needed > data_len:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated: tensors need {needed} bytes, file holds {data_len}"
+        )
+    return header
+
+
+def _metadata_of(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
+    block = header.get("__metadata__") or {}
+    if block.get("format") != FORMAT or _META_KEY not in block:
+        raise CheckpointError(
+            f"{path} is not a stereospike_ros checkpoint (no '{FORMAT}' metadata in its header)"
+        )
+    try:
+        metadata = json.loads(block[_META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt: bad metadata JSON ({err})") from err
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version!r}; this stereospike_ros "
+            f"{stereospike_ros.__version__} reads up to {FORMAT_VERSION}"
+        )
+    return metadata
+
+
+def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata block of a checkpoint, reading only its header."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else 0
+            raw = head + f.read(size)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if len(raw) < 8 or len(raw) < 8 + size:
+        raise CheckpointError(f"checkpoint {path} is truncated inside its header")
+    try:
+        header = json.loads(raw[8:])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt: unreadable header ({err})") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: header is not a JSON object")
+    return _metadata_of(path, header)
+
+
+def _config_differences(found: ModelConfig, wanted: ModelConfig | Mapping[str, Any]) -> list[str]:
+    wanted_dict = wanted.to_dict() if isinstance(wanted, ModelConfig) else dict(wanted)
+    if isinstance(wanted_dict.get("heads"), tuple | set | frozenset):
+        wanted_dict["heads"] = sorted(wanted_dict["heads"])
+    have = found.to_dict()
+    unknown = sorted(set(wanted_dict) - set(have))
+    if unknown:
+        raise ConfigError(f"expect names unknown config keys {unknown}; known: {sorted(have)}")
+    return [
+        f"config.{k} is {have[k]!r}, expected {v!r}" for k, v in wanted_dict.items() if have[k] != v
+    ]
+
+
+def _expectation_differences(
+    metadata: Mapping[str, Any], config: ModelConfig, expect: ModelConfig | Mapping[str, Any]
+) -> list[str]:
+    if isinstance(expect, ModelConfig):
+        return _config_differences(config, expect)
+    diffs: list[str] = []
+    for key, wanted in expect.items():
+        if key == "config":
+            diffs += _config_differences(config, wanted)
+            continue
+        have, wanted = metadata.get(key), _json_ready(wanted, repr(key))
+        if have != wanted:
+            diffs.append(f"{key} is {have!r}, expected {wanted!r}")
+    return diffs
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    expect: ModelConfig | Mapping[str, Any] | None = None,
+) -> tuple[StereoSpike, dict[str, Any]]:
+    """Rebuild the network saved in ``path``; returns ``(model in eval mode, metadata)``.
+
+    ``expect`` is a :class:`ModelConfig`, or a mapping of metadata keys to required values
+    (``{"model": "stereospike", "input_size": [260, 346], "config": {"width": 0.5}}``). Any
+    corrupt, truncated or mismatching file raises :class:`CheckpointError` naming the file
+    and what differs.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    header = _read_header(path, raw)
+    metadata = _metadata_of(path, header)
+    try:
+        config = ModelConfig.from_dict(metadata.get("config") or {})
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {path} holds an invalid model config: {err}") from err
+    if expect is not None:
+        diffs = _expectation_differences(metadata, config, expect)
+        if diffs:
+            raise CheckpointError(f"checkpoint {path} does not match: " + "; ".join(diffs))
+    try:
+        tensors = load_safetensors(raw)
+    except Exception as err:  # safetensors raises its own SafetensorError and others
+        raise CheckpointError(f"checkpoint {path} is corrupt: {err}") from err
+    if tensors_digest(tensors) != metadata.get("tensors_sha256"):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its tensors do not match the SHA-256 it recorded"
+        )
+
+    with torch.device("meta"):
+        model = StereoSpike(config)
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    problems = []
+    missing = sorted(set(wanted) - set(found))
+    unexpected = sorted(set(found) - set(wanted))
+    misshaped = [
+        f"{k} {found[k]} in file, {wanted[k]} in model"
+        for k in sorted(set(wanted) & set(found))
+        if wanted[k] != found[k]
+    ]
+    if missing:
+        problems.append(f"missing tensors {missing}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected}")
+    if misshaped:
+        problems.append("mis-shaped tensors " + "; ".join(misshaped))
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit its architecture {config.name} "
+            f"({config.to_dict()}): " + "; ".join(problems)
+        )
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.to(device).eval(), metadata

@@ -1,0 +1,13 @@
+"""Errors of the model subpackage."""
+
+
+class ModelError(ValueError):
+    """Base class: a model that cannot be built, or input it cannot take."""
+
+
+class ConfigError(ModelError):
+    """An unknown model name or option, or an option value out of range."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint file that is corrupt, truncated, or does not match the expected network."""
