@@ -1,0 +1,280 @@
+"""What every recording reader offers, and ``open_sequence`` that picks the reader for a path.
+
+Readers stream: MVSEC event arrays are GBs, so events come in bounded chunks and depth frames
+one at a time. All times are int64 nanoseconds of sensor time; all images are (H, W).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+from stereospike_ros.data.errors import FormatError, MissingInputError
+from stereospike_ros.data.recording import CameraCalibration
+
+log = logging.getLogger(__name__)
+
+Side = Literal["left", "right"]
+SIDES: tuple[Side, Side] = ("left", "right")
+DEFAULT_CHUNK = 1 << 20
+
+PathLike = str | os.PathLike
+#: None (identity, or what the file carries), a folder of MVSEC ``*_{side}_{x,y}_map.txt``
+#: files, or per side a CameraCalibration or an (x_map, y_map) pair of arrays or paths.
+CalibrationSource = (
+    None | PathLike | Mapping[str, CameraCalibration | tuple[PathLike | np.ndarray, ...]]
+)
+
+
+class DepthFrame(NamedTuple):
+    """One ground-truth frame: its index in the sequence, stamp and (H, W) float32 metres."""
+
+    index: int
+    t_ns: int
+    depth: np.ndarray
+
+
+@runtime_checkable
+class StereoSequence(Protocol):
+    """A stereo event recording with left depth ground truth, whatever its file format."""
+
+    name: str
+    height: int
+    width: int
+
+    def iter_events(
+        self,
+        side: Side,
+        chunk_size: int = DEFAULT_CHUNK,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """EVENT_DTYPE chunks (raw sensor coordinates) in file order, within [start, stop)."""
+        ...
+
+    def depth_stamps(self) -> np.ndarray:
+        """int64 ns stamps of every depth frame, in file order."""
+        ...
+
+    def depth_frames(self, indices: Iterable[int] | None = None) -> Iterator[DepthFrame]:
+        """The depth frames (all, or the given increasing indices), one at a time."""
+        ...
+
+    def calibration(self, side: Side) -> CameraCalibration | None:
+        """The camera's CameraInfo, when the recording carries or was given one."""
+        ...
+
+    def rectifier(self, side: Side) -> object:
+        """A ``stereospike_ros.events.Rectifier`` from raw to rectified pixels."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def check_side(side: str) -> Side:
+    if side not in SIDES:
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    return side  # type: ignore[return-value]
+
+
+def rechunk(batches: Iterable[np.ndarray], chunk_size: int) -> Iterator[np.ndarray]:
+    """Concatenate small event arrays (one per message) into chunks of about ``chunk_size``."""
+    pending: list[np.ndarray] = []
+    count = 0
+    for batch in batches:
+        if not len(batch):
+            continue
+        pending.append(batch)
+        count += len(batch)
+        if count >= chunk_size:
+            yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, count = [], 0
+    if pending:
+        yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+
+
+def clip_events(events: np.ndarray, start_ns: int | None, stop_ns: int | None) -> np.ndarray:
+    """The events with ``start_ns <= t < stop_ns`` (order kept; no copy when nothing is cut)."""
+    if start_ns is None and stop_ns is None:
+        return events
+    t = events["t"]
+    keep = np.ones(len(events), dtype=bool)
+    if start_ns is not None:
+        keep &= t >= start_ns
+    if stop_ns is not None:
+        keep &= t < stop_ns
+    return events if keep.all() else events[keep]
+
+
+def find_map_files(folder: Path, side: Side, prefix: str = "") -> tuple[Path, Path] | None:
+    """MVSEC ``{prefix}_{side}_x_map.txt`` / ``_y_map.txt`` in ``folder``, if exactly one pair."""
+    xs = sorted(folder.glob(f"{prefix}*_{side}_x_map.txt"))
+    if len(xs) != 1:
+        if len(xs) > 1:
+            log.warning("several %s x maps in %s: %s; pass one explicitly", side, folder, xs)
+        return None
+    y = xs[0].with_name(xs[0].name.replace("_x_map.txt", "_y_map.txt"))
+    if not y.is_file():
+        raise MissingInputError(f"{xs[0]} has no matching y map: {y} is missing")
+    return xs[0], y
+
+
+def build_rectifier(
+    source: CalibrationSource,
+    side: Side,
+    height: int,
+    width: int,
+    carried: CameraCalibration | None,
+    what: str,
+) -> object:
+    """The Rectifier for ``side``: explicit source, else the carried CameraInfo, else identity.
+
+    Identity is right for the simulator (its cameras are rectified) and wrong for real MVSEC
+    events, so that case logs a warning naming the recording.
+    """
+    from stereospike_ros.events.rectify import Rectifier
+
+    entry: object = None
+    if isinstance(source, Mapping):
+        entry = source.get(side)
+        if entry is None:
+            raise MissingInputError(f"calibration for {what} has no entry for side {side!r}")
+    elif source is not None:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise MissingInputError(f"calibration folder {folder} (for {what}) does not exist")
+        entry = find_map_files(folder, side)
+        if entry is None:
+            raise MissingInputError(
+                f"calibration folder {folder} (for {what}) holds no single "
+                f"*_{side}_x_map.txt / *_{side}_y_map.txt pair"
+            )
+    elif carried is not None:
+        entry = carried
+    if entry is None:
+        log.info("%s: no calibration given or carried; %s events are used unrectified", what, side)
+        return Rectifier.identity(height, width)
+    if isinstance(entry, CameraCalibration):
+        if (entry.height, entry.width) != (height, width):
+            raise FormatError(
+                f"{what}: {side} calibration is {entry.height}x{entry.width} but the recording "
+                f"is {height}x{width}"
+            )
+        return Rectifier.from_camera_info(
+            entry.height, entry.width, entry.K, entry.D, entry.R, entry.P, entry.distortion_model
+        )
+    x_map, y_map = entry  # type: ignore[misc]
+    if isinstance(x_map, np.ndarray) and isinstance(y_map, np.ndarray):
+        rectifier = Rectifier.from_maps(x_map, y_map)
+    else:
+        for path in (x_map, y_map):
+            if not Path(path).is_file():
+                raise MissingInputError(f"rectification map {path} (for {what}) does not exist")
+        rectifier = Rectifier.from_mvsec_maps(x_map, y_map)
+    return rectifier
+
+
+def open_sequence(
+    path_or_paths: PathLike | Iterable[PathLike],
+    calibration: CalibrationSource = None,
+) -> StereoSequence:
+    """Open a recording by what it is: an MVSEC HDF5 pair or prefix, ROS 1 bag(s), a ROS 2 bag.
+
+    Accepted: ``X_data.hdf5`` (``X_gt.hdf5`` beside it is found), an explicit (data, gt) pair,
+    the prefix ``.../X`` of either pair, ``X.bag`` or ``X_data.bag`` (``X_gt.bag`` beside it is
+    added) or several ``.bag`` files, a ROS 2 bag folder (``metadata.yaml``) or its
+    ``.db3``/``.mcap`` file. ``calibration``: see :data:`CalibrationSource`; by default HDF5
+    files use MVSEC maps found beside them (``indoor_flying_left_x_map.txt`` or in
+    ``indoor_flying_calib/``) or the camera_info our writer stores, bags their camera_info.
+    """
+    from stereospike_ros.data.bags import BagSequence
+    from stereospike_ros.data.mvsec_hdf5 import MvsecHdf5Sequence
+
+    if isinstance(path_or_paths, str | os.PathLike):
+        paths = [Path(path_or_paths)]
+    else:
+        paths = [Path(p) for p in path_or_paths]
+    if not paths:
+        raise MissingInputError("open_sequence: no path given")
+    missing = [p for p in paths if not p.exists()]
+    if len(paths) == 1 and missing:
+        paths = _expand_prefix(paths[0])
+    elif missing:
+        raise MissingInputError(f"recording files do not exist: {', '.join(map(str, missing))}")
+
+    suffixes = {p.suffix.lower() for p in paths}
+    if suffixes <= {".hdf5", ".h5"}:
+        data, gt = _hdf5_pair(paths)
+        return MvsecHdf5Sequence(data, gt, calibration=calibration)
+    if suffixes == {".bag"}:
+        if len(paths) == 1:
+            paths = _bag_siblings(paths[0])
+        return BagSequence(paths, calibration=calibration)
+    if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() in (".db3", ".mcap")):
+        return BagSequence(paths, calibration=calibration)
+    raise FormatError(
+        f"cannot tell what recording {', '.join(map(str, paths))} is: expected MVSEC .hdf5 "
+        "files, ROS 1 .bag files, or a ROS 2 bag folder / .db3 / .mcap"
+    )
+
+
+def _expand_prefix(prefix: Path) -> list[Path]:
+    candidates = [
+        [prefix.with_name(prefix.name + "_data.hdf5"), prefix.with_name(prefix.name + "_gt.hdf5")],
+        [prefix.with_name(prefix.name + "_data.bag"), prefix.with_name(prefix.name + "_gt.bag")],
+        [prefix.with_name(prefix.name + ".bag")],
+        [prefix.with_name(prefix.name + ".mcap")],
+        [prefix.with_name(prefix.name + ".db3")],
+    ]
+    for group in candidates:
+        if group[0].exists():
+            return [p for p in group if p.exists()]
+    tried = ", ".join(str(g[0]) for g in candidates)
+    raise MissingInputError(f"no recording at {prefix}: tried {prefix} and {tried}")
+
+
+def _hdf5_pair(paths: list[Path]) -> tuple[Path, Path | None]:
+    if len(paths) == 2:
+        data, gt = paths
+        if "_gt" in data.stem and "_gt" not in gt.stem:
+            data, gt = gt, data
+        return data, gt
+    if len(paths) != 1:
+        raise FormatError(f"expected one or two HDF5 files (data, gt), got {len(paths)}")
+    path = paths[0]
+    stem = path.stem
+    if stem.endswith("_gt"):
+        data = path.with_name(stem[: -len("_gt")] + "_data" + path.suffix)
+        if not data.is_file():
+            raise MissingInputError(
+                f"{path} is a ground-truth file; its events file {data} is missing"
+            )
+        return data, path
+    if stem.endswith("_data"):
+        gt = path.with_name(stem[: -len("_data")] + "_gt" + path.suffix)
+        return path, gt if gt.is_file() else None
+    return path, None
+
+
+def _bag_siblings(path: Path) -> list[Path]:
+    stem = path.stem
+    for mine, other in (("_data", "_gt"), ("_gt", "_data")):
+        if stem.endswith(mine):
+            sibling = path.with_name(stem[: -len(mine)] + other + ".bag")
+            if sibling.is_file():
+                return sorted([path, sibling], key=lambda p: p.stem.endswith("_gt"))
+    return [path]
+
+
+def sequence_name(path: Path) -> str:
+    """``indoor_flying1`` for ``.../indoor_flying1_data.hdf5`` and friends."""
+    stem = path.name if path.is_dir() else path.stem
+    for suffix in ("_data", "_gt"):
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
