@@ -9,6 +9,14 @@ PACKAGE = "stereospike_ros"
 # Every executable, so that `ros2 run stereospike_ros <name>` finds it in lib/stereospike_ros.
 CONSOLE_SCRIPTS = [
     "stereospike = stereospike_ros.cli:main",
+    "benchmark = stereospike_ros.cli:benchmark_main",
+    "cache = stereospike_ros.cli:cache_main",
+    "inspect = stereospike_ros.cli:inspect_main",
+    "depth_node = stereospike_ros.ros.depth_node:main",
+    "event_player = stereospike_ros.ros.event_player:main",
+    "depth_evaluator = stereospike_ros.ros.depth_evaluator:main",
+    "demo = stereospike_ros.cli:demo_main",
+    "simulate = stereospike_ros.cli:simulate_main",
 ]
 
 setup(

@@ -12,7 +12,12 @@ import importlib
 HELP = "measure throughput and latency (targets: events, model, node)"
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
-TARGETS: dict[str, str] = {}
+TARGETS: dict[str, str] = {
+    "data": "stereospike_ros.data.benchmark",
+    "events": "stereospike_ros.events.benchmark",
+    "model": "stereospike_ros.model.benchmark",
+    "node": "stereospike_ros.ros.benchmark_node",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

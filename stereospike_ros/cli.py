@@ -14,6 +14,11 @@ from collections.abc import Callable, Sequence
 
 COMMANDS: dict[str, str] = {
     "doctor": "stereospike_ros.doctor",
+    "benchmark": "stereospike_ros.benchmark",
+    "cache": "stereospike_ros.data.cache_cli",
+    "inspect": "stereospike_ros.data.inspect_cli",
+    "demo": "stereospike_ros.ros.demo",
+    "simulate": "stereospike_ros.data.simulate_cli",
 }
 
 
@@ -48,3 +53,10 @@ def entry(name: str) -> Callable[[], int]:
 
     run_command.__name__ = f"{name}_main"
     return run_command
+
+
+benchmark_main = entry("benchmark")
+cache_main = entry("cache")
+inspect_main = entry("inspect")
+demo_main = entry("demo")
+simulate_main = entry("simulate")

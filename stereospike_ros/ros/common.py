@@ -1,0 +1,98 @@
+"""rclpy helpers the nodes share: parameter declaration from the tables, QoS, message types."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+
+from stereospike_ros.ros.errors import StartupError
+from stereospike_ros.ros.parameters import Param
+
+__all__ = ["declare_parameters", "event_qos", "message_class", "output_qos"]
+
+
+def _descriptor(param: Param) -> ParameterDescriptor:
+    text = param.description
+    if param.choices:
+        text += f" (one of: {', '.join(param.choices)})"
+    descriptor = ParameterDescriptor(description=text, read_only=param.read_only)
+    if param.low is not None and param.high is not None:
+        if isinstance(param.default, bool):
+            raise TypeError(f"parameter {param.name}: a bool cannot have a range")
+        if isinstance(param.default, int):
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(param.low), to_value=int(param.high), step=0)
+            ]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(param.low), to_value=float(param.high), step=0.0
+                )
+            ]
+    return descriptor
+
+
+def declare_parameters(node: Node, table: Iterable[Param]) -> dict[str, Any]:
+    """Declare every parameter of ``table`` on ``node``; returns {name: value}.
+
+    A value of the wrong type or outside its range (from a params file or ``-p``) becomes a
+    StartupError naming the parameter, instead of an rclpy traceback.
+    """
+    values: dict[str, Any] = {}
+    for param in table:
+        try:
+            node.declare_parameter(param.name, param.default, _descriptor(param))
+        except Exception as err:  # rclpy raises several unrelated types here
+            raise StartupError(
+                f"parameter {node.get_fully_qualified_name()}.{param.name}: {err}"
+            ) from err
+        values[param.name] = node.get_parameter(param.name).value
+    return values
+
+
+def event_qos(reliable: bool, depth: int) -> QoSProfile:
+    """Sensor-data QoS (BEST_EFFORT, volatile) with a deeper history, or RELIABLE.
+
+    A BEST_EFFORT subscription hears both best-effort drivers and reliable publishers; a deep
+    history absorbs bursts of 1 ms messages while the callback decodes.
+    """
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def output_qos(depth: int = 5) -> QoSProfile:
+    """RELIABLE, volatile: heard by both reliable and best-effort subscribers (rviz)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def message_class(type_name: str) -> type:
+    """'sensor_msgs/msg/Image' or 'sensor_msgs/Image' -> the message class."""
+    parts = type_name.strip().split("/")
+    if len(parts) == 2:
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3 or not all(parts):
+        raise StartupError(f"message type {type_name!r} is not of the form pkg/msg/Type")
+    try:
+        module = importlib.import_module(f"{parts[0]}.{parts[1]}")
+        return getattr(module, parts[2])
+    except (ImportError, AttributeError) as err:
+        raise StartupError(f"message type {type_name!r} is not installed: {err}") from err

@@ -1,0 +1,100 @@
+"""The network step of the depth node, without ROS: two histograms in, depth (and pictures) out.
+
+Kept apart from the node so the demo, the benchmark and the tests run exactly the code the node
+runs, and so the evaluator's offline cross-check can recompute the same depth from the same
+histograms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stereospike_ros.model.metrics import firing_rates
+from stereospike_ros.ros.errors import StartupError
+
+__all__ = ["DepthEstimate", "DepthEstimator", "load_estimator", "stereo_input"]
+
+
+def stereo_input(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """(4, H, W) float32 [L_ON, L_OFF, R_ON, R_OFF] from two (2, H, W) count histograms."""
+    if left.shape != right.shape or left.ndim != 3 or left.shape[0] != 2:
+        raise ValueError(
+            f"left/right histograms must both be (2, H, W), got {left.shape} and {right.shape}"
+        )
+    return np.concatenate([left, right], axis=0).astype(np.float32)
+
+
+@dataclass
+class DepthEstimate:
+    """Depth (H, W) float32 metres, NaN where the network gives no usable value."""
+
+    depth: np.ndarray
+    firing_rate: float | None  # the paper's mean firing rate over the network's layers
+    forward_s: float
+
+
+class DepthEstimator:
+    """Runs a stereo checkpoint on one window; the network is stateless, so nothing to reset."""
+
+    def __init__(self, model: torch.nn.Module, device: str, firing_rate: bool = True) -> None:
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.firing_rate = firing_rate
+        in_channels = getattr(getattr(model, "config", None), "in_channels", None)
+        if in_channels != 4:
+            name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+            raise StartupError(
+                f"the depth node needs a stereo model with 4 input channels "
+                f"[L_ON, L_OFF, R_ON, R_OFF]; this checkpoint is {name!r} with {in_channels}"
+            )
+
+    @torch.inference_mode()
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> DepthEstimate:
+        x = torch.from_numpy(stereo_input(left, right))[None].to(self.device)
+        start = time.perf_counter()
+        if self.firing_rate:
+            out = self.model(x, return_all=True)
+            depth_t = out.depth
+            rate = firing_rates(out.spikes)["overall"]
+        else:
+            depth_t, rate = self.model(x), None
+        depth = depth_t[0, 0].float().cpu().numpy()
+        forward_s = time.perf_counter() - start
+        # REP 117: NaN marks "no estimate"; a non-finite or non-positive depth is not one.
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+        return DepthEstimate(depth, rate, forward_s)
+
+
+def load_estimator(
+    weights: Path, device: str, firing_rate: bool = True, threads: int = 0
+) -> tuple[DepthEstimator, dict]:
+    """Load a checkpoint for the node; every way it can fail becomes a StartupError now."""
+    from stereospike_ros.model import CheckpointError, load_checkpoint
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise StartupError(f"device {device!r} requested but CUDA is not available here")
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise StartupError(f"device {device!r} is not a torch device: {err}") from err
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if not Path(weights).is_file():
+        raise StartupError(f"weights file {weights} does not exist")
+    try:
+        model, metadata = load_checkpoint(weights, device=str(torch_device))
+    except CheckpointError as err:
+        raise StartupError(f"cannot load weights {weights}: {err}") from err
+    estimator = DepthEstimator(model, str(torch_device), firing_rate)
+    # One tiny forward now, so a model that cannot run fails at start-up, not at window one.
+    try:
+        zeros = np.zeros((2, 32, 48), dtype=np.uint16)
+        estimator(zeros, zeros)
+    except Exception as err:
+        raise StartupError(f"weights {weights} load but do not run on {device}: {err}") from err
+    return estimator, dict(metadata)

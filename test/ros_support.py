@@ -1,0 +1,86 @@
+"""Shared pieces of the ROS node tests (imported by test_ros_*.py): a tiny real checkpoint,
+a small simulated recording on disk, and running a node as its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from stereospike_ros.model import build_model, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_checkpoint(path: Path, name: str = "stereospike", bias: float = 3.0) -> Path:
+    """A real (untrained) compact network; the head bias keeps its depth positive (metres)."""
+    torch.manual_seed(0)
+    model = build_model(name, width=0.125, heads=(1,))
+    with torch.no_grad():
+        model.predict["depth1"].bias.fill_(bias)
+    return save_checkpoint(path, model, window_ms=50.0, input_size=None)
+
+
+def small_recording(folder: Path, duration_s: float = 0.6, height: int = 48, width: int = 64):
+    """A simulated recording at reduced resolution, written as an MVSEC HDF5 pair."""
+    from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
+    from stereospike_ros.data.simulator import SimConfig, simulate
+
+    config = SimConfig(
+        name="small",
+        seed=3,
+        duration_s=duration_s,
+        scene="room",
+        motion="sweep",
+        width=width,
+        height=height,
+        focal_px=40.0,
+        baseline_m=0.088,
+    )
+    recording = simulate(config)
+    data, gt = folder / "small_data.hdf5", folder / "small_gt.hdf5"
+    write_mvsec_hdf5(recording, data, gt)
+    return recording, data
+
+
+def ros_env() -> dict[str, str]:
+    """This test session's DDS domain (conftest picks it) for child processes, one torch thread."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", str(ROOT))
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_node(module: str, params: dict[str, object], name: str | None = None) -> subprocess.Popen:
+    """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process."""
+    args = [sys.executable, "-m", f"stereospike_ros.ros.{module}", "--ros-args"]
+    if name:
+        args += ["-r", f"__node:={name}"]
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ["-p", f"{key}:={text}"]
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=ros_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen, timeout: float = 20.0) -> tuple[int, str]:
+    """SIGINT (like Ctrl-C), then wait; returns (exit code, output)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return process.returncode, out
