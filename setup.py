@@ -17,6 +17,9 @@ CONSOLE_SCRIPTS = [
     "depth_evaluator = stereospike_ros.ros.depth_evaluator:main",
     "demo = stereospike_ros.cli:demo_main",
     "simulate = stereospike_ros.cli:simulate_main",
+    "evaluate = stereospike_ros.cli:evaluate_main",
+    "report = stereospike_ros.cli:report_main",
+    "train = stereospike_ros.cli:train_main",
 ]
 
 setup(

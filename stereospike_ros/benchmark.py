@@ -17,6 +17,7 @@ TARGETS: dict[str, str] = {
     "events": "stereospike_ros.events.benchmark",
     "model": "stereospike_ros.model.benchmark",
     "node": "stereospike_ros.ros.benchmark_node",
+    "sim": "stereospike_ros.training.simbench",
 }
 
 

@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "inspect": "stereospike_ros.data.inspect_cli",
     "demo": "stereospike_ros.ros.demo",
     "simulate": "stereospike_ros.data.simulate_cli",
+    "evaluate": "stereospike_ros.training.evaluate_cli",
+    "report": "stereospike_ros.training.report_cli",
+    "train": "stereospike_ros.training.train_cli",
 }
 
 
@@ -60,3 +63,6 @@ cache_main = entry("cache")
 inspect_main = entry("inspect")
 demo_main = entry("demo")
 simulate_main = entry("simulate")
+evaluate_main = entry("evaluate")
+report_main = entry("report")
+train_main = entry("train")

@@ -147,3 +147,19 @@ def test_large_batches_copy_and_inplace_agree_with_the_per_pixel_table():
     inplace = rect(events, inplace=True)
     np.testing.assert_array_equal(inplace, copied)
     np.testing.assert_array_equal(inplace["p"], original["p"][copied["t"]])
+
+
+@pytest.mark.parametrize("size", [(H, W), (260, 346), (511, 512), (1, 1)])
+def test_any_uint16_coordinate_off_the_sensor_is_dropped_never_aliased(size):
+    h, w = size
+    rect = Rectifier.identity(h, w)
+    edges = [0, w - 1, w, w + 1, 511, 512, 513, 1023, 1024, 32768, 65535]
+    rows = [0, h - 1, h, h + 1, 511, 512, 1024, 65535]
+    x, y = np.meshgrid(edges, rows)
+    events = np.zeros(x.size, dtype=EVENT_DTYPE)
+    events["x"], events["y"], events["t"] = x.ravel(), y.ravel(), np.arange(x.size)
+    inside = (events["x"] < w) & (events["y"] < h)
+    for batch in (events, np.tile(events, 7000)):  # one chunk, and several with mixed paths
+        out = rect(batch)
+        np.testing.assert_array_equal(out, batch[np.tile(inside, len(batch) // len(events))])
+        assert rect.last_dropped == len(batch) - len(out)

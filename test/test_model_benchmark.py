@@ -34,9 +34,9 @@ def test_model_benchmark_reports_params_macs_and_times_as_json(capsys, restore_t
         assert r["fps"] == pytest.approx(1 / r["forward_s_median"])
 
 
-def test_model_benchmark_prints_a_table_and_rejects_bad_sizes(capsys):
+def test_model_benchmark_prints_a_table_and_rejects_bad_sizes(capsys, restore_threads):
     args = ["benchmark", "model", "--size", "9x11", "--width", "0.125", "--runs", "1"]
-    assert main([*args, "--models", "stereospike-mono"]) == 0
+    assert main([*args, "--models", "stereospike-mono", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "stereospike-mono" in out and "dense GMAC" in out
     with pytest.raises(SystemExit):

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from safetensors.torch import save_file
 
 from stereospike_ros.model import (

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from stereospike_ros.model import ModelError, ModelOutput, stereospike_loss
 from stereospike_ros.model.loss import gradient_matching_loss, regression_loss, spike_penalty

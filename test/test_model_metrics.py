@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
 from stereospike_ros.model import (

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import nn
 

@@ -51,33 +51,51 @@ def decode_event_array(buf: Buffer) -> EventBatch:
 
 _CHUNK = 32768  # events per pass: keeps each slice of the CDR block in cache across fields
 
+#: x and y of one EVENT_DTYPE record read as one little-endian uint32 (y << 16 | x)
+_XY_OUT = np.dtype({"names": ["xy"], "formats": ["<u4"], "offsets": [0], "itemsize": 13})
+
 
 def _copy_events(block: np.ndarray, out: np.ndarray) -> None:
     """Serialized events -> EVENT_DTYPE, chunk by chunk through contiguous temporaries.
 
     Field-to-field copies between two strided record arrays are ~3x slower than going through
-    a contiguous array, and one chunk of the CDR block stays in cache for all five fields.
+    a contiguous array, and one chunk of the CDR block stays in cache for all fields. In
+    little-endian CDR, x and y sit side by side exactly as in EVENT_DTYPE, so they travel as
+    one uint32 (one strided read and one strided write instead of two each).
     """
     n = len(block)
     c = min(n, _CHUNK)
-    xy = np.empty(c, dtype=np.uint16)
+    le_xy = block.dtype["x"].byteorder != ">" and block.dtype.fields["y"][1] == 2
+    src_xy = _xy_view(block) if le_xy else None
+    out_xy = out.view(_XY_OUT)["xy"]
+    xy = np.empty(c, dtype=np.uint32 if le_xy else np.uint16)
     t = np.empty(c, dtype=np.int64)
-    p = np.empty(c, dtype=np.bool_)
+    out_p = out["p"].view(np.bool_)  # 0/1 bytes: the comparison writes them in place
     for s in range(0, n, _CHUNK):
         src = block[s : s + _CHUNK]
         dst = out[s : s + _CHUNK]
         k = len(src)
-        xy_k, t_k, p_k = xy[:k], t[:k], p[:k]
-        xy_k[...] = src["x"]
-        dst["x"] = xy_k
-        xy_k[...] = src["y"]
-        dst["y"] = xy_k
-        t_k[...] = src["sec"]
-        t_k *= 1_000_000_000
+        xy_k, t_k = xy[:k], t[:k]
+        if src_xy is not None:
+            xy_k[...] = src_xy[s : s + _CHUNK]
+            out_xy[s : s + k] = xy_k
+        else:
+            xy_k[...] = src["x"]
+            dst["x"] = xy_k
+            xy_k[...] = src["y"]
+            dst["y"] = xy_k
+        np.multiply(src["sec"], 1_000_000_000, out=t_k, dtype=np.int64)
         t_k += src["nanosec"]
         dst["t"] = t_k
-        np.not_equal(src["polarity"], 0, out=p_k)
-        dst["p"] = p_k
+        np.not_equal(src["polarity"], 0, out=out_p[s : s + k])
+
+
+def _xy_view(block: np.ndarray) -> np.ndarray:
+    """The x and y fields of a little-endian serialized event block as one strided uint32."""
+    dtype = np.dtype(
+        {"names": ["xy"], "formats": ["<u4"], "offsets": [0], "itemsize": block.dtype.itemsize}
+    )
+    return block.view(dtype)["xy"]
 
 
 #: encoding -> payload decoder(payload, time_base_ns, big_endian=...)

@@ -47,10 +47,15 @@ class Rectifier:
         self.height, self.width = int(height), int(width)
         self.out_height = self.height if out_height is None else int(out_height)
         self.out_width = self.width if out_width is None else int(out_width)
-        # an extra invalid row and column: raw pixels off the sensor are clipped onto them
-        table = np.full((self.height + 1, self.width + 1), _INVALID, dtype=np.uint32)
+        # Power-of-two rows and columns, with at least one invalid row and column beyond the
+        # sensor: the index of raw (x, y) is then (y << x_bits) | x, cut straight out of the
+        # packed (y << 16 | x) word with shifts and masks; raw pixels beyond the table (only
+        # garbage input) are clipped onto its invalid last row or column first.
+        self._x_bits, self._y_bits = self.width.bit_length(), self.height.bit_length()
+        table = np.full((1 << self._y_bits, 1 << self._x_bits), _INVALID, dtype=np.uint32)
         table[: self.height, : self.width] = lut.reshape(self.height, self.width)
         self._lut = table.ravel()
+        self._beyond = ~(((1 << self._y_bits) - 1) << 16 | ((1 << self._x_bits) - 1)) & 0xFFFFFFFF
         self.dropped = 0
         self.last_dropped = 0
 
@@ -155,7 +160,7 @@ class Rectifier:
         """Rectified (x, y) of raw pixel (x, y), or None when it leaves the image."""
         if not (0 <= x < self.width and 0 <= y < self.height):
             return None
-        v = int(self._lut[y * (self.width + 1) + x])
+        v = int(self._lut[(y << self._x_bits) | x])
         return None if v == _INVALID else (v & 0xFFFF, v >> 16)
 
     def __call__(self, events: np.ndarray, *, inplace: bool = False) -> np.ndarray:
@@ -168,27 +173,43 @@ class Rectifier:
             raise TypeError(f"events must have EVENT_DTYPE, got {events.dtype}")
         n = len(events)
         out = events if inplace else np.empty_like(events)
-        records, out_records = events.view(_RECORD), out.view(_RECORD)
+        src, dst = events.view(_RECORD), out.view(_RECORD)
+        src_xy, dst_xy = events.view(_XY)["xy"], out.view(_XY)["xy"]
+        src_t, dst_t, src_p, dst_p = events["t"], out["t"], events["p"], out["p"]
+        c = min(n, _CHUNK)
+        idx, tmp = np.empty(c, dtype=np.intp), np.empty(c, dtype=np.intp)
+        word = np.empty(c, dtype=np.uint32)
+        packed, keep = np.empty(c, dtype=np.uint32), np.empty(c, dtype=bool)
+        x_bits, x_mask = self._x_bits, (1 << self._x_bits) - 1
         pos = 0
         for start in range(0, n, _CHUNK):  # chunks keep every temporary in cache
-            chunk = events[start : start + _CHUNK]
-            # raw pixels off the sensor are clipped onto the table's invalid last row/column
-            idx = np.minimum(chunk["y"], self.height).astype(np.int32)
-            idx *= self.width + 1
-            idx += np.minimum(chunk["x"], self.width)
-            packed = self._lut[idx]
-            # rectify the chunk where it will end up, then squeeze out the dropped events
-            region = out[start : start + _CHUNK]
-            if not inplace:
-                out_records[start : start + _CHUNK] = records[start : start + _CHUNK]
-            region["x"] = packed & 0xFFFF
-            region["y"] = packed >> 16
-            keep = packed != _INVALID
-            k = int(np.count_nonzero(keep))
-            if k < len(chunk):
-                out_records[pos : pos + k] = out_records[start : start + _CHUNK][keep]
-            elif pos != start:
-                out_records[pos : pos + k] = out_records[start : start + _CHUNK]
+            k0 = min(_CHUNK, n - start)
+            i, t, xy, pk, kk = idx[:k0], tmp[:k0], word[:k0], packed[:k0], keep[:k0]
+            xy[...] = src_xy[start : start + _CHUNK]  # y << 16 | x, one strided read
+            np.bitwise_and(xy, self._beyond, out=t, casting="unsafe")
+            if t.any():  # coordinates beyond the table: clip them onto its invalid edges
+                np.minimum(xy >> 16, (1 << self._y_bits) - 1, out=i, casting="unsafe")
+                np.minimum(xy & 0xFFFF, x_mask, out=t, casting="unsafe")
+                i <<= x_bits
+            else:
+                np.right_shift(xy, 16 - x_bits, out=i, casting="unsafe")
+                i &= ~x_mask
+                np.bitwise_and(xy, x_mask, out=t, casting="unsafe")
+            i |= t
+            np.take(self._lut, i, out=pk)
+            np.not_equal(pk, _INVALID, out=kk)
+            kept = np.flatnonzero(kk)
+            k = len(kept)
+            if k == k0:  # nothing dropped: move the records only if they must shift
+                if not inplace or pos != start:
+                    dst[pos : pos + k] = src[start : start + _CHUNK]
+                dst_xy[pos : pos + k] = pk
+            else:  # gather the kept events field by field (faster than 13-byte records)
+                stop = start + _CHUNK
+                kept_t, kept_p = src_t[start:stop].take(kept), src_p[start:stop].take(kept)
+                dst_t[pos : pos + k] = kept_t
+                dst_p[pos : pos + k] = kept_p
+                dst_xy[pos : pos + k] = pk.take(kept)
             pos += k
         self.last_dropped = n - pos
         self.dropped += self.last_dropped
@@ -197,6 +218,8 @@ class Rectifier:
 
 _CHUNK = 65536
 _RECORD = np.dtype((np.void, EVENT_DTYPE.itemsize))
+#: x and y of an EVENT_DTYPE record as one little-endian uint32: y << 16 | x, as the table packs
+_XY = np.dtype({"names": ["xy"], "formats": ["<u4"], "offsets": [0], "itemsize": 13})
 
 
 def _pack(x_map: np.ndarray, y_map: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

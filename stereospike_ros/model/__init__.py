@@ -6,6 +6,7 @@ No ROS import. ``build_model(name, **options)`` returns a stateless ``nn.Module`
 
 from stereospike_ros.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from stereospike_ros.model.errors import CheckpointError, ConfigError, ModelError
+from stereospike_ros.model.inference import Inference, compile_for_inference
 from stereospike_ros.model.loss import stereospike_loss
 from stereospike_ros.model.metrics import (
     MetricAccumulator,
@@ -28,6 +29,7 @@ __all__ = [
     "MODELS",
     "CheckpointError",
     "ConfigError",
+    "Inference",
     "MetricAccumulator",
     "ModelConfig",
     "ModelError",
@@ -35,6 +37,7 @@ __all__ = [
     "StereoSpike",
     "build_model",
     "checkpoint_metadata",
+    "compile_for_inference",
     "count_parameters",
     "dense_macs",
     "firing_rates",

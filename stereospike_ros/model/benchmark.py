@@ -1,7 +1,12 @@
-"""``python -m stereospike_ros benchmark model``: size, dense MACs and forward time per model.
+"""``python -m stereospike_ros benchmark model``: size, dense MACs and speed per model and path.
 
-The reference forward pass is timed as it is (no fast paths), so later speed work can print
-ratios against these figures measured in the same run.
+For each model (name x width x head set) and each execution path of
+:func:`~stereospike_ros.model.inference.compile_for_inference`, it times forward passes
+interleaved across paths (run 1 of every path, then run 2, ...), so a shared, noisy machine
+slows all paths alike and the ``x ref`` ratios against the plain reference forward, measured in
+the same run, stay meaningful. ``--accuracy-data`` adds, per path, the depth error on real or
+simulated frames and the mean difference to the reference path's depth (the cost of the lossy
+paths, measured, not assumed).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import statistics
 import time
 from typing import Any
 
-HELP = "parameters, dense MACs and forward time of each StereoSpike model"
+HELP = "parameters, dense MACs, speed (and accuracy) of each StereoSpike model and inference path"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -26,6 +31,30 @@ def _size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def _widths(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"widths must be numbers like 1,0.5, got {text!r}"
+        ) from err
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text!r}")
+    return values
+
+
+def _head_sets(text: str) -> list[tuple[int, ...]]:
+    sets = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part or not part.isdigit() or any(c not in "1234" for c in part):
+            raise argparse.ArgumentTypeError(
+                f"head sets are digit strings of 1..4 like 1234,12,1, got {text!r}"
+            )
+        sets.append(tuple(sorted({int(c) for c in part})))
+    return sets
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
@@ -33,12 +62,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated model names (default: all three)",
     )
     parser.add_argument("--size", type=_size, default=(260, 346), help="input HxW (260x346)")
-    parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0)")
+    parser.add_argument(
+        "--width",
+        type=_widths,
+        default=[1.0],
+        help="channel multiplier(s), comma-separated, e.g. 1,0.5,0.25 (1.0)",
+    )
+    parser.add_argument(
+        "--heads",
+        type=_head_sets,
+        default=[(1, 2, 3, 4)],
+        help="prediction-head set(s), comma-separated digit strings, e.g. 1234,12,1 (1234)",
+    )
+    parser.add_argument(
+        "--paths",
+        default="reference,exact",
+        help="inference paths, comma-separated: reference, exact, exact-nchw, compile, bf16, "
+        "fp16 (reference,exact); ratios need reference",
+    )
     parser.add_argument("--batch", type=int, default=1, help="batch size (1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--runs", type=int, default=5, help="timed forward passes (5)")
+    parser.add_argument("--runs", type=int, default=5, help="timed forward passes per path (5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes first (1)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="time (and score) this trained .safetensors network instead of --models",
+    )
+    parser.add_argument(
+        "--accuracy-data",
+        default=None,
+        help="recording, folder (with --split) or training cache to score each path on",
+    )
+    parser.add_argument("--split", default=None, help="split file for --accuracy-data folders")
+    parser.add_argument("--part", default="test", help="split part to score on (test)")
+    parser.add_argument("--max-frames", type=int, default=20, help="frames scored (20)")
     parser.add_argument(
         "--energy",
         action="store_true",
@@ -47,84 +106,179 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def measure(
-    name: str,
+def _sync(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_paths(
+    model: Any,
+    paths: list[str],
     *,
     size: tuple[int, int] = (260, 346),
-    width: float = 1.0,
     batch: int = 1,
     runs: int = 5,
     warmup: int = 1,
     device: str = "cpu",
     energy: bool = False,
-) -> dict[str, Any]:
-    """Figures for one model: params, dense MACs, forward seconds (median, min, max), fps."""
+) -> list[dict[str, Any]]:
+    """Figures for one network along each path: params, dense MACs, seconds, fps, ratio."""
     import torch
 
+    from stereospike_ros.model.inference import compile_for_inference
     from stereospike_ros.model.metrics import dense_macs, synaptic_operations
-    from stereospike_ros.model.network import build_model, count_parameters
+    from stereospike_ros.model.network import count_parameters
 
-    model = build_model(name, width=width).to(device).eval()
+    model = model.to(device).eval()
+    config = model.config
     macs = dense_macs(model, size, batch)
     generator = torch.Generator().manual_seed(0)
-    rates = torch.full((batch, model.config.in_channels, *size), 0.3)
+    rates = torch.full((batch, config.in_channels, *size), 0.3)
     x = torch.poisson(rates, generator=generator).to(device)
-
-    def sync() -> None:
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            sync()
+    runners, prepare_s = {}, {}
+    for path in paths:
+        start = time.perf_counter()
+        runners[path] = compile_for_inference(
+            model, path, device=device, input_size=size, batch=batch
+        )
+        _sync(device)
+        prepare_s[path] = time.perf_counter() - start
+    times: dict[str, list[float]] = {p: [] for p in paths}
+    for i in range(warmup + runs):
+        for path in paths:  # interleaved: every path sees the same machine load
+            _sync(device)
             start = time.perf_counter()
-            model(x)
-            sync()
+            runners[path](x)
+            _sync(device)
             if i >= warmup:
-                times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    result: dict[str, Any] = {
-        "model": name,
-        "width": width,
-        "size": list(size),
-        "batch": batch,
-        "params": count_parameters(model),
-        "dense_macs": macs.total,
-        "dense_macs_by_part": macs.by_part,
-        "forward_s_median": median,
-        "forward_s_min": min(times),
-        "forward_s_max": max(times),
-        "runs": runs,
-        "fps": batch / median,
-    }
-    if energy:
-        result["ops"] = synaptic_operations(model, x)
-    return result
+                times[path].append(time.perf_counter() - start)
+    results = []
+    for path in paths:
+        median = statistics.median(times[path])
+        result: dict[str, Any] = {
+            "model": config.name,
+            "width": config.width,
+            "heads": list(config.heads),
+            "path": path,
+            "size": list(size),
+            "batch": batch,
+            "params": count_parameters(model),
+            "dense_macs": macs.total,
+            "dense_macs_by_part": macs.by_part,
+            "forward_s_median": median,
+            "forward_s_min": min(times[path]),
+            "forward_s_max": max(times[path]),
+            "runs": runs,
+            "fps": batch / median,
+            "prepare_s": prepare_s[path],
+        }
+        if "reference" in times:
+            result["ratio_vs_reference"] = statistics.median(times["reference"]) / median
+        if energy and path == "reference":
+            result["ops"] = synaptic_operations(model, x)
+        results.append(result)
+    return results
+
+
+def accuracy_of_paths(
+    model: Any,
+    paths: list[str],
+    data: str,
+    *,
+    split: str | None = None,
+    part: str = "test",
+    max_frames: int = 20,
+    device: str = "cpu",
+) -> dict[str, dict[str, float]]:
+    """Per path: MDE (cm) against ground truth, and mean |depth - reference depth| (cm)."""
+    import numpy as np
+    import torch
+
+    from stereospike_ros.model.inference import compile_for_inference
+    from stereospike_ros.model.metrics import MetricAccumulator
+    from stereospike_ros.training.evaluate import open_eval_data
+
+    model = model.to(device).eval()
+    runners = {p: compile_for_inference(model, p, device=device) for p in paths}
+    reference = compile_for_inference(model, "reference", device=device)
+    accs = {p: MetricAccumulator() for p in paths}
+    diffs: dict[str, list[float]] = {p: [] for p in paths}
+    with open_eval_data(data, split=split, part=part, max_frames=max_frames) as eval_data:
+        for _, frame in eval_data.frames():
+            parts = [frame.left] if model.config.in_channels == 2 else [frame.left, frame.right]
+            x = torch.from_numpy(np.concatenate([np.asarray(p, np.float32) for p in parts]))[None]
+            gt = torch.from_numpy(np.asarray(frame.depth, np.float32))[None, None]
+            ref = reference(x).cpu()
+            for path, run in runners.items():
+                depth = run(x).cpu()
+                accs[path].update(depth, gt)
+                diffs[path].append(100.0 * float((depth - ref).abs().mean()))
+    out = {}
+    for path in paths:
+        summary = accs[path].summary()
+        out[path] = {
+            "mde_cm": summary["mde_cm"],
+            "frames": summary["frames"],
+            "mean_abs_diff_to_reference_cm": statistics.fmean(diffs[path]),
+        }
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    from stereospike_ros.model.inference import PATHS
+    from stereospike_ros.model.network import build_model
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise SystemExit("--runs and --batch must be >= 1, --warmup >= 0")
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    results = [
-        measure(
-            name,
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        raise SystemExit(f"unknown --paths {unknown}; paths: {', '.join(PATHS)}")
+    if "reference" in paths:  # time the yardstick first in every round
+        paths = ["reference", *[p for p in paths if p != "reference"]]
+    if args.checkpoint:
+        from stereospike_ros.model.checkpoint import load_checkpoint
+
+        models = [load_checkpoint(args.checkpoint, device="cpu")[0]]
+    else:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        models = [
+            build_model(name, width=width, heads=heads)
+            for name in names
+            for width in args.width
+            for heads in args.heads
+        ]
+    results = []
+    for model in models:
+        results += measure_paths(
+            model,
+            paths,
             size=args.size,
-            width=args.width,
             batch=args.batch,
             runs=args.runs,
             warmup=args.warmup,
             device=device,
             energy=args.energy,
         )
-        for name in names
-    ]
+        if args.accuracy_data:
+            scores = accuracy_of_paths(
+                model,
+                paths,
+                args.accuracy_data,
+                split=args.split,
+                part=args.part,
+                max_frames=args.max_frames,
+                device=device,
+            )
+            for r in results[-len(paths) :]:
+                r["accuracy"] = scores[r["path"]]
     report = {
         "device": device,
         "cpu": platform.processor() or platform.machine(),
@@ -137,21 +291,41 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"device {device}, {report['threads']} threads, torch {torch.__version__}, input "
-        f"{args.batch} x {args.size[0]} x {args.size[1]}, width {args.width}, "
-        f"{args.runs} runs after {args.warmup} warm-up"
+        f"{args.batch} x {args.size[0]} x {args.size[1]}, {args.runs} runs after "
+        f"{args.warmup} warm-up, paths interleaved"
     )
-    header = ("params", 12), ("dense GMAC", 12), ("median s", 10), ("min-max s", 16), ("fps", 8)
-    print(f"{'model':<18}" + "".join(f"{c:>{w}}" for c, w in header))
+    header = (
+        ("params", 12),
+        ("dense GMAC", 11),
+        ("median ms", 10),
+        ("min-max ms", 14),
+        ("Hz", 7),
+        ("x ref", 7),
+        ("prep s", 7),
+    )
+    print(
+        f"{'model':<18}{'width':>6}{'heads':>6} {'path':<11}"
+        + "".join(f"{c:>{w}}" for c, w in header)
+    )
     for r in results:
-        spread = f"{r['forward_s_min']:.3f}-{r['forward_s_max']:.3f}"
+        spread = f"{r['forward_s_min'] * 1e3:.0f}-{r['forward_s_max'] * 1e3:.0f}"
+        ratio = f"{r['ratio_vs_reference']:.2f}" if "ratio_vs_reference" in r else "-"
+        heads = "".join(str(h) for h in r["heads"])
         print(
-            f"{r['model']:<18}{r['params']:>12,}{r['dense_macs'] / 1e9:>12.2f}"
-            f"{r['forward_s_median']:>10.3f}{spread:>16}{r['fps']:>8.2f}"
+            f"{r['model']:<18}{r['width']:>6g}{heads:>6} {r['path']:<11}{r['params']:>12,}"
+            f"{r['dense_macs'] / 1e9:>11.2f}{r['forward_s_median'] * 1e3:>10.1f}{spread:>14}"
+            f"{r['fps']:>7.2f}{ratio:>7}{r['prepare_s']:>7.2f}"
         )
+        if "accuracy" in r:
+            a = r["accuracy"]
+            print(
+                f"{'':<42}MDE {a['mde_cm']:.2f} cm on {a['frames']:.0f} frames, mean |depth - "
+                f"reference| {a['mean_abs_diff_to_reference_cm']:.3f} cm"
+            )
         if "ops" in r:
             ops = r["ops"]
             print(
-                f"{'':<18}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
+                f"{'':<42}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
                 f"energy {ops['energy_total_uj']:.1f} uJ (dense ANN compute "
                 f"{ops['dense_energy_uj']:.1f} uJ)"
             )

@@ -23,6 +23,14 @@ from pathlib import Path
 
 HELP = "simulate a recording and run player -> depth node -> evaluator over real DDS"
 DEPTH_TOPIC = "/davis/left/depth_image_rect"
+#: Per-second figures of the node's /diagnostics that the demo averages over the run.
+AVERAGED = (
+    "inference_ms_mean",
+    "publish_ms_mean",
+    "overhead_ms_per_window",
+    "latency_ms_mean",
+    "processing_ms_mean",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +62,13 @@ def _resolve_weights(value: str) -> Path:
     path = resolve_weights(value)
     if not path.is_file():
         hint = (
-            "the bundled model is made by the training step; pass --weights FILE"
+            "the bundled model is not in this checkout; it is made by "
+            "`python -m stereospike_ros train ... --export-default` (see the training section "
+            "of the README), or pass --weights FILE.safetensors"
             if path == DEFAULT_WEIGHTS
             else "check the path"
         )
-        raise SystemExit(f"demo: weights {path} do not exist ({hint})")
+        raise SystemExit(f"demo: weights {path} do not exist: {hint}")
     return path
 
 
@@ -99,6 +109,7 @@ class _Diagnostics:
         from rclpy.executors import SingleThreadedExecutor
 
         self.latest: dict[str, str] = {}
+        self.samples: dict[str, list[float]] = {key: [] for key in AVERAGED}
         self.level = 0
         self.messages: list[str] = []
         self.context = rclpy.Context()
@@ -113,7 +124,11 @@ class _Diagnostics:
     def _on_diag(self, msg: object) -> None:
         for status in msg.status:
             if status.name.startswith("depth_node"):
-                self.latest = {kv.key: kv.value for kv in status.values}
+                values = {kv.key: kv.value for kv in status.values}
+                self.latest.update(values)  # timings are absent from periods without windows
+                for key in AVERAGED:
+                    if key in values:
+                        self.samples[key].append(float(values[key]))
                 if status.level and status.message not in self.messages:
                     self.messages.append(status.message)
 
@@ -271,7 +286,10 @@ def _report(
     started: float,
 ) -> int:
     m = evaluation["metrics"]
-    node = diagnostics.latest
+    node = dict(diagnostics.latest)
+    for key, values in diagnostics.samples.items():
+        if values:  # the run's mean of the per-second means
+            node[key] = f"{sum(values) / len(values):.6g}"
 
     def figure(key: str, fmt: str = ".1f") -> str:
         value = node.get(key)
@@ -288,8 +306,7 @@ def _report(
         "depth_frames": sim["depth_frames"],
         "windows_processed": node.get("windows_processed"),
         "windows_skipped": node.get("windows_skipped"),
-        "inference_ms_mean": node.get("inference_ms_mean"),
-        "latency_ms_mean": node.get("latency_ms_mean"),
+        **{key: node.get(key) for key in AVERAGED},
         "firing_rate": node.get("firing_rate"),
         "warnings": diagnostics.messages,
         "simulation": sim,
@@ -311,8 +328,10 @@ def _report(
     )
     print(
         f"demo: depth_node processed {node.get('windows_processed', '?')} windows, skipped "
-        f"{node.get('windows_skipped', '?')}; inference {figure('inference_ms_mean')} ms, "
-        f"latency {figure('latency_ms_mean')} ms, firing rate {figure('firing_rate', '.3f')}"
+        f"{node.get('windows_skipped', '?')}; per window: inference "
+        f"{figure('inference_ms_mean')} ms, "
+        f"node overhead {figure('overhead_ms_per_window', '.2f')} ms, latency "
+        f"{figure('latency_ms_mean')} ms; firing rate {figure('firing_rate', '.3f')}"
     )
     for image in evaluation["images"]:
         print(f"demo: wrote {image}")

@@ -8,7 +8,7 @@ time, fixed rate or ended by trigger stamps) -> newest-window mailbox -> inferen
 
 Threads: event, trigger and camera_info callbacks share one mutually exclusive callback group
 (the windower is touched by one thread at a time), the diagnostics timer has its own; ``main``
-spins them on rclpy's C++ EventsExecutor (one thread, ~5 us per callback). Inference runs in a
+spins them on one SingleThreadedExecutor thread. Inference runs in a
 dedicated thread fed by a one-slot mailbox, so decoding never waits for the network and a slow
 network processes the newest window and counts the ones it skipped.
 
@@ -104,7 +104,7 @@ class DepthNode(Node):
         self.weights = resolve_weights(p["weights"])
         self.estimator: DepthEstimator
         self.estimator, self.metadata = load_estimator(
-            self.weights, p["device"], p["firing_rate"], p["threads"]
+            self.weights, p["device"], p["firing_rate"], p["threads"], p["inference_path"]
         )
         self._check_window_length()
         self.window_ns = round(p["window_ms"] * 1e6)
@@ -171,7 +171,8 @@ class DepthNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"weights {self.weights} ({self.metadata.get('model', {}) or 'model'}) on "
-            f"{p['device']}; {self.event_type} from {p['left_events_topic']} and "
+            f"{p['device']}, {p['inference_path']} path; {self.event_type} from "
+            f"{p['left_events_topic']} and "
             f"{p['right_events_topic']}; {p['window_ms']:g} ms windows "
             + (
                 f"ended by {p['trigger_topic']}"
@@ -495,18 +496,14 @@ class DepthNode(Node):
 
 
 def make_executor(context: object = None) -> object:
-    """rclpy's C++ EventsExecutor when available, else the SingleThreadedExecutor.
+    """The executor ``main`` spins: rclpy's SingleThreadedExecutor.
 
-    Measured here: a raw subscription callback costs about 5 us of executor time with the
-    EventsExecutor against about 180 us (single-threaded) and 430 us (multi-threaded) with the
-    Python executors; at 2 x 1000 messages/s that is the difference between 1 % and 35-85 %
-    of a core. Inference has its own thread, so one executor thread is enough.
+    Inference has its own thread, so one executor thread for the callbacks is enough. rclpy's
+    experimental C++ EventsExecutor was tried (about 5 us per callback instead of about
+    180 us) but, with the Kilted wheels used here, it delivered no message at all, held a core
+    at 100 % and ignored SIGINT, so it is not used.
     """
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:
-        return SingleThreadedExecutor(context=context)
-    return EventsExecutor(context=context)
+    return SingleThreadedExecutor(context=context)
 
 
 def _format(value: object) -> str:

@@ -241,6 +241,7 @@ def main(args: Sequence[str] | None = None) -> int:
     rclpy.init(args=sys.argv if args is None else args)
     node = None
     executor = None
+    spinner = None
     try:
         node = EventPlayer()
         executor = SingleThreadedExecutor()
@@ -260,6 +261,8 @@ def main(args: Sequence[str] | None = None) -> int:
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=1.0)
+        if spinner is not None:
+            spinner.join(timeout=2.0)  # a C++ wait still running at exit aborts the process
         if node is not None:
             node.close()
             node.destroy_node()

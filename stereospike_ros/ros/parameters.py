@@ -64,6 +64,13 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
     Param("weights", "", "checkpoint (.safetensors); '' = the bundled default model"),
     Param("device", "cpu", "torch device: cpu, cuda or cuda:N"),
     Param("threads", 0, "torch CPU threads (0 = torch's default)", 0, 256),
+    Param(
+        "inference_path",
+        "exact",
+        "network execution path: exact (folded fast network, outputs equal reference up to "
+        "float rounding), reference, exact-nchw, compile, bf16, fp16 (last two lossy)",
+        choices=("exact", "reference", "exact-nchw", "compile", "bf16", "fp16"),
+    ),
     Param("event_type", EVENT_TYPES[0], "event message type", choices=EVENT_TYPES),
     Param("left_events_topic", "/davis/left/events", "left camera events"),
     Param("right_events_topic", "/davis/right/events", "right camera events"),

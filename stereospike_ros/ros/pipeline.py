@@ -39,12 +39,28 @@ class DepthEstimate:
 
 
 class DepthEstimator:
-    """Runs a stereo checkpoint on one window; the network is stateless, so nothing to reset."""
+    """Runs a stereo checkpoint on one window; the network is stateless, so nothing to reset.
 
-    def __init__(self, model: torch.nn.Module, device: str, firing_rate: bool = True) -> None:
+    ``path`` picks the execution path of ``stereospike_ros.model.inference`` ('exact' = the
+    folded fast network, same outputs as 'reference' up to float rounding). Only the reference
+    network returns spikes, so with ``firing_rate`` one window in ``FIRING_RATE_EVERY`` runs
+    on it and measures the firing rate (its depth is published like any other).
+    """
+
+    FIRING_RATE_EVERY = 20
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str,
+        firing_rate: bool = True,
+        path: str = "reference",
+    ) -> None:
         self.model = model.eval()
         self.device = torch.device(device)
         self.firing_rate = firing_rate
+        self.path = path
+        self._windows = 0
         in_channels = getattr(getattr(model, "config", None), "in_channels", None)
         if in_channels != 4:
             name = getattr(getattr(model, "config", None), "name", type(model).__name__)
@@ -52,17 +68,37 @@ class DepthEstimator:
                 f"the depth node needs a stereo model with 4 input channels "
                 f"[L_ON, L_OFF, R_ON, R_OFF]; this checkpoint is {name!r} with {in_channels}"
             )
+        self.fast = None
+        if path != "reference":
+            from stereospike_ros.model.errors import ModelError
+            from stereospike_ros.model.inference import PATHS, compile_for_inference
+
+            if path not in PATHS:
+                raise StartupError(
+                    f"inference_path {path!r} is unknown; choose one of {', '.join(PATHS)}"
+                )
+            try:
+                self.fast = compile_for_inference(model, path, device=self.device)
+            except ModelError as err:
+                raise StartupError(f"inference_path {path!r}: {err}") from err
 
     @torch.inference_mode()
     def __call__(self, left: np.ndarray, right: np.ndarray) -> DepthEstimate:
         x = torch.from_numpy(stereo_input(left, right))[None].to(self.device)
         start = time.perf_counter()
-        if self.firing_rate:
+        measure = self.firing_rate and (
+            self.fast is None or self._windows % self.FIRING_RATE_EVERY == 0
+        )
+        self._windows += 1
+        rate = None
+        if measure:
             out = self.model(x, return_all=True)
             depth_t = out.depth
             rate = firing_rates(out.spikes)["overall"]
+        elif self.fast is not None:
+            depth_t = self.fast(x)
         else:
-            depth_t, rate = self.model(x), None
+            depth_t = self.model(x)
         depth = depth_t[0, 0].float().cpu().numpy()
         forward_s = time.perf_counter() - start
         # REP 117: NaN marks "no estimate"; a non-finite or non-positive depth is not one.
@@ -71,7 +107,11 @@ class DepthEstimator:
 
 
 def load_estimator(
-    weights: Path, device: str, firing_rate: bool = True, threads: int = 0
+    weights: Path,
+    device: str,
+    firing_rate: bool = True,
+    threads: int = 0,
+    path: str = "reference",
 ) -> tuple[DepthEstimator, dict]:
     """Load a checkpoint for the node; every way it can fail becomes a StartupError now."""
     from stereospike_ros.model import CheckpointError, load_checkpoint
@@ -90,11 +130,12 @@ def load_estimator(
         model, metadata = load_checkpoint(weights, device=str(torch_device))
     except CheckpointError as err:
         raise StartupError(f"cannot load weights {weights}: {err}") from err
-    estimator = DepthEstimator(model, str(torch_device), firing_rate)
+    estimator = DepthEstimator(model, str(torch_device), firing_rate, path)
     # One tiny forward now, so a model that cannot run fails at start-up, not at window one.
     try:
         zeros = np.zeros((2, 32, 48), dtype=np.uint16)
         estimator(zeros, zeros)
+        estimator._windows = 0
     except Exception as err:
         raise StartupError(f"weights {weights} load but do not run on {device}: {err}") from err
     return estimator, dict(metadata)

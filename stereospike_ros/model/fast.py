@@ -1,0 +1,413 @@
+"""Exact fast forward of a trained StereoSpike: same weights, same outputs, less arithmetic.
+
+Two thirds of the network's 27.5 G dense multiply-accumulates are decoder convolutions that
+read a nearest-neighbour upsampled tensor, so every 5 x 5 window reads only 2-3 distinct source
+rows and columns. :class:`UpsampleConv` computes ``conv(interpolate(s, size, "nearest"))`` at
+the source resolution instead: for each output row it finds the pattern of source rows its
+kernel taps read (``floor(dst * in / out)`` as torch computes it; the sizes here are not exactly
+2x, so the pattern changes from row to row), adds up the kernel taps that read the same source
+pixel, and runs a few small convolutions with the folded kernels. Frequent ("dense") patterns
+are evaluated at every source position in one stacked convolution; rare ones (a handful of
+rows where the scale is not exactly 2) on gathered rows or columns only. A final gather puts
+every output pixel together. At 2x this computes 9 taps per output pixel instead of 25.
+
+:class:`FastStereoSpike` runs the whole network that way, in channels-last layout, thresholding
+in place (``conv.ge_(1)``: no boolean copy, no extra float copy) and adding skips in place.
+Outputs equal the reference forward up to float rounding of the folded sums (bit-equal when
+the weights are dyadic, see ``test/test_model_fast_exact.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
+
+#: A pattern counts as dense (evaluated at every source position) when at least this fraction
+#: of source positions starts an output window with it.
+DENSE_FRACTION = 0.5
+#: What one extra convolution call costs, in multiply-accumulates (dispatch, threads, gathers):
+#: rare patterns get their own convolution when that saves more than this.
+CALL_COST_MACS = 2_000_000
+
+
+def nearest_source_index(n_in: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
+    """Source index of each of ``n_out`` positions of ``F.interpolate(mode="nearest")``.
+
+    Asked of torch itself (interpolating ``arange``), so the map is exactly the one the
+    reference forward uses on that device, whatever rounding its kernel applies.
+    """
+    probe = torch.arange(n_in, dtype=torch.float32, device=device).view(1, 1, n_in, 1)
+    index = F.interpolate(probe, size=(n_out, 1), mode="nearest").view(-1)
+    return index.round().long().cpu()
+
+
+@dataclass
+class _Group:
+    """Output positions of one dimension that share a convolution."""
+
+    patterns: list[tuple[int, ...]]
+    gather: Tensor | None  # source positions to gather (None: dense, all positions)
+    stride: int
+    padding: int
+
+
+@dataclass
+class _DimPlan:
+    groups: list[_Group]
+    group_of: Tensor  # per output position: group number
+    slot_of: Tensor  # per output position: pattern number inside its group
+    pos_of: Tensor  # per output position: position in the group's convolution output
+    kf: int  # folded kernel size along this dimension
+    count: list[int]  # per group: size of its convolution output along this dimension
+
+
+def _plan_dim(n_in: int, n_up: int, k: int, src: Tensor, merge_sparse: bool) -> _DimPlan:
+    """Group the output positions of one dimension: dense patterns together (stride 1 over all
+    sources), rare ones gathered, either all in one group (``merge_sparse``: one convolution
+    computing every rare pattern at every gathered position) or one group per pattern."""
+    n_out = n_up - k + 1
+    if n_out < 1:
+        raise ModelError(f"upsampled size {n_up} is smaller than the {k}-tap kernel")
+    bases = src[:n_out]
+    patterns = [tuple((src[y : y + k] - src[y]).tolist()) for y in range(n_out)]
+    kf = max(p[-1] for p in patterns) + 1
+    counts = Counter(patterns)
+    dense = sorted(p for p, c in counts.items() if c >= DENSE_FRACTION * n_in)
+    sparse = sorted(p for p in counts if p not in dense)
+    groups: list[_Group] = []
+    group_of = torch.empty(n_out, dtype=torch.long)
+    slot_of = torch.empty(n_out, dtype=torch.long)
+    pos_of = torch.empty(n_out, dtype=torch.long)
+    count: list[int] = []
+    if dense:
+        members = [y for y in range(n_out) if patterns[y] in dense]
+        # Bases near the end with a short pattern may start a window past n_in - kf; symmetric
+        # padding keeps them inside the convolution output (shifted by the padding).
+        pad = max(0, max(int(bases[y]) + kf - n_in for y in members))
+        for y in members:
+            group_of[y] = len(groups)
+            slot_of[y] = dense.index(patterns[y])
+            pos_of[y] = int(bases[y]) + pad
+        count.append(n_in + 2 * pad - kf + 1)
+        groups.append(_Group(dense, None, 1, pad))
+    for chosen in [sparse] if merge_sparse and sparse else [[p] for p in sparse]:
+        members = [y for y in range(n_out) if patterns[y] in chosen]
+        rows = torch.tensor([int(bases[y]) for y in members], dtype=torch.long)
+        gather = (rows[:, None] + torch.arange(kf)).clamp(max=n_in - 1).flatten()
+        for i, y in enumerate(members):
+            group_of[y] = len(groups)
+            slot_of[y] = chosen.index(patterns[y])
+            pos_of[y] = i
+        count.append(len(members))
+        groups.append(_Group(chosen, gather, kf, 0))
+    return _DimPlan(groups, group_of, slot_of, pos_of, kf, count)
+
+
+def _fold(weight: Tensor, dim: int, pattern: tuple[int, ...], kf: int) -> Tensor:
+    """Sum the kernel taps along ``dim`` that read the same source offset ``pattern[i]``."""
+    shape = list(weight.shape)
+    shape[dim] = kf
+    out = weight.new_zeros(shape)
+    for tap, offset in enumerate(pattern):
+        out.select(dim, offset).add_(weight.select(dim, tap))
+    return out
+
+
+def _gather(x: Tensor, dim: int, index: Tensor | None, channels_last: bool) -> Tensor:
+    """``x.index_select(dim, index)``, keeping the memory layout."""
+    if index is None:
+        return x
+    if not channels_last:
+        return x.index_select(dim, index)
+    return x.permute(0, 2, 3, 1).index_select(dim - 1, index).permute(0, 3, 1, 2)
+
+
+class UpsampleConv(nn.Module):
+    """``conv2d(interpolate(s, up_size, "nearest"), weight, bias)`` (stride 1, no padding),
+    computed at the resolution of ``s`` with folded kernels, for one fixed input size.
+
+    ``channels_last`` picks the layout of input, intermediate and output tensors: it pays for
+    wide layers, plain NCHW for narrow ones (measured, see ``docs/readme/speed.md``).
+    """
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        in_size: tuple[int, int],
+        up_size: tuple[int, int],
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        cout, _, kh, kw = weight.shape
+        self.in_size = (int(in_size[0]), int(in_size[1]))
+        self.out_size = (up_size[0] - kh + 1, up_size[1] - kw + 1)
+        self.out_channels = cout
+        self.channels_last = channels_last
+        device = weight.device
+        src_r = nearest_source_index(in_size[0], up_size[0], device)
+        src_c = nearest_source_index(in_size[1], up_size[1], device)
+        cin = weight.shape[1]
+
+        def cost(plan: tuple[_DimPlan, _DimPlan]) -> float:
+            r, c = plan
+            total = 0.0
+            for gr, nr in zip(r.groups, r.count, strict=True):
+                for gc, nc in zip(c.groups, c.count, strict=True):
+                    slots = len(gr.patterns) * len(gc.patterns)
+                    total += nr * nc * slots * r.kf * c.kf * cin * cout
+                    total += CALL_COST_MACS
+            return total
+
+        rows, cols = min(
+            (
+                (
+                    _plan_dim(in_size[0], up_size[0], kh, src_r, mr),
+                    _plan_dim(in_size[1], up_size[1], kw, src_c, mc),
+                )
+                for mr in (True, False)
+                for mc in (True, False)
+            ),
+            key=cost,
+        )
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        # (name, gather rows?, gather cols?, stride, padding) per pair of row and column groups
+        self._combos: list[tuple[str, bool, bool, tuple[int, int], tuple[int, int]]] = []
+        # Taps first, (k, k, cout, cin), so that folding adds whole contiguous (cout, cin) blocks;
+        # float64 sums of at most k * k taps round once, to the nearest float32.
+        w64 = weight.detach().double().permute(2, 3, 0, 1).contiguous()
+        row_folded = {p: _fold(w64, 0, p, rows.kf) for g in rows.groups for p in g.patterns}
+        for gi, gr in enumerate(rows.groups):
+            for gj, gc in enumerate(cols.groups):
+                kernels = [
+                    _fold(row_folded[pr], 1, pc, cols.kf).permute(2, 3, 0, 1)
+                    for pr in gr.patterns
+                    for pc in gc.patterns
+                ]
+                slots = len(kernels)
+                # Output channel order: slot-major for channels-last (a pixel's slots are
+                # contiguous runs of cout), channel-major for NCHW (a channel's slots are planes).
+                stacked = torch.stack(kernels, dim=0 if channels_last else 1)
+                stacked = stacked.reshape(slots * cout, *stacked.shape[2:])
+                name = f"{gi}_{gj}"
+                self.register_buffer(
+                    f"weight_{name}",
+                    stacked.to(weight.dtype).contiguous(memory_format=layout),
+                    persistent=False,
+                )
+                if bias is not None:
+                    b = bias.detach()
+                    b = b.repeat(slots) if channels_last else b.repeat_interleave(slots)
+                    self.register_buffer(f"bias_{name}", b.contiguous(), persistent=False)
+                for tag, index in (("rows", gr.gather), ("cols", gc.gather)):
+                    if index is not None:
+                        self.register_buffer(f"{tag}_{name}", index.to(device), persistent=False)
+                self._combos.append(
+                    (
+                        name,
+                        gr.gather is not None,
+                        gc.gather is not None,
+                        (gr.stride, gc.stride),
+                        (gr.padding, gc.padding),
+                    )
+                )
+        self.has_bias = bias is not None
+        # Flat index of every output pixel into the concatenated per-pair results.
+        y = torch.arange(self.out_size[0])[:, None]
+        x = torch.arange(self.out_size[1])[None, :]
+        combo = rows.group_of[y] * len(cols.groups) + cols.group_of[x]
+        n_slots_c = torch.tensor([len(g.patterns) for g in cols.groups])[cols.group_of[x]]
+        n_slots_r = torch.tensor([len(g.patterns) for g in rows.groups])[rows.group_of[y]]
+        n_pos_r = torch.tensor(rows.count)[rows.group_of[y]]
+        n_pos_c = torch.tensor(cols.count)[cols.group_of[x]]
+        slot = rows.slot_of[y] * n_slots_c + cols.slot_of[x]
+        position = rows.pos_of[y] * n_pos_c + cols.pos_of[x]
+        if channels_last:
+            within = position * (n_slots_r * n_slots_c) + slot
+        else:
+            within = slot * (n_pos_r * n_pos_c) + position
+        # The biggest pair's result is gathered into every output pixel (its own or a dummy),
+        # then the other pairs' pixels are copied over it: no concatenation of the results.
+        combo, within = combo.flatten(), within.flatten()
+        sizes = torch.bincount(combo, minlength=len(self._combos))
+        self._primary = int(sizes.argmax())
+        primary = combo == self._primary
+        self.register_buffer("index", torch.where(primary, within, 0).to(device), persistent=False)
+        self._others = []
+        for j in range(len(self._combos)):
+            dst = (combo == j).nonzero().flatten()
+            if j == self._primary or len(dst) == 0:
+                continue
+            self.register_buffer(f"dst_{j}", dst.to(device), persistent=False)
+            self.register_buffer(f"src_{j}", within[dst].to(device), persistent=False)
+            self._others.append(j)
+
+    def forward(self, s: Tensor) -> Tensor:
+        if tuple(s.shape[-2:]) != self.in_size:
+            raise ModelError(
+                f"UpsampleConv planned for input {self.in_size}, got {tuple(s.shape[-2:])}"
+            )
+        batch, cout, cl = s.shape[0], self.out_channels, self.channels_last
+        parts = []
+        for name, gather_rows, gather_cols, stride, padding in self._combos:
+            inp = s
+            if gather_rows:
+                inp = _gather(inp, 2, getattr(self, f"rows_{name}"), cl)
+            if gather_cols:
+                inp = _gather(inp, 3, getattr(self, f"cols_{name}"), cl)
+            bias = getattr(self, f"bias_{name}") if self.has_bias else None
+            res = F.conv2d(inp, getattr(self, f"weight_{name}"), bias, stride, padding)
+            if cl:
+                parts.append(res.permute(0, 2, 3, 1).reshape(batch, -1, cout))
+            else:
+                parts.append(res.reshape(batch, cout, -1))
+        if cl:
+            # index_select along the pixel dim copies runs of cout contiguous values
+            out = parts[self._primary].index_select(1, self.index)
+            for j in self._others:
+                src = parts[j].index_select(1, getattr(self, f"src_{j}"))
+                out.index_copy_(1, getattr(self, f"dst_{j}"), src)
+            return out.view(batch, *self.out_size, cout).permute(0, 3, 1, 2)
+        # gather, not index_select: index_select along the last dim is ~15x slower on CPU
+        index = self.index.view(1, 1, -1).expand(batch, cout, -1)
+        out = torch.gather(parts[self._primary], 2, index)
+        for j in self._others:
+            src = getattr(self, f"src_{j}").view(1, 1, -1).expand(batch, cout, -1)
+            out.index_copy_(2, getattr(self, f"dst_{j}"), torch.gather(parts[j], 2, src))
+        return out.view(batch, cout, *self.out_size)
+
+
+class _Unit(nn.Module):
+    """A conv unit's conv (same weights) with its neuron fused as an in-place threshold."""
+
+    def __init__(self, unit: ConvUnit, layout: torch.memory_format) -> None:
+        super().__init__()
+        conv = unit.conv
+        self.weight = nn.Parameter(
+            conv.weight.detach().contiguous(memory_format=layout), requires_grad=False
+        )
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), False)
+        self.stride, self.padding = conv.stride, conv.padding
+        self.act, self.norm = unit.act, unit.norm
+
+    def post(self, v: Tensor) -> Tensor:
+        """Neuron (and BatchNorm of the ANN twin) applied to a conv output it may overwrite."""
+        if isinstance(self.act, StatelessIF):
+            return v.ge_(self.act.threshold)
+        return self.norm(self.act(v))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.post(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
+
+
+class _SizePlan(nn.Module):
+    """The folded decoder and heads for one input size."""
+
+    def __init__(self, model: StereoSpike, size: tuple[int, int], channels_last: bool) -> None:
+        super().__init__()
+        H, W = size
+        # Encoder sizes as the reference computes them (5x5, padding 2, stride 2: ceil halving).
+        sizes = [(H, W)]
+        for _ in range(4):
+            h, w = sizes[-1]
+            sizes.append(((h - 1) // 2 + 1, (w - 1) // 2 + 1))
+        self.decoder = nn.ModuleList()
+        for level, name in zip(
+            (4, 3, 2, 1), ("deconv4", "deconv3", "deconv2", "deconv1"), strict=True
+        ):
+            conv = getattr(model, name).conv
+            skip = sizes[level - 1]
+            self.decoder.append(
+                UpsampleConv(
+                    conv.weight,
+                    conv.bias,
+                    sizes[level],
+                    (skip[0] + 4, skip[1] + 4),
+                    channels_last,
+                )
+            )
+        self.heads = nn.ModuleDict()
+        for level in (4, 3, 2, 1):
+            name = f"depth{level}"
+            if name in model.predict:
+                head = model.predict[name]
+                self.heads[name] = UpsampleConv(
+                    head.weight, head.bias, sizes[level - 1], (H + 2, W + 2), channels_last
+                )
+
+
+class FastStereoSpike(nn.Module):
+    """Exact fast forward of a :class:`StereoSpike` (any variant), sharing nothing mutable.
+
+    ``forward(x) -> depth`` for ``(B, C, H, W)`` float counts; folded plans are built on first
+    use of each input size (or ahead with :meth:`prepare`) and kept.
+    """
+
+    def __init__(self, model: StereoSpike, channels_last: bool = True) -> None:
+        super().__init__()
+        if not isinstance(model, StereoSpike):
+            raise ModelError(f"FastStereoSpike needs a StereoSpike, got {type(model).__name__}")
+        if model.training:
+            raise ModelError("FastStereoSpike computes inference only: call model.eval() first")
+        self.config = model.config
+        self.channels_last = channels_last
+        self._layout = torch.channels_last if channels_last else torch.contiguous_format
+        self._source = model
+        self.encoder = nn.ModuleList(
+            _Unit(getattr(model, n), self._layout)
+            for n in ("bottom", "conv1", "conv2", "conv3", "conv4")
+        )
+        self.bottleneck = nn.ModuleList(
+            _Unit(unit, self._layout)
+            for block in model.bottleneck
+            for unit in (block.unit1, block.unit2)
+        )
+        self.post = nn.ModuleList(
+            _Unit(getattr(model, n), self._layout)
+            for n in ("deconv4", "deconv3", "deconv2", "deconv1")
+        )
+        self._plans: dict[tuple[int, int], _SizePlan] = {}
+
+    def prepare(self, size: tuple[int, int]) -> None:
+        """Build (once) the folded plan for inputs of ``size`` = (H, W)."""
+        size = (int(size[0]), int(size[1]))
+        if size not in self._plans:
+            with torch.no_grad():
+                self._plans[size] = _SizePlan(self._source, size, self.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._source._check_input(x)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        self.prepare(size)
+        plan = self._plans[size]
+        x = x.contiguous(memory_format=self._layout)
+        skips = self.config.skips
+        bottom, c1, c2, c3, c4 = self.encoder
+        e0 = bottom(x)
+        e1 = c1(e0)
+        e2 = c2(e1)
+        e3 = c3(e2)
+        z = c4(e3)
+        for i in range(0, len(self.bottleneck), 2):
+            u1, u2 = self.bottleneck[i], self.bottleneck[i + 1]
+            z = u2(u1(z)).add_(z)
+        s = z
+        sums = []
+        for up, unit, skip in zip(plan.decoder, self.post, (e3, e2, e1, e0), strict=True):
+            d = unit.post(up(s))
+            s = d.add_(skip) if skips else d
+            sums.append(s)
+        potential: Tensor | None = None
+        for name, s in zip(("depth4", "depth3", "depth2", "depth1"), sums, strict=True):
+            if name in plan.heads:
+                p = plan.heads[name](s)
+                potential = p if potential is None else potential.add_(p)
+        assert potential is not None  # head 1 is always present
+        return potential.contiguous()

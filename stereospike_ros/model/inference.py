@@ -1,0 +1,175 @@
+"""One entry point for running a trained network fast: :func:`compile_for_inference`.
+
+The online node and the evaluator call it once, then call the returned :class:`Inference` per
+window. Execution paths (``PATHS``):
+
+- ``reference``: the network's own forward under ``torch.inference_mode`` (the yardstick).
+- ``exact``: :class:`~stereospike_ros.model.fast.FastStereoSpike`, channels-last: decoder and
+  heads folded to the source resolution, thresholds and skip sums in place. Same outputs up to
+  float rounding of the folded sums.
+- ``exact-nchw``: the same in plain NCHW layout (pays on some narrow networks / GPUs).
+- ``compile``: ``exact`` through ``torch.compile`` (inductor); exact up to float rounding; costs
+  compile time on the first call of each input size.
+- ``bf16`` / ``fp16``: ``exact`` with weights and activations in bfloat16 / float16. Spikes and
+  small counts are exact in both, weights and potentials are rounded: lossy (accuracy cost
+  measured by ``benchmark model --accuracy``).
+
+On CUDA every path with a fixed ``input_size`` is captured once in a CUDA graph and replayed
+(``cuda_graph=True``), so a window costs one graph launch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.fast import FastStereoSpike
+from stereospike_ros.model.network import StereoSpike
+
+#: path -> (uses FastStereoSpike, channels_last, dtype or None = float32, torch.compile)
+PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
+    "reference": (False, False, None, False),
+    "exact": (True, True, None, False),
+    "exact-nchw": (True, False, None, False),
+    "compile": (True, True, None, True),
+    "bf16": (True, True, torch.bfloat16, False),
+    "fp16": (True, True, torch.float16, False),
+}
+#: Paths whose outputs equal the reference up to float32 rounding.
+EXACT_PATHS = ("reference", "exact", "exact-nchw", "compile")
+
+
+class Inference:
+    """``depth = inference(x)``: ``(B, C, H, W)`` spike counts (any float/int dtype, any device)
+    to ``(B, 1, H, W)`` float32 depth in metres on the inference device."""
+
+    def __init__(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        *,
+        path: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        config: object,
+        input_size: tuple[int, int] | None,
+        batch: int,
+    ) -> None:
+        self._forward = forward
+        self.path = path
+        self.device = device
+        self.dtype = dtype
+        self.config = config
+        self.input_size = input_size
+        self.batch = batch
+        self._graph: _CudaGraph | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise ModelError(f"inference expects a torch.Tensor, got {type(x).__name__}")
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            raise ModelError(
+                f"inference ({self.path}) was prepared for input {self.input_size}, got spatial "
+                f"size {tuple(x.shape[-2:])}; call compile_for_inference with that input_size"
+            )
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        with torch.inference_mode():
+            if self._graph is not None and tuple(x.shape) == self._graph.shape:
+                return self._graph(x)
+            return self._forward(x).float()
+
+    def __repr__(self) -> str:
+        graph = ", cuda graph" if self._graph is not None else ""
+        return (
+            f"Inference(path={self.path!r}, device={self.device}, dtype={self.dtype}, "
+            f"input_size={self.input_size}, batch={self.batch}{graph})"
+        )
+
+
+class _CudaGraph:
+    """One captured forward for a fixed input shape: copy in, replay, copy out."""
+
+    def __init__(self, forward: Callable[[Tensor], Tensor], example: Tensor) -> None:
+        self.shape = tuple(example.shape)
+        self.static_in = example.clone()
+        stream = torch.cuda.Stream(device=example.device)
+        stream.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(stream), torch.inference_mode():
+            for _ in range(3):  # plans, cuDNN algorithm choice, allocator warm-up
+                forward(self.static_in)
+        torch.cuda.current_stream(example.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_out = forward(self.static_in).float()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self.static_in.copy_(x)
+        self.graph.replay()
+        return self.static_out.clone()
+
+
+def compile_for_inference(
+    model: StereoSpike,
+    path: str = "exact",
+    *,
+    device: str | torch.device | None = None,
+    input_size: tuple[int, int] | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    cuda_graph: bool = True,
+) -> Inference:
+    """Prepare ``model`` (left untouched) for repeated inference along execution ``path``.
+
+    ``device`` defaults to the model's; ``input_size`` (H, W) builds the folded plan and warms
+    up now instead of on the first window, and is required for a CUDA graph; ``threads`` sets
+    torch's CPU threads (process-wide).
+    """
+    if path not in PATHS:
+        raise ModelError(f"unknown inference path {path!r}; paths: {', '.join(PATHS)}")
+    if not isinstance(model, StereoSpike):
+        raise ModelError(f"compile_for_inference needs a StereoSpike, got {type(model).__name__}")
+    if batch < 1:
+        raise ModelError(f"batch must be >= 1, got {batch}")
+    if threads is not None:
+        if threads < 1:
+            raise ModelError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    fast, channels_last, dtype, use_compile = PATHS[path]
+    param = next(model.parameters())
+    device = torch.device(device) if device is not None else param.device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device} asked for, but torch sees no CUDA device")
+    dtype = dtype or torch.float32
+    net = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    module: nn.Module = FastStereoSpike(net, channels_last=channels_last) if fast else net
+    if input_size is not None:
+        input_size = (int(input_size[0]), int(input_size[1]))
+        if fast:
+            module.prepare(input_size)  # type: ignore[operator]
+    forward: Callable[[Tensor], Tensor] = module
+    if use_compile:
+        forward = torch.compile(module, dynamic=False)
+    inference = Inference(
+        forward,
+        path=path,
+        device=device,
+        dtype=dtype,
+        config=model.config,
+        input_size=input_size,
+        batch=batch,
+    )
+    if input_size is not None:
+        example = torch.zeros(batch, model.config.in_channels, *input_size, device=device)
+        example = example.to(dtype)
+        if device.type == "cuda" and cuda_graph:
+            inference._graph = _CudaGraph(forward, example)
+        else:
+            inference(example)  # warm-up: plans, compile, allocator
+    return inference

@@ -1,0 +1,759 @@
+"""Training StereoSpike on a split of recordings: resumable, one process or DDP under torchrun.
+
+``train(TrainConfig(...))`` caches the split's train and validation frames (``data`` cache), trains
+with the authors' recipe by default and validates on full frames after every epoch. A run folder
+holds::
+
+    config.json        the TrainConfig and command that started the run
+    train_state.pt     everything needed to continue (weights, Adam, scheduler, RNG, history)
+    last.safetensors   the latest epoch's weights + metadata (model.checkpoint)
+    best.safetensors   the epoch with the lowest validation MDE
+    metrics.csv        one row per epoch
+    tb/                TensorBoard event files
+    cache/             the split's cache files (unless ``cache_dir`` points elsewhere)
+
+Every file is written to a temporary name and renamed, ``train_state.pt`` last, so a run killed at
+any moment continues from the last completed epoch when the same command runs again. The state
+is ``torch.save`` of our own plain data and is read back with ``weights_only=True``: nothing but
+tensors and builtins is ever unpickled.
+
+Randomness is keyed, not streamed: the sampler's order comes from ``(seed, epoch)`` and each crop
+from ``(seed, epoch, sample)``, so a resumed run draws exactly what the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from stereospike_ros.training.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+STATE_FILE = "train_state.pt"
+CONFIG_FILE = "config.json"
+
+#: Schedules: the authors' code (default) and the paper's text.
+RECIPES: dict[str, dict[str, Any]] = {
+    "code": {"epochs": 70, "milestones": (8, 42, 60), "gamma": 0.5},
+    "paper": {"epochs": 30, "milestones": (10, 25, 40), "gamma": 0.1},
+}
+
+#: TrainConfig fields that do not change what a run computes, so they may differ on resume
+#: (``epochs``: re-running with more epochs extends a finished run).
+_FREE_FIELDS = ("epochs", "device", "workers", "threads", "progress", "resume", "export_default")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run; defaults follow the authors' code (see ``RECIPES``)."""
+
+    root: str
+    split: str
+    out: str
+    sequences: tuple[str, ...] | None = None
+    cache_dir: str | None = None
+    model: str = "stereospike"
+    width: float = 1.0
+    heads: tuple[int, ...] = (1, 2, 3, 4)
+    skips: bool = True
+    activation: str | None = None
+    epochs: int = 70
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = (8, 42, 60)
+    gamma: float = 0.5
+    batch_size: int = 1
+    spike_weight: float = 0.0
+    crop: tuple[int, int] | None = None
+    steps_per_epoch: int | None = None
+    val_frames: int | None = None
+    init_depth_bias: str = "auto"
+    offset_calibration: bool = False
+    level_weight: float = 0.0
+    seed: int = 0
+    window_ms: float = 50.0
+    fill_holes: int = 0
+    rectify: bool = True
+    calibration: str | None = None
+    device: str = "auto"
+    amp: bool = False
+    workers: int = 0
+    threads: int | None = None
+    progress: bool = True
+    resume: str = "auto"
+    export_default: bool = False
+    command: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise TrainingError(f"lr must be positive, got {self.lr!r}")
+        if self.spike_weight < 0 or self.level_weight < 0:
+            raise TrainingError(
+                f"spike_weight and level_weight must be >= 0, got {self.spike_weight!r}, "
+                f"{self.level_weight!r}"
+            )
+        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
+            raise TrainingError(f"crop must be (height, width) >= 1, got {self.crop!r}")
+        for name in ("steps_per_epoch", "val_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise TrainingError(f"{name} must be >= 1 when given, got {value!r}")
+        if self.resume not in ("auto", "never", "force"):
+            raise TrainingError(f"resume must be auto, never or force, got {self.resume!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise TrainingError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.init_depth_bias != "auto" and self.init_depth_bias != "none":
+            try:
+                float(self.init_depth_bias)
+            except ValueError:
+                raise TrainingError(
+                    f"init_depth_bias must be auto, none or metres, got {self.init_depth_bias!r}"
+                ) from None
+
+    def model_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "width": self.width,
+            "heads": tuple(self.heads),
+            "skips": self.skips,
+        }
+        if self.activation is not None:
+            options["activation"] = self.activation
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (a run's ``config.json``); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainingError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write through a temporary file in the same folder, fsync, rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = json.loads(json.dumps(defaults, default=lambda _: None))
+    keys = sorted((set(stored) | set(current)) - set(_FREE_FIELDS) - {"command"})
+    return [
+        f"{k}: run has {stored.get(k)!r}, command gives {current.get(k)!r}"
+        for k in keys
+        if stored.get(k, defaults.get(k)) != current.get(k)
+    ]
+
+
+def load_state(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The training state of ``run_dir`` (None if it has none); only tensors and builtins load."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors alike
+        raise TrainingError(f"training state {path} cannot be read: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise TrainingError(f"{path} is not a stereospike_ros training state (format 1)")
+    return state
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+class CroppedFrames(Dataset):
+    """Random ``crop`` windows of a frame dataset, drawn from ``(seed, epoch, index)``."""
+
+    def __init__(self, frames: Dataset, crop: tuple[int, int], seed: int) -> None:
+        self.frames = frames
+        self.crop = crop
+        self.seed = seed
+        self.epoch = 0
+        height, width = frames.height, frames.width
+        if crop[0] > height or crop[1] > width:
+            raise TrainingError(
+                f"crop {crop[0]}x{crop[1]} is larger than the frames ({height}x{width}) of "
+                f"{getattr(frames, 'path', 'the dataset')}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, depth = self.frames[i]
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        h, w = self.crop
+        top = int(rng.integers(0, x.shape[-2] - h + 1))
+        left = int(rng.integers(0, x.shape[-1] - w + 1))
+        return x[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
+
+
+class _Limited(torch.utils.data.Sampler):
+    """The first ``limit`` indices of another sampler (a shorter epoch)."""
+
+    def __init__(self, sampler: DistributedSampler, limit: int | None) -> None:
+        self.sampler = sampler
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[int]:
+        for n, index in enumerate(self.sampler):
+            if self.limit is not None and n >= self.limit:
+                return
+            yield index
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n if self.limit is None else min(n, self.limit)
+
+
+def _split_summary(split: Any) -> dict[str, Any]:
+    return {
+        "name": split.name,
+        **{part: {s: len(i) for s, i in split.part(part).items} for part in ("train", "val")},
+    }
+
+
+def prepare_data(config: TrainConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Cache the train and val parts (rank 0 converts); returns paths and the split summary."""
+    from stereospike_ros.data import CacheOptions, DataError, load_split
+    from stereospike_ros.data.cache import build_split_cache, frame_counts
+
+    root = Path(config.root)
+    if not root.is_dir():
+        raise TrainingError(f"--root {root} is not a folder of recordings")
+    cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "cache"
+    options = CacheOptions(
+        window_ns=round(config.window_ms * 1e6),
+        fill_holes_px=config.fill_holes,
+        rectify=config.rectify,
+    )
+    try:
+        if config.split.startswith("auto:"):
+            split = load_split(config.split, frame_counts(root, config.sequences or []))
+        else:
+            split = load_split(config.split, lambda name: frame_counts(root, [name])[name])
+        for part in ("train", "val"):
+            if len(split.part(part)) == 0:
+                raise TrainingError(
+                    f"split {config.split!r} has no {part} frames (sequences: "
+                    f"{', '.join(split.sequences) or 'none'})"
+                )
+        if _rank() == 0:
+            files = build_split_cache(
+                split,
+                root,
+                cache_dir,
+                parts=("train", "val"),
+                options=options,
+                calibration=config.calibration,
+                progress=progress,
+            )
+        _barrier()
+        if _rank() != 0:
+            files = build_split_cache(
+                split, root, cache_dir, parts=("train", "val"), options=options, progress=False
+            )
+    except DataError as err:
+        raise TrainingError(f"cannot prepare the data of split {config.split!r}: {err}") from err
+    return {"files": files, "split": _split_summary(split)}
+
+
+def mean_depth(frames: Dataset, max_frames: int = 200) -> float:
+    """Mean valid ground-truth depth over up to ``max_frames`` evenly spaced frames."""
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).astype(int))
+    total, count = 0.0, 0
+    for i in picks:
+        depth = frames[int(i)][1]
+        valid = torch.isfinite(depth) & (depth > 0)
+        total += float(depth[valid].sum())
+        count += int(valid.sum())
+    if count == 0:
+        raise TrainingError(f"the training frames of {getattr(frames, 'path', '?')} have no depth")
+    return total / count
+
+
+# --- distributed ----------------------------------------------------------------------------------
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _barrier() -> None:
+    if _world() > 1:
+        dist.barrier()
+
+
+def _setup_distributed(device: str) -> torch.device:
+    """Join the torchrun group when WORLD_SIZE > 1; the device this process trains on."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {device}: CUDA is not available on this machine")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        index = local if device in ("auto", "cuda") else int(device.split(":")[1])
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def _reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    if _world() > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _resolve_run(config: TrainConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Check the run folder against the config; the state to resume from, if any."""
+    stored_path = run_dir / CONFIG_FILE
+    state = load_state(run_dir)
+    if state is None:
+        return None
+    if config.resume == "never":
+        raise TrainingError(
+            f"{run_dir} already holds a run (epoch {state['epoch']}); use another --out or "
+            "--resume auto to continue it"
+        )
+    stored = state.get("config") or (
+        json.loads(stored_path.read_text()) if stored_path.is_file() else {}
+    )
+    diffs = _config_differences(stored, config.to_dict())
+    if diffs and config.resume != "force":
+        raise TrainingError(
+            f"{run_dir} holds a run with another configuration ("
+            + "; ".join(diffs)
+            + "); use another --out, or --resume force to continue it anyway"
+        )
+    return state
+
+
+def _initial_bias(config: TrainConfig, frames: Dataset) -> float | None:
+    if config.init_depth_bias == "none":
+        return None
+    if config.init_depth_bias == "auto":
+        return mean_depth(frames)
+    return float(config.init_depth_bias)
+
+
+def _checkpoint_metadata(
+    config: TrainConfig, data: Mapping[str, Any], size: tuple[int, int], epoch: int, best: dict
+) -> dict[str, Any]:
+    return {
+        "input_size": size,
+        "window_ms": config.window_ms,
+        "data": {"root": str(Path(config.root).resolve()), "sequences": data["split"]},
+        "split": {"name": config.split, "part": "val"},
+        "epoch": epoch,
+        "best_epoch": best.get("epoch"),
+        "training": config.to_dict(),
+    }
+
+
+def _metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in keys})
+    return out.getvalue()
+
+
+@torch.no_grad()
+def validate(
+    model: torch.nn.Module,
+    frames: Dataset,
+    device: torch.device,
+    *,
+    spike_weight: float = 0.0,
+    max_frames: int | None = None,
+    progress: bool = False,
+    amp: bool = False,
+) -> dict[str, float]:
+    """Loss and metrics (model.metrics) of ``model`` on full ``frames``, one at a time."""
+    from tqdm import tqdm
+
+    from stereospike_ros.model import MetricAccumulator, stereospike_loss
+
+    model.eval()
+    acc = MetricAccumulator()
+    n = len(frames) if max_frames is None else min(len(frames), max_frames)
+    picks = np.unique(np.linspace(0, len(frames) - 1, n).astype(int)) if n else []
+    losses = []
+    for i in tqdm(picks, desc="validate", unit="frame", leave=False, disable=not progress):
+        x, gt = frames[int(i)]
+        x, gt = x[None].to(device), gt[None].to(device)
+        with _autocast(device, amp):
+            out = model(x, return_all=True)
+        loss, _ = stereospike_loss(_float(out), gt, spike_weight=spike_weight)
+        losses.append(float(loss))
+        acc.update(out.depth.float(), gt, out.spikes)
+    summary = acc.summary()
+    summary["loss"] = float(np.mean(losses)) if losses else math.nan
+    return summary
+
+
+def level_loss(out: Any, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the partial depths of the squared mean residual over valid pixels (per sample).
+
+    With weight w added to the recipe's variance term it makes the regression
+    ``mean(R^2) - (1 - w) mean(R)^2``, Eigen et al.'s scale-invariant form, which sees the
+    depth's level; the recipe's loss (w = 0) does not.
+    """
+    valid = torch.isfinite(target) & (target > 0)
+    mask = valid.to(target.dtype)
+    count = mask.sum(dim=(1, 2, 3))
+    target = torch.where(valid, target, torch.zeros_like(target))
+    total = target.new_zeros(())
+    for depth in out.partial_depths.values():
+        mean = ((depth - target) * mask).sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
+        total = total + (mean.square() * (count > 0)).sum() / (count > 0).sum().clamp(min=1)
+    return total
+
+
+class _OffsetTracker:
+    """Recent mean of ``gt - prediction`` over valid pixels (an EMA over about 50 frames).
+
+    The loss cannot see a constant offset (variance of the residual; Sobel of it), so nothing
+    pins the depth's mean. At each epoch's end the first head's bias is shifted by this mean:
+    the loss is unchanged by it and the depth's mean follows the training data.
+    """
+
+    def __init__(self, decay: float = 0.98) -> None:
+        self.decay = decay
+        self.value = 0.0
+        self.weight = 0.0
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        valid = torch.isfinite(target) & (target > 0)
+        for p, g, v in zip(prediction, target, valid, strict=True):
+            if v.any():
+                residual = float((g[v] - p[v]).mean())
+                self.value = self.decay * self.value + (1 - self.decay) * residual
+                self.weight = self.decay * self.weight + (1 - self.decay)
+
+    def totals(self) -> tuple[float, float]:
+        """(weighted sum, weight), summable across ranks."""
+        return self.value, self.weight
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _float(out: Any) -> Any:
+    """The ModelOutput with its depths in float32 (the loss is computed in fp32 under AMP)."""
+    if out.depth.dtype == torch.float32:
+        return out
+    return dataclasses.replace(
+        out,
+        depth=out.depth.float(),
+        partial_depths={k: v.float() for k, v in out.partial_depths.items()},
+    )
+
+
+def train(
+    config: TrainConfig,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train (or continue) the run ``config.out``; returns the run folder.
+
+    ``on_step(global_step, loss)`` is called after every optimizer step on every rank (a hook for
+    tests and tooling; an exception from it stops the run like a crash would).
+    """
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, on_step)
+    finally:
+        torch.set_num_threads(threads)  # ``config.threads`` is this run's, not the caller's
+
+
+def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) -> Path:
+    from tqdm import tqdm
+
+    from stereospike_ros.data import CachedFrames
+    from stereospike_ros.model import (
+        ModelError,
+        StereoSpike,
+        model_config,
+        save_checkpoint,
+        stereospike_loss,
+    )
+
+    run_dir = Path(config.out)
+    device = _setup_distributed(config.device)
+    rank, world = _rank(), _world()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    amp = config.amp and device.type == "cuda"
+    if config.amp and not amp and rank == 0:
+        log.warning("--amp applies to CUDA only; training in float32 on %s", device)
+    progress = config.progress and rank == 0
+
+    state = _resolve_run(config, run_dir)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
+    data = prepare_data(config, run_dir, progress=progress)
+    try:
+        model_cfg = model_config(config.model, **config.model_options())
+    except ModelError as err:
+        raise TrainingError(f"model {config.model!r}: {err}") from err
+    mono = model_cfg.in_channels == 2
+    train_frames = CachedFrames(data["files"]["train"], mono=mono)
+    val_frames = CachedFrames(data["files"]["val"], mono=mono)
+    size = (val_frames.height, val_frames.width)
+
+    torch.manual_seed(config.seed)
+    model = StereoSpike(model_cfg)
+    if state is None:
+        bias = _initial_bias(config, train_frames)
+        if bias is not None:  # the loss is blind to a constant offset: start from the mean depth
+            first = next(iter(model.predict.values()))
+            with torch.no_grad():
+                first.bias.fill_(bias)
+    else:
+        model.load_state_dict(state["model"])
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(config.milestones), gamma=config.gamma
+    )
+    start_epoch, global_step, history, best = 0, 0, [], {"mde_cm": math.inf, "epoch": None}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+        history, best = list(state["history"]), dict(state["best"])
+        if rank == 0:
+            log.info("resuming %s after epoch %d", run_dir, start_epoch)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    dataset: Dataset = train_frames
+    if config.crop is not None:
+        dataset = CroppedFrames(train_frames, tuple(config.crop), config.seed)
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    limit = None if config.steps_per_epoch is None else config.steps_per_epoch * config.batch_size
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=_Limited(sampler, limit),
+        num_workers=config.workers,
+        drop_last=True,
+        persistent_workers=False,
+    )
+    if len(loader) == 0:
+        raise TrainingError(
+            f"{len(dataset)} training frames make no batch of {config.batch_size} on {world} "
+            "process(es)"
+        )
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=global_step or None)
+
+    for epoch in range(start_epoch, config.epochs):
+        sampler.set_epoch(epoch)
+        if isinstance(dataset, CroppedFrames):
+            dataset.epoch = epoch
+        net.train()
+        started = time.perf_counter()
+        loss_sum, frame_sum, steps, step_time = 0.0, 0, 0, 0.0
+        offset = _OffsetTracker()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for x, gt in bar:
+            t0 = time.perf_counter()
+            x, gt = x.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+            with _autocast(device, amp):
+                out = net(x, return_all=True)
+            loss, parts = stereospike_loss(_float(out), gt, spike_weight=config.spike_weight)
+            if config.level_weight:
+                level = level_loss(_float(out), gt)
+                loss = loss + config.level_weight * level
+                parts["total"] += config.level_weight * float(level.detach())
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {float(loss)} at epoch {epoch + 1} step {steps + 1}; "
+                    "lower --lr or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            offset.update(out.depth.detach().float(), gt)
+            step_time += time.perf_counter() - t0
+            steps += 1
+            global_step += 1
+            loss_sum += parts["total"] * x.shape[0]
+            frame_sum += x.shape[0]
+            if progress:
+                bar.set_postfix(loss=f"{parts['total']:.3f}", best_mde=f"{best['mde_cm']:.1f}")
+            if writer is not None and (global_step % 10 == 0 or steps == 1):
+                writer.add_scalar("train/loss_step", parts["total"], global_step)
+            if on_step is not None:
+                on_step(global_step, parts["total"])
+        bar.close()
+        scheduler.step()
+        loss_total, frames_total, time_total, shift_sum, shift_n = _reduce_sum(
+            [loss_sum, frame_sum, step_time, *offset.totals()], device
+        )
+        shift = shift_sum / shift_n if shift_n else 0.0
+        if config.offset_calibration and shift_n:
+            with torch.no_grad():
+                next(iter(model.predict.values())).bias += shift
+        train_loss = loss_total / max(frames_total, 1)
+
+        if rank == 0:
+            val = validate(
+                model,
+                val_frames,
+                device,
+                spike_weight=config.spike_weight,
+                max_frames=config.val_frames,
+                progress=progress,
+                amp=amp,
+            )
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                **{f"val_{k}": v for k, v in val.items() if k != "loss" and "/" not in k},
+                "firing_rate": val.get("firing_rate/overall", math.nan),
+                "lr": optimizer.param_groups[0]["lr"],
+                "offset_shift_m": shift if config.offset_calibration else 0.0,
+                "steps": steps,
+                "processes": world,
+                "s_per_step": time_total / max(steps * world, 1),
+                "epoch_s": time.perf_counter() - started,
+            }
+            improved = val["mde_cm"] < best["mde_cm"]
+            if improved:
+                best = {"mde_cm": val["mde_cm"], "epoch": epoch + 1}
+            row["best"] = int(improved)
+            history.append(row)
+            meta = _checkpoint_metadata(config, data, size, epoch + 1, best)
+            metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
+            if improved:
+                save_checkpoint(run_dir / "best.safetensors", model, metrics=metrics, **meta)
+            save_checkpoint(run_dir / "last.safetensors", model, metrics=metrics, **meta)
+            _write_text(run_dir / "metrics.csv", _metrics_csv(history))
+            for key, value in row.items():
+                if key not in ("epoch", "best") and isinstance(value, float):
+                    writer.add_scalar(f"epoch/{key}", value, global_step)
+            writer.flush()
+            new_state = {
+                "format": STATE_FORMAT,
+                "epoch": epoch + 1,
+                "global_step": global_step,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best": best,
+                "config": config.to_dict(),
+            }
+            buffer = io.BytesIO()
+            torch.save(new_state, buffer)
+            _atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
+            if rank == 0:
+                (tqdm.write if progress else _print)(
+                    f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+                    f"val MDE {val['mde_cm']:.1f} cm  delta1 {val['delta1']:.3f}  "
+                    f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step"
+                    + ("  (best)" if improved else "")
+                )
+        _barrier()
+
+    if writer is not None:
+        writer.close()
+    train_frames.close()
+    val_frames.close()
+    if rank == 0 and config.export_default:
+        from stereospike_ros.training.export import export_default
+
+        export_default(run_dir)
+    _barrier()
+    if world > 1 and os.environ.get("WORLD_SIZE"):
+        dist.destroy_process_group()
+    return run_dir

@@ -1,0 +1,298 @@
+"""The nodes over real DDS: player -> depth node -> evaluator, QoS, silence, garbage, weights.
+
+The pipeline test runs the three nodes as their own processes (as ``ros2 launch`` would) and
+checks what a user sees on the topics against an offline recomputation from the recording.
+The other tests run the depth node in this process, so its counters can be read directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import spin_until
+from ros_support import small_recording, start_node, stop, tiny_checkpoint
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from stereospike_ros.events import encode_event_array, event_histogram  # noqa: E402
+from stereospike_ros.events.types import EVENT_DTYPE  # noqa: E402
+from stereospike_ros.model import MetricAccumulator  # noqa: E402
+from stereospike_ros.ros import convert  # noqa: E402
+from stereospike_ros.ros.depth_evaluator import score_pair  # noqa: E402
+from stereospike_ros.ros.depth_node import DepthNode, main  # noqa: E402
+from stereospike_ros.ros.pipeline import load_estimator  # noqa: E402
+
+GT_TOPIC = "/davis/left/depth_image_rect"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+def _offline_depth(recording, estimator, t_end_ns: int, window_ns: int = 50_000_000):
+    """What the node must publish for the window ending at ``t_end_ns``, computed directly."""
+    h, w = recording.height, recording.width
+    t0 = t_end_ns - window_ns
+    left, _ = event_histogram(recording.left_events, h, w, t0, t_end_ns)
+    right, _ = event_histogram(recording.right_events, h, w, t0, t_end_ns)
+    return estimator(left, right).depth
+
+
+def test_player_node_evaluator_publish_depth_whose_mde_matches_an_offline_computation(
+    tmp_path, checkpoint, ros_context
+):
+    recording, data = small_recording(tmp_path)
+    summary_path = tmp_path / "evaluation.json"
+    node = rclpy.create_node("pipeline_listener", context=ros_context)
+    received: list[Image] = []
+    node.create_subscription(Image, "/depth_node/depth", received.append, 50)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    evaluator = start_node(
+        "depth_evaluator", {"output": summary_path, "log_every": 0}, name="depth_evaluator"
+    )
+    depth_node = start_node(
+        "depth_node",
+        {
+            "weights": checkpoint,
+            "trigger_topic": GT_TOPIC,
+            "reliable": True,
+            "frame_id": "test_optical",
+            "threads": 1,
+        },
+        name="depth_node",
+    )
+    player = None
+    try:
+        # Play only once the node is up and its depth publisher is known here: a volatile
+        # topic does not repeat what was published before a subscriber matched.
+        assert spin_until(
+            executor,
+            lambda: (
+                (
+                    node.count_publishers("/depth_node/depth") == 1
+                    and node.count_subscribers("/davis/right/events") == 1
+                )
+                or depth_node.poll() is not None
+            ),
+            timeout=60.0,
+        )
+        assert depth_node.poll() is None, stop(depth_node)[1]
+        spin_until(executor, lambda: False, timeout=0.5)
+        player = start_node(
+            "event_player",
+            {
+                "recording": data,
+                "rate": 0.5,
+                "wait_for_subscribers": 1,
+                "wait_for_depth_subscribers": 2,
+                "wait_timeout_s": 60.0,
+                "start_delay_s": 0.5,
+            },
+        )
+        played = spin_until(executor, lambda: player.poll() is not None, timeout=60.0)
+        assert played, "the player did not finish within 60 s"
+        frames = len(recording.depth)
+        spin_until(executor, lambda: len(received) >= frames - 1, timeout=10.0)
+        time.sleep(0.5)
+    finally:
+        player_code, player_out = stop(player) if player else (None, "not started")
+        node_code, node_out = stop(depth_node)
+        eval_code, eval_out = stop(evaluator)
+        executor.shutdown()
+        node.destroy_node()
+    assert player_code == 0, player_out
+    assert node_code == 0, node_out
+    assert eval_code == 0, eval_out
+
+    gt_by_stamp = {int(t): d for t, d in zip(recording.depth_ts_ns, recording.depth, strict=True)}
+    assert len(received) >= len(gt_by_stamp) - 2, (len(received), node_out, eval_out)
+    for msg in received:
+        assert msg.encoding == "32FC1"
+        assert (msg.height, msg.width, msg.step) == (48, 64, 64 * 4)
+        assert msg.header.frame_id == "test_optical"
+        assert convert.time_to_ns(msg.header.stamp) in gt_by_stamp  # windows end at GT stamps
+
+    summary = json.loads(summary_path.read_text())
+    accumulator = MetricAccumulator()
+    estimator, _ = load_estimator(checkpoint, "cpu", firing_rate=False)
+    for msg in received:
+        stamp = convert.time_to_ns(msg.header.stamp)
+        published = convert.depth_from_image(msg)
+        expected = _offline_depth(recording, estimator, stamp)
+        np.testing.assert_allclose(published, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+        pred, gt, _ = score_pair(expected, gt_by_stamp[stamp])
+        accumulator.update(torch.from_numpy(pred), torch.from_numpy(gt))
+    assert summary["pairs"] == accumulator.frames == len(received)
+    assert summary["metrics"]["mde_cm"] == pytest.approx(accumulator.summary()["mde_cm"], rel=1e-5)
+    assert "MDE" in eval_out
+
+
+def _events(t0_ns: int, t1_ns: int, n: int, height: int = 32, width: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(t0_ns % 1000)
+    ev = np.zeros(n, dtype=EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(t0_ns, t1_ns, n))
+    ev["x"] = rng.integers(0, width, n)
+    ev["y"] = rng.integers(0, height, n)
+    ev["p"] = rng.integers(0, 2, n)
+    return ev
+
+
+def _depth_node(context, checkpoint, **params: object) -> DepthNode:
+    overrides = [Parameter("weights", value=str(checkpoint)), Parameter("threads", value=1)]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    return DepthNode(context=context, parameter_overrides=overrides)
+
+
+def _feed(pubs: dict, t_start_ms: int, t_end_ms: int, sides=("left", "right")) -> None:
+    """One 5 ms EventArray per camera per step, stamped in sensor time (zero = 1e9 ns)."""
+    for t in range(t_start_ms, t_end_ms, 5):
+        t0, t1 = 10**9 + t * 10**6, 10**9 + (t + 5) * 10**6
+        for side in sides:
+            pubs[side].publish(encode_event_array(_events(t0, t1, 200), 32, 48, t1, "cam"))
+        time.sleep(0.002)
+
+
+def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context, checkpoint):
+    node = _depth_node(ros_context, checkpoint)
+    assert not node.p["reliable"]
+    talker = rclpy.create_node("talker", context=ros_context)
+    from dvs_msgs.msg import EventArray
+
+    pubs = {
+        "left": talker.create_publisher(
+            EventArray,
+            "/davis/left/events",
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+        ),
+        "right": talker.create_publisher(
+            EventArray,
+            "/davis/right/events",
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT),
+        ),
+    }
+    depth: list[Image] = []
+    talker.create_subscription(Image, "/depth_node/depth", depth.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(talker)
+    try:
+        assert spin_until(
+            executor,
+            lambda: (
+                all(p.get_subscription_count() for p in pubs.values())
+                and node.pub_depth.get_subscription_count()
+            ),
+            timeout=10.0,
+        )
+        for step in range(0, 200, 20):
+            _feed(pubs, step, step + 20)
+            executor.spin_once(timeout_sec=0.01)
+        assert spin_until(executor, lambda: len(depth) >= 2, timeout=10.0)
+    finally:
+        node.shutdown()
+        executor.shutdown()
+    assert node.stats.sides["left"].messages > 0
+    assert node.stats.sides["right"].messages > 0
+    assert node.get_diagnostics().level == DiagnosticStatus.OK
+
+
+def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_logged(
+    ros_context, checkpoint, capfd
+):
+    node = _depth_node(ros_context, checkpoint, silence_timeout_s=0.3)
+    talker = rclpy.create_node("talker2", context=ros_context)
+    from dvs_msgs.msg import EventArray
+
+    qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {
+        side: talker.create_publisher(EventArray, f"/davis/{side}/events", qos)
+        for side in ("left", "right")
+    }
+    depth: list[Image] = []
+    talker.create_subscription(Image, "/depth_node/depth", depth.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(talker)
+    try:
+        assert spin_until(
+            executor,
+            lambda: (
+                all(p.get_subscription_count() for p in pubs.values())
+                and node.pub_depth.get_subscription_count()
+            ),
+            timeout=10.0,
+        )
+        # Garbage first (raw bytes straight onto the topic), then good stereo input.
+        pubs["left"].publish(b"\x00\x01\x00\x00" + bytes(range(60)))
+        pubs["left"].publish(b"not cdr at all")
+        _feed(pubs, 0, 150)
+        assert spin_until(executor, lambda: len(depth) >= 1, timeout=10.0), "no depth published"
+        assert node.stats.sides["left"].decode_errors == 2
+        # Now only the left camera talks: the right one goes silent.
+        _feed(pubs, 150, 300, sides=("left",))
+        spin_until(executor, lambda: False, timeout=0.6)
+        _feed(pubs, 300, 320, sides=("left",))
+        spin_until(executor, lambda: False, timeout=0.2)
+        status = node.get_diagnostics()
+    finally:
+        node.shutdown()
+        executor.shutdown()
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.WARN, status.message
+    assert "right camera silent" in status.message
+    assert values["left_decode_errors"] == "2"
+    err = capfd.readouterr().err
+    assert "/davis/left/events: dropped an undecodable message" in err
+
+
+def test_missing_weights_stop_the_node_at_start_up_naming_the_file(tmp_path, capfd):
+    missing = tmp_path / "nowhere.safetensors"
+    code = main(["depth_node", "--ros-args", "-p", f"weights:={missing}"])
+    assert code == 1
+    assert f"weights file {missing} does not exist" in capfd.readouterr().err
+
+
+def test_mismatched_or_corrupt_weights_stop_the_node_at_start_up(tmp_path, capfd):
+    mono = tiny_checkpoint(tmp_path / "mono.safetensors", name="stereospike-mono")
+    assert main(["depth_node", "--ros-args", "-p", f"weights:={mono}"]) == 1
+    assert "4 input channels" in capfd.readouterr().err
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    assert main(["depth_node", "--ros-args", "-p", f"weights:={corrupt}"]) == 1
+    assert f"cannot load weights {corrupt}" in capfd.readouterr().err
+
+
+def test_depth_node_process_exits_non_zero_on_missing_weights(tmp_path):
+    process = start_node("depth_node", {"weights": tmp_path / "absent.safetensors"})
+    process.wait(60)
+    code, out = stop(process)
+    assert code == 1
+    assert "cannot start" in out and "absent.safetensors" in out
+
+
+def test_exact_inference_path_matches_reference_and_unknown_path_fails_at_start_up(checkpoint):
+    from stereospike_ros.ros.errors import StartupError
+
+    rng = np.random.default_rng(1)
+    left = rng.poisson(0.5, (2, 32, 48)).astype(np.uint16)
+    right = rng.poisson(0.5, (2, 32, 48)).astype(np.uint16)
+    reference, _ = load_estimator(checkpoint, "cpu", firing_rate=False, path="reference")
+    exact, _ = load_estimator(checkpoint, "cpu", firing_rate=False, path="exact")
+    assert exact.fast is not None and reference.fast is None
+    np.testing.assert_allclose(
+        exact(left, right).depth, reference(left, right).depth, rtol=1e-5, equal_nan=True
+    )
+    with pytest.raises(StartupError, match="inference_path 'warp' is unknown"):
+        load_estimator(checkpoint, "cpu", path="warp")

@@ -1,0 +1,39 @@
+"""benchmark sim --quick: simulate, train by subprocess, score against SGBM, write the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stereospike_ros.cli import main
+
+
+def test_quick_sim_benchmark_writes_a_table_of_every_method(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    argv = ["benchmark", "sim", "--out", str(out), "--quick", "--threads", "1",
+            "--train-recordings", "1", "--no-variants", "--epochs", "1"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    names = list(report["results"])
+    assert names == [
+        "stereospike w0.25",
+        "stereospike w0.125",
+        "stereospike w0.125 heads 1",
+        "sgbm",
+    ]
+    split = json.loads((out / "split.json").read_text())["sequences"]
+    assert {n for n, s in split.items() if s["part"] == "test"} == {"test_room", "test_boxes"}
+    assert report["data"]["sequences"] == ["test_room", "test_boxes"]
+    for name, result in report["results"].items():
+        assert result["frames"] == 40, name  # the same 40 test frames for every method
+        assert result["mde_cm"] > 0, name
+    assert report["results"]["sgbm"]["coverage"] < 1.0
+    w25 = report["results"]["stereospike w0.25"]["info"]
+    w125 = report["results"]["stereospike w0.125"]["info"]
+    assert w25["parameters"] > 3 * w125["parameters"] and w25["dense_macs"] > w125["dense_macs"]
+    for run in ("stereospike_w0.25_h1234", "stereospike_w0.125_h1", "stereospike_w0.125_h1234"):
+        assert (out / "runs" / run / "best.safetensors").is_file()
+    table = (out / "results.md").read_text()
+    assert "not MVSEC" in table and "| stereospike w0.125 heads 1 |" in table
+    assert "| heads | MDE cm |" in table and "| sgbm |" in printed

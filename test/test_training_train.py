@@ -1,0 +1,242 @@
+"""train: a tiny simulated run learns, checkpoints, resumes after a real kill, refuses bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereospike_ros.cli import main
+from stereospike_ros.data import write_mvsec_hdf5, write_ros1_bag, write_ros2_bag
+from stereospike_ros.data.simulator import SimConfig, simulate
+from stereospike_ros.model import ModelOutput, load_checkpoint
+from stereospike_ros.training import TrainingError
+from stereospike_ros.training.export import export_default
+from stereospike_ros.training.train import TrainConfig, level_loss, load_state, train
+
+H, W = 64, 80
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sims(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny simulated recordings (train: boxes 3 s, val: room 1 s) and a split file."""
+    root = tmp_path_factory.mktemp("trainsims")
+    for name, seed, scene, seconds in (("boxa", 1, "boxes", 3.0), ("roomb", 2, "room", 1.0)):
+        recording = simulate(
+            SimConfig(
+                name=name,
+                seed=seed,
+                scene=scene,
+                duration_s=seconds,
+                width=W,
+                height=H,
+                focal_px=60.0,
+            )
+        )
+        write_mvsec_hdf5(recording, root / f"{name}_data.hdf5", root / f"{name}_gt.hdf5")
+    split = {"name": "tiny", "sequences": {"boxa": {"part": "train"}, "roomb": {"part": "val"}}}
+    (root / "split.json").write_text(json.dumps(split))
+    return root
+
+
+def _config(sims: Path, out: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(
+        root=str(sims),
+        split=str(sims / "split.json"),
+        out=str(out),
+        cache_dir=str(sims / "cache"),
+        width=0.125,
+        epochs=3,
+        lr=2e-3,
+        level_weight=0.5,
+        steps_per_epoch=60,
+        threads=1,
+        progress=False,
+    )
+    return replace(base, **changes)
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def finished(sims: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A run trained 1 epoch (state kept), then extended to 3 by re-running with epochs=3."""
+    out = tmp_path_factory.mktemp("run") / "uninterrupted"
+    train(_config(sims, out, epochs=1))
+    after_one = load_state(out)
+    train(_config(sims, out))
+    return {"out": out, "after_one": after_one, "final": load_state(out)}
+
+
+def test_train_lowers_validation_mde_and_writes_checkpoints(finished: dict) -> None:
+    out = finished["out"]
+    rows = _rows(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    mde = [float(r["val_mde_cm"]) for r in rows]
+    assert mde[-1] < mde[0] - 10.0, mde
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    best_epoch = 1 + mde.index(min(mde))
+    model, meta = load_checkpoint(out / "best.safetensors", expect={"input_size": [H, W]})
+    assert meta["epoch"] == best_epoch and meta["model"] == "stereospike"
+    assert meta["metrics"]["val_mde_cm"] == pytest.approx(min(mde))
+    assert model.config.width == 0.125
+    _, last = load_checkpoint(out / "last.safetensors")
+    assert last["epoch"] == 3 and last["split"]["name"].endswith("split.json")
+    assert any((out / "tb").iterdir()), "no TensorBoard events"
+    assert not list(out.glob(".*tmp")), "temporary files left behind"
+
+
+def test_resume_after_kill_continues_with_identical_state(
+    sims: Path, finished: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    config = _config(sims, out)
+    # A real SIGKILL in the middle of epoch 2 (step 90 of 60 per epoch), no cleanup at all.
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    script = textwrap.dedent(
+        """
+        import json, os, signal, sys
+        from stereospike_ros.training.train import TrainConfig, train
+
+        def kill(step, loss):
+            if step == 90:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        train(TrainConfig.from_dict(json.load(open(sys.argv[1]))), on_step=kill)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "config.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = load_state(out)
+    assert state["epoch"] == 1 and state["global_step"] == 60
+    reference = finished["after_one"]
+    for a, b in zip(
+        state["optimizer"]["state"].values(), reference["optimizer"]["state"].values(), strict=True
+    ):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(
+            a["exp_avg_sq"], b["exp_avg_sq"]
+        )
+    assert not list(out.glob(".*tmp")), "a half-written file survived the kill"
+
+    train(config)  # the same command again: continues after epoch 1
+    resumed, final = load_state(out), finished["final"]
+    assert resumed["epoch"] == 3 and resumed["global_step"] == final["global_step"]
+    for name, tensor in final["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert resumed["scheduler"] == final["scheduler"]
+    assert [r["epoch"] for r in _rows(out)] == ["1", "2", "3"]
+
+
+def test_level_loss_is_the_squared_mean_residual_of_each_output() -> None:
+    target = torch.tensor([[[[1.0, 2.0], [float("nan"), 4.0]]]])
+    p1 = torch.tensor([[[[2.0, 2.0], [9.0, 6.0]]]])  # residuals 1, 0, -, 2: mean 1
+    p2 = p1 - 1.0  # residuals 0, -1, -, 1: mean 0
+    out = ModelOutput(p1, {"depth2": p2, "depth1": p1}, {}, ())
+    assert float(level_loss(out, target)) == pytest.approx(1.0)
+
+
+def test_run_folder_with_other_config_is_refused(sims: Path, finished: dict) -> None:
+    with pytest.raises(TrainingError, match=r"width: run has 0\.125, command gives 0\.25"):
+        train(_config(sims, finished["out"], width=0.25))
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(_config(sims, finished["out"], resume="never"))
+
+
+def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) -> None:
+    target = export_default(finished["out"], tmp_path)
+    _, meta = load_checkpoint(target)
+    card = json.loads((tmp_path / "default.json").read_text())
+    assert card["best_epoch"] == meta["epoch"] and card["parameters"] > 0
+    assert card["validation"]["val_mde_cm"] == pytest.approx(meta["metrics"]["val_mde_cm"])
+    assert len(card["history"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"root": "/nonexistent/recordings"}, "/nonexistent/recordings is not a folder"),
+        ({"split": "split7"}, "unknown split 'split7'"),
+        ({"split": "missing_split.json"}, "missing_split.json does not exist"),
+        ({"crop": (128, 160)}, "crop 128x160 is larger than the frames"),
+        ({"model": "stereospike-xl"}, "unknown model 'stereospike-xl'"),
+    ],
+)
+def test_bad_input_is_named(sims: Path, tmp_path: Path, change: dict, message: str) -> None:
+    with pytest.raises(TrainingError, match=message):
+        train(_config(sims, tmp_path / "bad", **change))
+
+
+def test_split_naming_a_missing_recording_is_named(sims: Path, tmp_path: Path) -> None:
+    split = tmp_path / "split.json"
+    split.write_text(
+        json.dumps({"sequences": {"boxa": {"part": "train"}, "gone": {"part": "val"}}})
+    )
+    with pytest.raises(TrainingError, match="no recording 'gone'"):
+        train(_config(sims, tmp_path / "bad", split=str(split)))
+
+
+def test_split_without_validation_frames_is_refused(sims: Path, tmp_path: Path) -> None:
+    split = tmp_path / "trainonly.json"
+    split.write_text(json.dumps({"sequences": {"boxa": {"part": "train"}}}))
+    with pytest.raises(TrainingError, match="has no val frames"):
+        train(_config(sims, tmp_path / "bad", split=str(split)))
+
+
+def test_cli_reports_errors_without_traceback(sims: Path, tmp_path: Path, capsys) -> None:
+    code = main(["train", "--root", str(tmp_path / "none"), "--split", "split1",
+                 "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
+    assert code == 2
+    assert "is not a folder of recordings" in capsys.readouterr().err
+
+
+def test_trains_from_ros1_and_ros2_bags(tmp_path: Path) -> None:
+    recording = simulate(SimConfig(seed=5, duration_s=0.5, width=W, height=H, focal_px=60.0))
+    write_ros2_bag(recording, tmp_path / "flight2")
+    write_ros1_bag(recording, tmp_path / "flight1.bag")
+    split = {"sequences": {"flight2": {"part": "train"}, "flight1": {"part": "val"}}}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    out = tmp_path / "run"
+    config = _config(tmp_path, out, epochs=1, steps_per_epoch=3, cache_dir=None, val_frames=4)
+    train(replace(config, split=str(tmp_path / "split.json")))
+    row = _rows(out)[0]
+    assert int(row["steps"]) == 3 and float(row["val_frames"]) == 4
+    assert (out / "cache").is_dir()
+
+
+def test_torchrun_two_processes_train(sims: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "stereospike_ros", "train", "--root", str(sims), "--split", str(sims / "split.json"),
+        "--cache-dir", str(sims / "cache"), "--out", str(out), "--width", "0.125",
+        "--epochs", "3", "--lr", "5e-3", "--steps-per-epoch", "20", "--threads", "1",
+        "--val-frames", "6", "--level-weight", "0.5", "--quiet", "--device", "cpu",
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(out)
+    assert [int(r["processes"]) for r in rows] == [2, 2, 2]
+    assert all(int(r["steps"]) == 20 for r in rows)  # 40 frames per epoch, split over 2 ranks
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert proc.stdout.count("run folder:") == 1  # rank 0 reports, rank 1 stays quiet
+    load_checkpoint(out / "last.safetensors", expect={"input_size": [H, W]})
