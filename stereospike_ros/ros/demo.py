@@ -49,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("dvs_msgs/EventArray", "event_camera_msgs/EventPacket"),
     )
     parser.add_argument("--device", default="cpu", help="torch device for the depth node (cpu)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of the node")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the node (1: the player and evaluator share the cores)",
+    )
     parser.add_argument(
         "--images", type=int, default=3, help="prediction/ground-truth PNGs to save (3)"
     )
