@@ -134,7 +134,7 @@ class UpsampleConv(nn.Module):
     computed at the resolution of ``s`` with folded kernels, for one fixed input size.
 
     ``channels_last`` picks the layout of input, intermediate and output tensors: it pays for
-    wide layers, plain NCHW for narrow ones (measured, see ``docs/readme/speed.md``).
+    wide layers, plain NCHW for narrow ones (measured, see the README, *Real-time inference*).
     """
 
     def __init__(
