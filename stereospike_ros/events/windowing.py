@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stereospike_ros.events.errors import EventsError
-from stereospike_ros.events.histogram import accumulate_into
+from stereospike_ros.events.histogram import event_histogram
 from stereospike_ros.events.types import EVENT_DTYPE
 
 log = logging.getLogger(__name__)
@@ -309,10 +309,10 @@ class StereoWindower:
             elif t_min < end and t_max >= start:
                 t = chunk["t"]
                 parts.append(chunk[(t >= start) & (t < end)])
-        hist = np.zeros((2, self.height, self.width), dtype=np.uint16)
-        if parts:
-            accumulate_into(hist, parts[0] if len(parts) == 1 else np.concatenate(parts))
-        return hist
+        if not parts:
+            return np.zeros((2, self.height, self.width), dtype=np.uint16)
+        events = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return event_histogram(events, self.height, self.width)[0]
 
     def _evict(self) -> None:
         """Drop chunks that no pending or future window can use."""
