@@ -10,12 +10,10 @@ Loading never unpickles and rebuilds the network from the metadata alone.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 
 import stereospike_ros
+from stereospike_ros.atomic import atomic_write
 from stereospike_ros.model.errors import CheckpointError, ConfigError
 from stereospike_ros.model.network import ModelConfig, StereoSpike
 
@@ -104,25 +103,7 @@ def save_checkpoint(
     header = {"format": FORMAT, _META_KEY: json.dumps(_json_ready(metadata, "block"))}
     blob = save_safetensors(tensors, metadata=header)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda f: f.write(blob))
 
 
 def _read_header(path: Path, raw: bytes) -> dict[str, Any]:

@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from stereospike_ros.atomic import atomic_write
 from stereospike_ros.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -160,24 +160,8 @@ class TrainConfig:
 # --- files --------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write through a temporary file in the same folder, fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -735,7 +719,7 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
             }
             buffer = io.BytesIO()
             torch.save(new_state, buffer)
-            _atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
+            atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
             if rank == 0:
                 (tqdm.write if progress else _print)(
                     f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
