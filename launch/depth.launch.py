@@ -24,6 +24,7 @@ PACKAGE = "stereospike_ros"
 OVERRIDES = {
     "weights": "weights",
     "device": "device",
+    "inference_path": "inference_path",
     "event_type": "event_type",
     "left_events_topic": "left_events_topic",
     "right_events_topic": "right_events_topic",
@@ -63,6 +64,11 @@ def generate_launch_description():
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
         DeclareLaunchArgument("weights", default_value="", description="checkpoint file"),
         DeclareLaunchArgument("device", default_value="", description="cpu, cuda, cuda:N"),
+        DeclareLaunchArgument(
+            "inference_path",
+            default_value="",
+            description="exact (default), reference, exact-nchw, compile, bf16, fp16",
+        ),
         DeclareLaunchArgument(
             "event_type",
             default_value="",
