@@ -33,7 +33,14 @@ from std_msgs.msg import Float64
 
 from stereospike_ros.model.metrics import MetricAccumulator
 from stereospike_ros.ros import convert
-from stereospike_ros.ros.common import declare_parameters, event_qos, output_qos
+from stereospike_ros.ros.common import (
+    declare_parameters,
+    event_qos,
+    init_without_signal_handlers,
+    output_qos,
+    spin_until_signal,
+    stop_on_signals,
+)
 from stereospike_ros.ros.errors import ConversionError, StartupError
 from stereospike_ros.ros.parameters import EVALUATOR_PARAMS
 from stereospike_ros.ros.sync import StampMatcher
@@ -220,25 +227,26 @@ def summary_line(summary: dict) -> str:
 
 def main(args: Sequence[str] | None = None) -> int:
     """``ros2 run stereospike_ros depth_evaluator``; writes the JSON summary when stopped."""
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = DepthEvaluator()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except StartupError as err:
-        rclpy.logging.get_logger("depth_evaluator").fatal(f"cannot start: {err}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            summary = node.summary()
-            path = node.write_summary()
-            print(summary_line(summary) + (f"; summary in {path}" if path else ""), flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
+    init_without_signal_handlers(sys.argv if args is None else args)
+    with stop_on_signals() as stop:
+        node = None
+        try:
+            node = DepthEvaluator()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            spin_until_signal(executor, stop)
+        except StartupError as err:
+            rclpy.logging.get_logger("depth_evaluator").fatal(f"cannot start: {err}")
+            return 1
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                summary = node.summary()
+                path = node.write_summary()
+                print(summary_line(summary) + (f"; summary in {path}" if path else ""), flush=True)
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 

@@ -40,7 +40,15 @@ from stereospike_ros.data.recording import CameraCalibration
 from stereospike_ros.events import DecodeError, EventsError
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
-from stereospike_ros.ros.common import declare_parameters, event_qos, message_class, output_qos
+from stereospike_ros.ros.common import (
+    declare_parameters,
+    event_qos,
+    init_without_signal_handlers,
+    message_class,
+    output_qos,
+    spin_until_signal,
+    stop_on_signals,
+)
 from stereospike_ros.ros.errors import ConversionError, StartupError
 from stereospike_ros.ros.parameters import (
     DEPTH_NODE_PARAMS,
@@ -514,23 +522,24 @@ def _format(value: object) -> str:
 
 def main(args: Sequence[str] | None = None) -> int:
     """``ros2 run stereospike_ros depth_node [--ros-args ...]``; non-zero when it cannot start."""
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = DepthNode()
-        executor = make_executor()
-        executor.add_node(node)
-        executor.spin()
-    except StartupError as err:
-        rclpy.logging.get_logger("depth_node").fatal(f"cannot start: {err}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    init_without_signal_handlers(sys.argv if args is None else args)
+    with stop_on_signals() as stop:
+        node = None
+        try:
+            node = DepthNode()
+            executor = make_executor()
+            executor.add_node(node)
+            spin_until_signal(executor, stop)
+        except StartupError as err:
+            rclpy.logging.get_logger("depth_node").fatal(f"cannot start: {err}")
+            return 1
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            if node is not None:
+                node.shutdown()
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
