@@ -15,7 +15,6 @@ than scored, so a node that says "no estimate" is not scored as if it had guesse
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 
+from stereospike_ros.atomic import atomic_write
 from stereospike_ros.model.metrics import MetricAccumulator
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.common import (
@@ -198,12 +198,8 @@ class DepthEvaluator(Node):
         """Write the JSON summary atomically to ``output`` (when set); returns its path."""
         if not self.p["output"]:
             return None
-        path = Path(self.p["output"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.summary(), indent=2))
-        os.replace(tmp, path)
-        return path
+        text = json.dumps(self.summary(), indent=2)
+        return atomic_write(self.p["output"], lambda f: f.write(text.encode()))
 
 
 def _json_float(value: float) -> float | None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from stereospike_ros.atomic import atomic_write
 from stereospike_ros.training.errors import TrainingError
 
 #: Where the package's default weights live (setup.py ships weights/*.safetensors and *.json).
@@ -70,15 +70,9 @@ def export_default(
         "note": "trained on simulated scenes (python -m stereospike_ros simulate), not MVSEC",
     }
     dest_dir = Path(dest_dir) if dest_dir is not None else WEIGHTS_DIR
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / f"{name}.safetensors"
-    tmp = dest_dir / f".{name}.safetensors.tmp"
-    shutil.copyfile(best, tmp)
-    os.replace(tmp, target)
-    card_path = dest_dir / f"{name}.json"
-    tmp_card = dest_dir / f".{name}.json.tmp"
-    tmp_card.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp_card, card_path)
+    target = atomic_write(dest_dir / f"{name}.safetensors", lambda f: f.write(best.read_bytes()))
+    card_text = json.dumps(card, indent=2) + "\n"
+    atomic_write(dest_dir / f"{name}.json", lambda f: f.write(card_text.encode()))
     checkpoint_metadata(target)  # the copy reads back
     return target
 
