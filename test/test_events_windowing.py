@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stereospike_ros.events import EVENT_DTYPE, EventsError, StereoWindower, event_histogram
+from stereospike_ros.events.windowing import NEVER
 
 H, W = 6, 8
 MS = 1_000_000
@@ -73,6 +74,65 @@ def test_any_batching_and_interleaving_gives_the_same_windows(seed):
         np.testing.assert_array_equal(a.left, b.left)
         np.testing.assert_array_equal(a.right, b.right)
     assert_windows_match_direct_histograms(many, left, right)
+
+
+@pytest.mark.parametrize("schedule", ["rate", "trigger"])
+def test_holding_events_until_due_gives_the_same_windows(schedule):
+    # The node queues raw messages and pushes only when both cameras have passed due_ns():
+    # pushing the same events that way must give the windows of pushing each message at once.
+    rng = np.random.default_rng(11)
+    left = stream(rng, 20_000, 3 * MS, 700 * MS)
+    right = stream(rng, 20_000, 9 * MS, 700 * MS)
+    messages = [("left", b) for b in np.array_split(left, 350)]
+    messages += [("right", b) for b in np.array_split(right, 350)]
+    messages.sort(key=lambda m: int(m[1]["t"][-1]))  # arrival order: by sensor time
+    triggers = [60 * MS, 61 * MS, 200 * MS + 3, 650 * MS]
+
+    def make() -> StereoWindower:
+        windower = StereoWindower(H, W, schedule=schedule)
+        windower.add_triggers(triggers)
+        return windower
+
+    eager = run(make(), messages)
+    held = make()
+    queued: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+    newest: dict[str, int] = {}
+    pushes, out = 0, []
+    for side, events in messages:
+        queued[side].append(events)
+        newest[side] = int(events["t"][-1])
+        due = held.due_ns()
+        if due is None or (len(newest) == 2 and min(newest.values()) >= due):
+            for name in ("left", "right"):
+                if queued[name]:
+                    out += held.push(name, np.concatenate(queued[name]))
+                    queued[name] = []
+                    pushes += 1
+    assert [w.t_end_ns for w in out] == [w.t_end_ns for w in eager]
+    assert len(out) == (12 if schedule == "rate" else 4)  # rate: ends 100, 150, ..., 650 ms
+    for a, b in zip(out, eager, strict=True):
+        np.testing.assert_array_equal(a.left, b.left)
+        np.testing.assert_array_equal(a.right, b.right)
+    assert pushes < len(messages) / 5  # and it did batch
+    if schedule == "trigger":
+        assert held.due_ns() == NEVER  # every trigger used: nothing can complete
+
+
+def test_events_slightly_out_of_order_are_binned_by_their_own_time():
+    # Drivers may deliver events a few microseconds out of order (below the backwards-jump
+    # tolerance): such chunks are cut by a time mask, sorted ones by binary search.
+    rng = np.random.default_rng(12)
+    left, right = stream(rng, 8000, 0, 400 * MS), stream(rng, 8000, 0, 400 * MS)
+    jittered = left.copy()
+    jittered["t"] += rng.integers(-200_000, 200_000, len(left))  # +-0.2 ms, tolerance 1 ms
+    assert (np.diff(jittered["t"]) < 0).any()
+    windower = StereoWindower(H, W)
+    pushes = [("left", b) for b in np.array_split(jittered, 40)]
+    pushes += [("right", b) for b in np.array_split(right, 40)]
+    pushes.sort(key=lambda m: int(m[1]["t"].max()))
+    windows = run(windower, pushes)
+    assert len(windows) == 6 and windower.counters.resets == 0
+    assert_windows_match_direct_histograms(windows, jittered, right)
 
 
 def test_overlapping_windows_with_a_shorter_period():

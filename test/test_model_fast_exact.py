@@ -174,6 +174,22 @@ def test_compile_for_inference_exact_paths(path):
         run(torch.zeros(1, 4, 37, 54))
 
 
+@pytest.mark.parametrize("path", ["exact", "exact-nchw"])
+def test_frozen_forward_equals_eager_for_each_input_shape(path):
+    # The CPU paths trace and freeze one TorchScript graph per input shape (so the forward does
+    # not hold the GIL); the plan differs per size, so every shape must get its own graph.
+    model = _dyadic_(build_model("stereospike", width=0.125, heads=(1, 2, 3, 4)))
+    frozen = compile_for_inference(model, path)
+    eager = compile_for_inference(model, path, freeze=False)
+    assert "frozen" in repr(frozen) and "frozen" not in repr(eager)
+    for shape in [(1, 4, 37, 53), (2, 4, 40, 61), (1, 4, 37, 53)]:
+        for multi in (False, True):
+            x = _counts(shape, multi, seed=sum(shape))
+            assert torch.equal(frozen(x), eager(x)), (shape, multi)
+    assert sorted(frozen._frozen) == [(1, 4, 37, 53), (2, 4, 40, 61)]
+    assert all(isinstance(f, torch.jit.ScriptModule) for f in frozen._frozen.values())
+
+
 def test_bf16_path_runs_the_same_graph():
     # Weights and inputs exactly representable in bfloat16 and potentials that stay small
     # integers / 64 keep bf16 exact too, which pins the casts and the plumbing; the accuracy

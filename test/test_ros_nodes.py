@@ -211,7 +211,8 @@ def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context,
         executor.shutdown()
     assert node.stats.sides["left"].messages > 0
     assert node.stats.sides["right"].messages > 0
-    assert node.get_diagnostics().level == DiagnosticStatus.OK
+    status = node.get_diagnostics()
+    assert status.level == DiagnosticStatus.OK, status.message
 
 
 def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_logged(

@@ -27,8 +27,10 @@ from __future__ import annotations
 import bisect
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +40,7 @@ from stereospike_ros.events.types import EVENT_DTYPE
 
 log = logging.getLogger(__name__)
 SIDES = ("left", "right")
+NEVER = 2**63 - 1  #: ``due_ns()`` when nothing can complete until a trigger arrives
 
 
 @dataclass
@@ -67,11 +70,18 @@ class WindowerCounters:
     resets: int = 0
 
 
+class _Chunk(NamedTuple):
+    events: np.ndarray
+    t_min: int
+    t_max: int
+    is_sorted: bool  # times non-decreasing: windows are cut by binary search, not a mask
+
+
 class _Side:
     """One camera's buffered events: time-ordered chunks, their count, and what was lost."""
 
     def __init__(self) -> None:
-        self.chunks: list[tuple[np.ndarray, int, int]] = []  # (events, t min, t max)
+        self.chunks: deque[_Chunk] = deque()
         self.count = 0
         self.first_t: int | None = None
         self.frontier: int | None = None  # newest event time received
@@ -138,6 +148,19 @@ class StereoWindower:
             events = self._cut_at_backwards_jump(side, events, windows)
         return windows
 
+    def due_ns(self) -> int | None:
+        """Sensor time both cameras must reach before a ``push`` can complete a window.
+
+        Lets a caller hold incoming events back and push them in a few large batches (the
+        results are the same for any batching). ``None`` while that time is not known yet (the
+        rate schedule starts at both cameras' first events): push everything then. In trigger
+        mode with no trigger pending, no push can complete anything: ``NEVER``.
+        """
+        end = self._pending_end()
+        if end is None and self.schedule == "trigger":
+            return NEVER
+        return end
+
     def silent_sides(self, now_ns: int | None = None) -> list[str]:
         """Cameras that delivered nothing for ``silence_timeout_ns`` (caller's clock)."""
         now = self.clock() if now_ns is None else now_ns
@@ -168,8 +191,10 @@ class StereoWindower:
         s = self._sides[side]
         t = events["t"]
         tol = self.backwards_tolerance_ns
-        jumps = np.flatnonzero(np.diff(t) < -tol)
+        steps = np.diff(t)
+        jumps = np.flatnonzero(steps < -tol)
         head, rest = (events, events[:0]) if not len(jumps) else np.split(events, [jumps[0] + 1])
+        is_sorted = not (steps[: len(head) - 1] < 0).any()
         t0 = int(t[0])
         if s.stale_until is not None:
             waited = self.clock() - s.stale_since
@@ -188,7 +213,7 @@ class StereoWindower:
             )
             self.counters.resets += 1
             self._restart(side, t0)
-        self._ingest(side, head)
+        self._ingest(side, head, is_sorted)
         windows.extend(self._emit())
         return rest
 
@@ -212,7 +237,7 @@ class StereoWindower:
             self._sides[other_name] = stale
         self._next_end = None
 
-    def _ingest(self, side: str, events: np.ndarray) -> None:
+    def _ingest(self, side: str, events: np.ndarray, is_sorted: bool) -> None:
         s = self._sides[side]
         inside = (events["x"] < self.width) & (events["y"] < self.height)
         n_in = int(np.count_nonzero(inside))
@@ -222,11 +247,11 @@ class StereoWindower:
         if not len(events):
             return
         t = events["t"]
-        t_min, t_max = int(t.min()), int(t.max())
+        t_min, t_max = (int(t[0]), int(t[-1])) if is_sorted else (int(t.min()), int(t.max()))
         s.frontier = t_max if s.frontier is None else max(s.frontier, t_max)
         if s.first_t is None:
             s.first_t = t_min
-        s.chunks.append((events, t_min, t_max))
+        s.chunks.append(_Chunk(events, t_min, t_max, is_sorted))
         s.count += len(events)
         self._bound_memory(side)
 
@@ -234,15 +259,15 @@ class StereoWindower:
         s = self._sides[side]
         excess = s.count - self.max_buffered_events
         while excess > 0:
-            chunk, _, t_max = s.chunks[0]
+            chunk, _, t_max, is_sorted = s.chunks[0]
             k = min(excess, len(chunk))
             lost = t_max if k == len(chunk) else int(chunk["t"][:k].max())
             s.lost_until = lost if s.lost_until is None else max(s.lost_until, lost)
             if k == len(chunk):
-                s.chunks.pop(0)
+                s.chunks.popleft()
             else:
                 rest = chunk[k:]
-                s.chunks[0] = (rest, int(rest["t"].min()), t_max)
+                s.chunks[0] = _Chunk(rest, int(rest["t"].min()), t_max, is_sorted)
             s.count -= k
             excess -= k
             self.counters.dropped_memory[side] += k
@@ -291,7 +316,7 @@ class StereoWindower:
 
     def _skip_empty_grid(self, end: int) -> int:
         """Jump the rate grid over windows before any buffered event (after a pause)."""
-        oldest = [s.chunks[0][1] for s in self._sides.values() if s.chunks]
+        oldest = [s.chunks[0].t_min for s in self._sides.values() if s.chunks]
         if not oldest or min(oldest) < end:
             return end
         first_end = (min(oldest) // self.period_ns + 1) * self.period_ns
@@ -303,12 +328,16 @@ class StereoWindower:
         # One bincount over the window's events, not one full-sensor pass per buffered message:
         # a 50 ms window of 1 ms messages would otherwise pay ~100 sensor-sized passes.
         parts = []
-        for chunk, t_min, t_max in s.chunks:
+        for chunk, t_min, t_max, is_sorted in s.chunks:
             if start <= t_min and t_max < end:  # wholly inside: no per-event time test
                 parts.append(chunk)
             elif t_min < end and t_max >= start:
                 t = chunk["t"]
-                parts.append(chunk[(t >= start) & (t < end)])
+                if is_sorted:
+                    i, j = np.searchsorted(t, (start, end))
+                    parts.append(chunk[i:j])
+                else:
+                    parts.append(chunk[(t >= start) & (t < end)])
         if not parts:
             return np.zeros((2, self.height, self.width), dtype=np.uint16)
         events = parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -320,5 +349,5 @@ class StereoWindower:
         frontier = min(s.frontier for s in self._sides.values() if s.frontier is not None)
         keep_from = (frontier if end is None else min(end, frontier)) - self.window_ns
         for s in self._sides.values():
-            while s.chunks and s.chunks[0][2] < keep_from:
-                s.count -= len(s.chunks.pop(0)[0])
+            while s.chunks and s.chunks[0].t_max < keep_from:
+                s.count -= len(s.chunks.popleft().events)

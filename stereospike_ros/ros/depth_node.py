@@ -1,15 +1,18 @@
 """``depth_node``: stereo events in, StereoSpike depth out, in real time.
 
 Data path: raw CDR bytes (``raw=True`` subscriptions, never one Python object per event) ->
-vectorized decoder -> optional rectification -> ``StereoWindower`` (50 ms windows in sensor
-time, fixed rate or ended by trigger stamps) -> newest-window mailbox -> inference thread ->
-``~/depth`` (32FC1 metres, NaN = no estimate), ``~/camera_info``, ``~/depth_color``,
-``~/events_image``, ``~/points``; ``/diagnostics`` once a second.
+header check per message, events queued undecoded (``EventArrayQueue``) -> one vectorized
+decode per camera when a window is due -> optional rectification -> ``StereoWindower`` (50 ms
+windows in sensor time, fixed rate or ended by trigger stamps) -> newest-window mailbox ->
+inference thread -> ``~/depth`` (32FC1 metres, NaN = no estimate), ``~/camera_info``,
+``~/depth_color``, ``~/events_image``, ``~/points``; ``/diagnostics`` once a second.
 
-Threads: event, trigger and camera_info callbacks share one mutually exclusive callback group
-(the windower is touched by one thread at a time), the diagnostics timer has its own; ``main``
-spins them on one SingleThreadedExecutor thread. Inference runs in a
-dedicated thread fed by a one-slot mailbox, so decoding never waits for the network and a slow
+Threads: an ingest thread takes the event (and trigger) messages every ``ingest_period_ms`` from
+subscriptions that no executor waits on (``PolledSubscription``: rclpy's executor costs ~300 us
+of Python per message, more than the rest of the node's work on it) and owns the windower. The
+inference thread runs the network, frozen with TorchScript so that it does not hold the GIL
+while the ingest thread works, and publishes. ``main`` spins the camera_info subscriptions, the
+diagnostics timer and the parameter services on one SingleThreadedExecutor thread. A slow
 network processes the newest window and counts the ones it skipped.
 
 Latency in diagnostics: ``latency_ms`` is publication wall time minus the window end in sensor
@@ -38,14 +41,17 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
 from stereospike_ros.events import DecodeError, EventsError
+from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
 from stereospike_ros.ros.common import (
+    PolledSubscription,
     declare_parameters,
     event_qos,
     init_without_signal_handlers,
     message_class,
     output_qos,
+    private_node,
     spin_until_signal,
     stop_on_signals,
 )
@@ -63,6 +69,8 @@ __all__ = ["DepthNode", "main", "make_executor"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+BACKWARDS_TOLERANCE_NS = 1_000_000  # an event this far before its camera's newest: a loop
+FLUSH_EVENTS = 500_000  # queued events per camera that are decoded even if no window is due
 
 
 @dataclass
@@ -92,6 +100,7 @@ class _NodeStats:
     )
     processed: int = 0
     inference_errors: int = 0
+    ingest_errors: int = 0
     trigger_errors: int = 0
     period_processed: int = 0
     firing_rate: float | None = None
@@ -129,6 +138,12 @@ class DepthNode(Node):
         self.rectifiers: dict[str, object | None] = {s: None for s in SIDES}
         self._pending_triggers: list[int] = []
         self._decoders = self._make_decoders()
+        self._queues = {side: EventArrayQueue() for side in SIDES}
+        self._newest_t: dict[str, int] = {}  # last event time of each camera's newest message
+        self._queued_since: dict[str, float] = {}  # monotonic arrival of the oldest queued one
+        self._flush_now = False
+        self._warm_up_cpu_s = 0.0
+        self._windower_lock = threading.Lock()  # ingest thread vs diagnostics
         self._load_calibration_files()
 
         io_group = MutuallyExclusiveCallbackGroup()
@@ -141,18 +156,28 @@ class DepthNode(Node):
         self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+        # Event and trigger messages are not delivered by the executor (its wake-up costs
+        # ~300 us of Python per message): the ingest thread takes them in batches from
+        # subscriptions that no executor waits on (see PolledSubscription).
+        self._ingest_node = private_node(self, "ingest")
         msg_type = message_class(self.event_type)
         qos_in = event_qos(p["reliable"], p["qos_depth"])
-        for side in SIDES:
-            topic = p[f"{side}_events_topic"]
-            self.create_subscription(
-                msg_type,
-                topic,
-                lambda buf, side=side: self._on_events(side, buf),
+        self._event_subs = {
+            side: PolledSubscription(
+                self._ingest_node, msg_type, self.resolve_topic_name(p[f"{side}_events_topic"]),
                 qos_in,
-                callback_group=io_group,
-                raw=True,
             )
+            for side in SIDES
+        }  # fmt: skip
+        self._trigger_sub = None
+        if p["trigger_topic"]:
+            self._trigger_sub = PolledSubscription(
+                self._ingest_node,
+                message_class(p["trigger_type"]),
+                self.resolve_topic_name(p["trigger_topic"]),
+                event_qos(p["reliable"], 100),
+            )
+        for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
             if info_topic and not p[f"{side}_calibration_file"]:
                 self.create_subscription(
@@ -162,21 +187,16 @@ class DepthNode(Node):
                     event_qos(False, 5),
                     callback_group=io_group,
                 )
-        if p["trigger_topic"]:
-            self.create_subscription(
-                message_class(p["trigger_type"]),
-                p["trigger_topic"],
-                self._on_trigger,
-                event_qos(p["reliable"], 100),
-                callback_group=io_group,
-                raw=True,
-            )
         self._diag_last = time.monotonic()
         self._skipped_reported = 0
+        self._startup_skipped = 0
         self._emitted_reported = 0
         self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group)
+        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._worker.start()
+        self._ingester = threading.Thread(target=self._ingest_loop, name="ingest", daemon=True)
+        self._ingester.start()
         self.get_logger().info(
             f"weights {self.weights} ({self.metadata.get('model', {}) or 'model'}) on "
             f"{p['device']}, {p['inference_path']} path; {self.event_type} from "
@@ -246,6 +266,49 @@ class DepthNode(Node):
         except (ConversionError, StartupError) as err:
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
 
+    # -- ingest thread: takes event and trigger messages in batches ------------------------------
+
+    #: flush queued events at least this often (seconds), so a silent camera does not leave the
+    #: other one's events (and the windower's view of it) waiting
+    MAX_QUEUE_AGE_S = 0.25
+
+    def _ingest_loop(self) -> None:
+        period = self.p["ingest_period_ms"] / 1000.0
+        while not self._stop.is_set():
+            start, cpu = time.perf_counter(), time.thread_time()
+            try:
+                taken = self._ingest_once()
+            except Exception as err:  # keep ingesting: one bad batch must not end the node
+                self.stats.ingest_errors += 1
+                taken = 0
+                self.get_logger().error(f"ingest failed: {err!r}", throttle_duration_sec=5.0)
+            if taken:  # CPU time of this thread: waiting for a core is not the node's cost
+                cpu = time.thread_time() - cpu - self._warm_up_cpu_s
+                self._warm_up_cpu_s = 0.0
+                self.timings.add("decode", cpu)
+            self._stop.wait(max(0.0, period - (time.perf_counter() - start)))
+
+    def _ingest_once(self) -> int:
+        """Take every queued message, queue its events, push them when a window is due."""
+        taken = 0
+        if self._trigger_sub is not None:
+            for buf in self._trigger_sub.take_all():
+                self._on_trigger(buf)
+        limit = self.p["qos_depth"]
+        for side in SIDES:
+            bufs = self._event_subs[side].take_all(limit)
+            taken += len(bufs)
+            if not bufs:
+                continue
+            now, last_t = time.monotonic(), None
+            for buf in bufs:
+                last_t = self._accept(side, buf, now) or last_t
+            if last_t is not None:  # one sample per batch: the offset is a minimum over 2 s
+                self.clock_offset.observe(last_t, time.time())
+        if self._due():
+            self._flush()
+        return taken
+
     def _on_trigger(self, buf: bytes) -> None:
         try:
             stamp = header_stamp_ns(buf)
@@ -258,18 +321,30 @@ class DepthNode(Node):
         if self.windower is None:
             self._pending_triggers.append(stamp)
         else:
-            # Windows ending here are emitted by the next event message that passes the stamp.
-            self.windower.add_triggers([stamp])
+            with self._windower_lock:
+                self.windower.add_triggers([stamp])
 
-    def _on_events(self, side: str, buf: bytes) -> None:
-        start = time.perf_counter()
+    def _accept(self, side: str, buf: bytes, now: float) -> int | None:
+        """Validate one message and queue its events (decoded later, with the others).
+
+        Returns the time of its last event, None when it has none or was dropped.
+        """
         stats = self.stats.sides[side]
         stats.messages += 1
         stats.period_messages += 1
-        stats.last_arrival = time.monotonic()
-        wall = time.time()
+        stats.last_arrival = now
         try:
-            batch = self._decoders[side](buf)
+            if self.event_type == "dvs_msgs/EventArray":
+                header = parse_event_array_header(buf)
+                geometry, frame_id = (header.height, header.width), header.frame_id
+                count, first_t, last_t = header.count, header.first_t, header.last_t
+            else:
+                batch = self._decoders[side](buf)
+                geometry, frame_id = (int(batch.height), int(batch.width)), batch.frame_id
+                events = batch.events
+                count = len(events)
+                first_t = int(events["t"][0]) if count else None
+                last_t = int(events["t"][-1]) if count else None
         except DecodeError as err:
             stats.decode_errors += 1
             self.get_logger().warning(
@@ -277,10 +352,9 @@ class DepthNode(Node):
                 f"({stats.decode_errors} so far): {err}",
                 throttle_duration_sec=5.0,
             )
-            return
-        geometry = (int(batch.height), int(batch.width))
+            return None
         if self.geometry is None:
-            self._start_windows(geometry, batch.frame_id)
+            self._start_windows(geometry, frame_id)
         elif geometry != self.geometry:
             stats.geometry_errors += 1
             self.get_logger().warning(
@@ -288,24 +362,59 @@ class DepthNode(Node):
                 f"node runs at {self.geometry[1]}x{self.geometry[0]}; message dropped",
                 throttle_duration_sec=5.0,
             )
-            return
-        events = batch.events
-        if self.p["rectify"]:
-            rectifier = self.rectifiers[side]
-            if rectifier is None:
-                stats.uncalibrated += 1
-                self.get_logger().warning(
-                    f"rectify is on but no {side} calibration yet; dropping events",
-                    throttle_duration_sec=5.0,
-                )
-                return
-            events = rectifier(events)
-        stats.events += len(events)
-        stats.period_events += len(events)
-        if len(events):
-            self.clock_offset.observe(int(events["t"][-1]), wall)
-        windows = self.windower.push(side, events)
-        self.timings.add("decode", time.perf_counter() - start)
+            return None
+        if self.p["rectify"] and self.rectifiers[side] is None:
+            stats.uncalibrated += 1
+            self.get_logger().warning(
+                f"rectify is on but no {side} calibration yet; dropping events",
+                throttle_duration_sec=5.0,
+            )
+            return None
+        if self.event_type == "dvs_msgs/EventArray":
+            self._queues[side].add(buf, header)
+        else:
+            self._queues[side].add_decoded(events)
+        stats.events += count
+        stats.period_events += count
+        if last_t is None:
+            return None
+        newest = self._newest_t.get(side)
+        if newest is not None and first_t < newest - BACKWARDS_TOLERANCE_NS:
+            self._flush_now = True  # a bag looped: let the windower see it at once
+        self._newest_t[side] = last_t
+        self._queued_since.setdefault(side, now)
+        return last_t
+
+    def _due(self) -> bool:
+        """Whether the queued events can complete a window (or must not wait any longer)."""
+        if not self._queued_since:
+            return False
+        if self._flush_now:
+            return True
+        if time.monotonic() - min(self._queued_since.values()) > self.MAX_QUEUE_AGE_S:
+            return True
+        cap = min(self.p["max_buffered_events"], FLUSH_EVENTS)
+        if any(q.pending_events > cap for q in self._queues.values()):
+            return True
+        with self._windower_lock:
+            due = self.windower.due_ns()
+        if due is None:
+            return True
+        return len(self._newest_t) == 2 and min(self._newest_t.values()) >= due
+
+    def _flush(self) -> None:
+        """Decode every queued message in one pass per camera and push it to the windower."""
+        self._flush_now = False
+        self._queued_since.clear()
+        windows = []
+        for side in SIDES:
+            events = self._queues[side].drain()
+            if not len(events):
+                continue
+            if self.p["rectify"]:
+                events = self.rectifiers[side](events)
+            with self._windower_lock:
+                windows += self.windower.push(side, events)
         self._emit(windows)
 
     def _start_windows(self, geometry: tuple[int, int], frame_id: str) -> None:
@@ -315,7 +424,7 @@ class DepthNode(Node):
         self.geometry = geometry
         if not self.frame_id:
             self.frame_id = frame_id or DEFAULT_FRAME
-        self.windower = StereoWindower(
+        windower = StereoWindower(
             height,
             width,
             window_ns=self.window_ns,
@@ -323,11 +432,26 @@ class DepthNode(Node):
             max_buffered_events=self.p["max_buffered_events"],
             silence_timeout_ns=int(self.p["silence_timeout_s"] * 1e9),
             schedule="trigger" if self.p["trigger_topic"] else "rate",
+            backwards_tolerance_ns=BACKWARDS_TOLERANCE_NS,
         )
         if self._pending_triggers:
-            self.windower.add_triggers(self._pending_triggers)
+            windower.add_triggers(self._pending_triggers)
             self._pending_triggers = []
+        with self._windower_lock:
+            self.windower = windower
         self.get_logger().info(f"events are {width}x{height}; outputs in frame {self.frame_id!r}")
+        # Plan and trace the network for this size now (~1 s at 260 x 346), before any window
+        # exists, so the inference thread is idle. Messages wait in the DDS history meanwhile;
+        # the windows of that backlog are skipped as start-up, not as falling behind.
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            self.estimator.warm_up(height, width)
+        except Exception as err:  # the first window will fail the same way, and be counted
+            self.get_logger().error(f"network warm-up at {width}x{height} failed: {err!r}")
+        self.get_logger().info(
+            f"network ready for {width}x{height} in {time.perf_counter() - start:.2f} s"
+        )
+        self._warm_up_cpu_s = time.thread_time() - cpu  # not ingest work
 
     def _emit(self, windows: Sequence) -> None:
         now = time.time()
@@ -351,7 +475,7 @@ class DepthNode(Node):
 
     def _process(self, window: _Window) -> None:
         estimate = self.estimator(window.left, window.right)
-        start = time.perf_counter()
+        start = time.thread_time()
         stamp, frame = window.t_end_ns, self.frame_id
         self.pub_depth.publish(convert.image_from_array(estimate.depth, "32FC1", stamp, frame))
         calibration = self.calibrations["left"]
@@ -382,11 +506,13 @@ class DepthNode(Node):
             self.pub_points.publish(convert.point_cloud_from_xyz(points, stamp, frame))
         published = time.time()
         self.timings.add("inference", estimate.forward_s)
-        self.timings.add("publish", time.perf_counter() - start)
+        self.timings.add("publish", time.thread_time() - start)
         self.timings.add("processing", published - window.ready_wall_s)
         latency = self.clock_offset.latency_s(window.t_end_ns, published)
         if latency is not None:
             self.timings.add("latency", latency)
+        if self.stats.processed == 0:
+            self._startup_skipped = self.slot.skipped  # the backlog of the warm-up
         self.stats.processed += 1
         self.stats.period_processed += 1
         if estimate.firing_rate is not None:
@@ -438,11 +564,14 @@ class DepthNode(Node):
         if not seen_any:
             warnings.append("waiting for events on both cameras")
         if self.windower is not None:
-            for side in self.windower.silent_sides():
+            with self._windower_lock:
+                silent = self.windower.silent_sides()
+                counters = asdict(self.windower.counters)
+            for side in silent:
                 text = f"{side} camera silent"
                 if not any(w.startswith(text) for w in warnings):
                     warnings.append(f"{text} (no events in sensor time)")
-            for key, value in asdict(self.windower.counters).items():
+            for key, value in counters.items():
                 if isinstance(value, dict):
                     for side, count in value.items():
                         values[f"windower_{key}_{side}"] = count
@@ -451,9 +580,12 @@ class DepthNode(Node):
         skipped = self.slot.skipped
         values["windows_processed"] = self.stats.processed
         values["windows_skipped"] = skipped
+        values["windows_skipped_at_startup"] = self._startup_skipped
         values["windows_per_s"] = self.stats.period_processed / elapsed
         values["inference_errors"] = self.stats.inference_errors
+        values["ingest_errors"] = self.stats.ingest_errors
         values["trigger_errors"] = self.stats.trigger_errors
+        self._skipped_reported = max(self._skipped_reported, self._startup_skipped)
         if skipped > self._skipped_reported:
             warnings.append(
                 f"falling behind: {skipped - self._skipped_reported} windows skipped "
@@ -498,9 +630,12 @@ class DepthNode(Node):
         return status
 
     def shutdown(self) -> None:
-        """Stop the inference thread (it finishes the window it is on)."""
+        """Stop the ingest and inference threads (inference finishes the window it is on)."""
+        self._stop.set()
+        self._ingester.join(timeout=5.0)
         self.slot.close()
         self._worker.join(timeout=5.0)
+        self._ingest_node.destroy_node()
 
 
 def make_executor(context: object = None) -> object:

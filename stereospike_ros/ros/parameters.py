@@ -80,6 +80,13 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "subscribe RELIABLE; the default BEST_EFFORT hears publishers of either reliability",
     ),
     Param("qos_depth", 1000, "history depth of the event subscriptions (messages)", 1, 100000),
+    Param(
+        "ingest_period_ms",
+        5.0,
+        "the ingest thread takes queued event messages this often (adds up to this latency)",
+        0.5,
+        100.0,
+    ),
     Param("rectify", False, "rectify events with the cameras' calibration before binning"),
     Param("left_camera_info_topic", "/davis/left/camera_info", "left CameraInfo ('' = none)"),
     Param("right_camera_info_topic", "/davis/right/camera_info", "right CameraInfo"),

@@ -82,6 +82,18 @@ class DepthEstimator:
             except ModelError as err:
                 raise StartupError(f"inference_path {path!r}: {err}") from err
 
+    def warm_up(self, height: int, width: int) -> None:
+        """Prepare the network for ``height`` x ``width`` windows now, not at the first one.
+
+        The fast paths plan their folding and trace a TorchScript graph per input size (about
+        a second at 260 x 346), and their first two runs are slow.
+        """
+        zeros = np.zeros((2, height, width), dtype=np.uint16)
+        windows, self._windows = self._windows, 1  # not a firing-rate window (reference net)
+        for _ in range(3):
+            self(zeros, zeros)
+        self._windows = windows
+
     @torch.inference_mode()
     def __call__(self, left: np.ndarray, right: np.ndarray) -> DepthEstimate:
         x = torch.from_numpy(stereo_input(left, right))[None].to(self.device)
