@@ -281,6 +281,12 @@ def test_mismatched_or_corrupt_weights_stop_the_node_at_start_up(tmp_path, capfd
     assert f"cannot load weights {corrupt}" in capfd.readouterr().err
 
 
+def test_bad_warm_up_size_stops_the_node_at_start_up(checkpoint, capfd):
+    args = ["depth_node", "--ros-args", "-p", f"weights:={checkpoint}"]
+    assert main([*args, "-p", "warm_up_size:=346by260"]) == 1
+    assert "warm_up_size '346by260' is not HxW" in capfd.readouterr().err
+
+
 def test_depth_node_process_exits_non_zero_on_missing_weights(tmp_path):
     process = start_node("depth_node", {"weights": tmp_path / "absent.safetensors"})
     process.wait(60)

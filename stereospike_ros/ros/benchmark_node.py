@@ -4,9 +4,11 @@ Starts ``depth_node`` as its own process and feeds it synthetic stereo events th
 from this process, like a live driver (best effort, event times = wall clock, ``message_ms``
 per message), then reads the node's own ``/diagnostics`` and listens to ``~/depth``:
 
-1. nominal rate (MVSEC-like): node overhead per window beyond the network's forward (decode +
-   windowing per window's worth of messages, plus conversions and publishing of every output),
-   the forward itself, and latency window end -> depth received here;
+1. nominal rate (MVSEC-like): node overhead per window beyond the network's forward, as CPU time
+   of the node's threads (taking, decoding and windowing a window's worth of messages, plus
+   conversions and publishing of every output; CPU time, because waiting for one of the two
+   cores that the publisher also uses is not the node's cost), the forward itself, the whole
+   process's CPU per window, and latency window end -> depth received here;
 2. a flood (``--flood`` x the rate): resident memory of the node process over time (bounded,
    not growing), skipped windows and drops counted, the node still publishing.
 
@@ -337,7 +339,7 @@ def _print(result: dict) -> None:
     n, f = result["nominal"], result["flood"]
     print(
         f"nominal ({n['events_per_s_per_camera'] / 1e3:.0f}k ev/s/camera reached): node overhead "
-        f"{_fmt(n['overhead_ms_per_window'])} ms/window (decode+windowing "
+        f"{_fmt(n['overhead_ms_per_window'])} CPU ms/window (take+decode+windowing "
         f"{_fmt(n['decode_ms_per_window'])}, conversions+publishing "
         f"{_fmt(n['publish_ms_per_window'])}; target < 5 ms) beside a "
         f"{_fmt(n['forward_ms'], '.1f')} ms forward; {_fmt(n['windows_per_s'], '.1f')} windows/s"
@@ -345,7 +347,8 @@ def _print(result: dict) -> None:
     print(
         f"whole node process: {_fmt(n['process_cpu_ms_per_window'], '.1f')} CPU ms per window,"
         f" {_fmt(n['process_overhead_cpu_ms_per_window'], '.1f')} ms of it beyond the forward "
-        "(executor, DDS threads, Python; an upper bound: forward CPU is taken as wall x threads)"
+        "(the above plus DDS receive threads and the executor; forward CPU taken as wall x "
+        "threads)"
     )
     print(
         f"latency window end -> depth received here: median {_fmt(n['latency_ms_median'], '.1f')}"

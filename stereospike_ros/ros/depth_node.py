@@ -123,6 +123,9 @@ class DepthNode(Node):
         self.estimator, self.metadata = load_estimator(
             self.weights, p["device"], p["firing_rate"], p["threads"], p["inference_path"]
         )
+        self._warmed: set[tuple[int, int]] = set()
+        if p["warm_up_size"]:
+            self._warm_up(_parse_size(p["warm_up_size"]))
         self._check_window_length()
         self.window_ns = round(p["window_ms"] * 1e6)
         self.period_ns = round((p["period_ms"] or p["window_ms"]) * 1e6)
@@ -440,18 +443,29 @@ class DepthNode(Node):
         with self._windower_lock:
             self.windower = windower
         self.get_logger().info(f"events are {width}x{height}; outputs in frame {self.frame_id!r}")
-        # Plan and trace the network for this size now (~1 s at 260 x 346), before any window
-        # exists, so the inference thread is idle. Messages wait in the DDS history meanwhile;
-        # the windows of that backlog are skipped as start-up, not as falling behind.
-        start, cpu = time.perf_counter(), time.thread_time()
+        if geometry not in self._warmed:
+            # Before any window exists, so the inference thread is idle. Messages wait in the
+            # DDS history meanwhile; that backlog's windows are skipped as start-up.
+            cpu = time.thread_time()
+            try:
+                self._warm_up(geometry)
+            except StartupError as err:  # the first window will fail the same way, counted
+                self.get_logger().error(str(err))
+            self._warm_up_cpu_s = time.thread_time() - cpu  # not ingest work
+
+    def _warm_up(self, geometry: tuple[int, int]) -> None:
+        """Plan and trace the network for ``geometry`` (about 1 s at 260 x 346)."""
+        start = time.perf_counter()
         try:
-            self.estimator.warm_up(height, width)
-        except Exception as err:  # the first window will fail the same way, and be counted
-            self.get_logger().error(f"network warm-up at {width}x{height} failed: {err!r}")
+            self.estimator.warm_up(*geometry)
+        except Exception as err:
+            raise StartupError(
+                f"the network does not run at {geometry[1]}x{geometry[0]}: {err!r}"
+            ) from err
+        self._warmed.add(geometry)
         self.get_logger().info(
-            f"network ready for {width}x{height} in {time.perf_counter() - start:.2f} s"
+            f"network ready for {geometry[1]}x{geometry[0]} in {time.perf_counter() - start:.2f} s"
         )
-        self._warm_up_cpu_s = time.thread_time() - cpu  # not ingest work
 
     def _emit(self, windows: Sequence) -> None:
         now = time.time()
@@ -647,6 +661,17 @@ def make_executor(context: object = None) -> object:
     at 100 % and ignored SIGINT, so it is not used.
     """
     return SingleThreadedExecutor(context=context)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'260x346' -> (260, 346); anything else is a StartupError naming the parameter."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        height = width = 0
+    if height <= 0 or width <= 0:
+        raise StartupError(f"warm_up_size {text!r} is not HxW, e.g. 260x346 (or '' for none)")
+    return height, width
 
 
 def _format(value: object) -> str:

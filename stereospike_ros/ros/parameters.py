@@ -71,6 +71,12 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "float rounding), reference, exact-nchw, compile, bf16, fp16 (last two lossy)",
         choices=("exact", "reference", "exact-nchw", "compile", "bf16", "fp16"),
     ),
+    Param(
+        "warm_up_size",
+        "260x346",
+        "HxW the network is prepared for at start-up (DAVIS346/MVSEC: 260x346; '' = at the "
+        "first message, which then skips the windows of that second)",
+    ),
     Param("event_type", EVENT_TYPES[0], "event message type", choices=EVENT_TYPES),
     Param("left_events_topic", "/davis/left/events", "left camera events"),
     Param("right_events_topic", "/davis/right/events", "right camera events"),
