@@ -22,10 +22,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
@@ -36,10 +34,8 @@ from stereospike_ros.ros import convert
 from stereospike_ros.ros.common import (
     declare_parameters,
     event_qos,
-    init_without_signal_handlers,
     output_qos,
-    spin_until_signal,
-    stop_on_signals,
+    run_node,
 )
 from stereospike_ros.ros.errors import ConversionError, StartupError
 from stereospike_ros.ros.parameters import EVALUATOR_PARAMS
@@ -223,27 +219,13 @@ def summary_line(summary: dict) -> str:
 
 def main(args: Sequence[str] | None = None) -> int:
     """``ros2 run stereospike_ros depth_evaluator``; writes the JSON summary when stopped."""
-    init_without_signal_handlers(sys.argv if args is None else args)
-    with stop_on_signals() as stop:
-        node = None
-        try:
-            node = DepthEvaluator()
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            spin_until_signal(executor, stop)
-        except StartupError as err:
-            rclpy.logging.get_logger("depth_evaluator").fatal(f"cannot start: {err}")
-            return 1
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            if node is not None:
-                summary = node.summary()
-                path = node.write_summary()
-                print(summary_line(summary) + (f"; summary in {path}" if path else ""), flush=True)
-                node.destroy_node()
-            rclpy.try_shutdown()
-    return 0
+    return run_node("depth_evaluator", DepthEvaluator, args, on_exit=_report)
+
+
+def _report(node: DepthEvaluator) -> None:
+    summary = node.summary()
+    path = node.write_summary()
+    print(summary_line(summary) + (f"; summary in {path}" if path else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -48,12 +46,10 @@ from stereospike_ros.ros.common import (
     PolledSubscription,
     declare_parameters,
     event_qos,
-    init_without_signal_handlers,
     message_class,
     output_qos,
     private_node,
-    spin_until_signal,
-    stop_on_signals,
+    run_node,
 )
 from stereospike_ros.ros.errors import ConversionError, StartupError
 from stereospike_ros.ros.parameters import (
@@ -65,7 +61,7 @@ from stereospike_ros.ros.pipeline import DepthEstimator, load_estimator
 from stereospike_ros.ros.sync import ClockOffset, LatestSlot, Timings, header_stamp_ns
 from stereospike_ros.ros.visualize import colorize_depth, depth_to_points, events_to_rgb
 
-__all__ = ["DepthNode", "main", "make_executor"]
+__all__ = ["DepthNode", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
@@ -652,17 +648,6 @@ class DepthNode(Node):
         self._ingest_node.destroy_node()
 
 
-def make_executor(context: object = None) -> object:
-    """The executor ``main`` spins: rclpy's SingleThreadedExecutor.
-
-    Inference has its own thread, so one executor thread for the callbacks is enough. rclpy's
-    experimental C++ EventsExecutor was tried (about 5 us per callback instead of about
-    180 us) but, with the Kilted wheels used here, it delivered no message at all, held a core
-    at 100 % and ignored SIGINT, so it is not used.
-    """
-    return SingleThreadedExecutor(context=context)
-
-
 def _parse_size(text: str) -> tuple[int, int]:
     """'260x346' -> (260, 346); anything else is a StartupError naming the parameter."""
     try:
@@ -682,25 +667,7 @@ def _format(value: object) -> str:
 
 def main(args: Sequence[str] | None = None) -> int:
     """``ros2 run stereospike_ros depth_node [--ros-args ...]``; non-zero when it cannot start."""
-    init_without_signal_handlers(sys.argv if args is None else args)
-    with stop_on_signals() as stop:
-        node = None
-        try:
-            node = DepthNode()
-            executor = make_executor()
-            executor.add_node(node)
-            spin_until_signal(executor, stop)
-        except StartupError as err:
-            rclpy.logging.get_logger("depth_node").fatal(f"cannot start: {err}")
-            return 1
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            if node is not None:
-                node.shutdown()
-                node.destroy_node()
-            rclpy.try_shutdown()
-    return 0
+    return run_node("depth_node", DepthNode, args, on_exit=DepthNode.shutdown)
 
 
 if __name__ == "__main__":
