@@ -246,19 +246,10 @@ def write_ros1_bag(
     path = Path(path)
     _prepare_output(path, overwrite)
     store = ros1_typestore()
-    try:
-        with Ros1Writer(path) as writer:
-            conns = {
-                topic: writer.add_connection(topic, msgtype, typestore=store)
-                for topic, msgtype in _msgtypes(topics).items()
-            }
-            for stamp, topic, data in _bag_messages(
-                recording, topics, store, True, message_period_ns, camera_info_period_ns
-            ):
-                writer.write(conns[topic], stamp, data)
-    except BaseException:
-        _remove(path)
-        raise
+    messages = _bag_messages(
+        recording, topics, store, True, message_period_ns, camera_info_period_ns
+    )
+    _write_bag(path, lambda: Ros1Writer(path), store, topics, messages)
 
 
 def write_ros2_bag(
@@ -277,15 +268,31 @@ def write_ros2_bag(
     path = Path(path)
     _prepare_output(path, overwrite)
     store = ros2_typestore()
+    messages = _bag_messages(
+        recording, topics, store, False, message_period_ns, camera_info_period_ns
+    )
+
+    def open_writer() -> Ros2Writer:
+        return Ros2Writer(path, version=9, storage_plugin=STORAGES[storage])
+
+    _write_bag(path, open_writer, store, topics, messages)
+
+
+def _write_bag(
+    path: Path,
+    open_writer: Callable[[], Ros1Writer | Ros2Writer],
+    store: Typestore,
+    topics: BagTopics,
+    messages: Iterator[tuple[int, str, bytes]],
+) -> None:
+    """One connection per topic, every message written; no partial bag left on any failure."""
     try:
-        with Ros2Writer(path, version=9, storage_plugin=STORAGES[storage]) as writer:
+        with open_writer() as writer:
             conns = {
                 topic: writer.add_connection(topic, msgtype, typestore=store)
                 for topic, msgtype in _msgtypes(topics).items()
             }
-            for stamp, topic, data in _bag_messages(
-                recording, topics, store, False, message_period_ns, camera_info_period_ns
-            ):
+            for stamp, topic, data in messages:
                 writer.write(conns[topic], stamp, data)
     except BaseException:
         _remove(path)
