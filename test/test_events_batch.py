@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stereospike_ros.events import DecodeError, decode_event_array, encode_event_array
+from stereospike_ros.events import DecodeError, decode_event_array, encode_event_array, kernels
 from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
 from stereospike_ros.events.types import EVENT_DTYPE
 
@@ -35,6 +35,12 @@ def _message(rng, n, big_endian=False, frame_len=None):
     seed=st.integers(0, 2**32 - 1),
 )
 def test_queue_drains_the_concatenation_of_per_message_decodes(sizes, orders, seed):
+    _check_queue(sizes, orders, seed)
+    with kernels.numpy_only():  # the path of installs without numba
+        _check_queue(sizes, orders, seed)
+
+
+def _check_queue(sizes, orders, seed):
     rng = np.random.default_rng(seed)
     queue = EventArrayQueue()
     expected = []

@@ -7,9 +7,11 @@ arrives (a few ``struct`` reads: bad messages are still rejected one by one, wit
 error ``decode_event_array`` gives) and decodes all queued messages in one vectorized pass when
 a window needs them.
 
-Decoding the joined event blocks in one pass needs one record layout: in CDR the first event of
-a sequence is packed differently from the rest (see ``encode.py``), so each message's first
-event is re-laid out like the others (16 bytes) while the bytes are joined.
+With numba (``kernels.HAVE_NUMBA``) the queued messages are joined as they are and one compiled
+loop decodes every event block of the joined buffer. Without it, decoding the joined blocks in
+one numpy pass needs one record layout: in CDR the first event of a sequence is packed
+differently from the rest (see ``encode.py``), so each message's first event is re-laid out
+like the others (16 bytes) while the bytes are joined.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from stereospike_ros.events import kernels
 from stereospike_ros.events.decode import _copy_events, decode_event_array
 from stereospike_ros.events.encode import _LATER, EVENT_STRIDE, _event_dtype
 from stereospike_ros.events.errors import DecodeError
@@ -102,7 +105,8 @@ class EventArrayQueue:
     """
 
     def __init__(self) -> None:
-        self._pieces: list[memoryview | bytes] = []
+        self._pieces: list[memoryview | bytes] = []  # numpy path: re-laid-out event blocks
+        self._blocks: list[tuple[memoryview, int, int]] = []  # numba: (message, start, count)
         self._big: bool | None = None
         self._done: list[np.ndarray] = []  # decoded runs of the other byte order
         self.pending_events = 0
@@ -117,28 +121,31 @@ class EventArrayQueue:
         if not n:
             return header
         if self._big is not None and header.big_endian != self._big:
-            self._done.append(self._decode_pieces())
+            self._done.append(self._decode_pending())
         self._big = header.big_endian
         mem = memoryview(buf)
         s = header.start
-        pieces = self._pieces
-        pieces += (mem[s : s + 4], _PAD2, mem[s + 4 : s + 13], _PAD1)
-        if n > 1:
-            pieces += (mem[s + 14 : s + EVENT_STRIDE * n - 3], _PAD1)
+        if kernels.HAVE_NUMBA:
+            self._blocks.append((mem, s, n))
+        else:
+            pieces = self._pieces
+            pieces += (mem[s : s + 4], _PAD2, mem[s + 4 : s + 13], _PAD1)
+            if n > 1:
+                pieces += (mem[s + 14 : s + EVENT_STRIDE * n - 3], _PAD1)
         self.pending_events += n
         return header
 
     def add_decoded(self, events: np.ndarray) -> None:
         """Queue events already decoded (another message type), keeping arrival order."""
-        if self._pieces:
-            self._done.append(self._decode_pieces())
+        if self._pieces or self._blocks:
+            self._done.append(self._decode_pending())
         self._done.append(events)
         self.pending_events += len(events)
         self.pending_messages += 1
 
     def drain(self) -> np.ndarray:
         runs = self._done
-        runs.append(self._decode_pieces())
+        runs.append(self._decode_pending())
         self._done = []
         self._big = None
         self.pending_events = self.pending_messages = 0
@@ -147,7 +154,10 @@ class EventArrayQueue:
             return np.empty(0, dtype=EVENT_DTYPE)
         return runs[0] if len(runs) == 1 else np.concatenate(runs)
 
-    def _decode_pieces(self) -> np.ndarray:
+    def _decode_pending(self) -> np.ndarray:
+        """Decode what was queued since the last call (one byte order) in one pass."""
+        if self._blocks:
+            return self._decode_blocks()
         if not self._pieces:
             return np.empty(0, dtype=EVENT_DTYPE)
         joined = b"".join(self._pieces)
@@ -156,4 +166,15 @@ class EventArrayQueue:
         block = np.ndarray((n,), _LAYOUT[bool(self._big)], buffer=joined, strides=(EVENT_STRIDE,))
         out = np.empty(n, dtype=EVENT_DTYPE)
         _copy_events(block, out)
+        return out
+
+    def _decode_blocks(self) -> np.ndarray:
+        blocks, self._blocks = self._blocks, []
+        sizes = [len(mem) for mem, _, _ in blocks]
+        offsets = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
+        starts = offsets + np.fromiter((s for _, s, _ in blocks), np.int64, len(blocks))
+        counts = np.fromiter((n for _, _, n in blocks), np.int64, len(blocks))
+        joined = np.frombuffer(b"".join(mem for mem, _, _ in blocks), dtype=np.uint8)
+        out = np.empty(int(counts.sum()), dtype=EVENT_DTYPE)
+        kernels.decode_event_array_blocks(joined, starts, counts, bool(self._big), out)
         return out

@@ -1,11 +1,12 @@
 """``python -m stereospike_ros benchmark events``: event ingestion throughput and memory.
 
 Measures, on the same generated messages and in the same run: decode alone, and decode +
-rectify + accumulate (the node's path: bytes -> EVENT_DTYPE -> rectified -> (2, H, W) counts),
-for dvs_msgs/EventArray and EVT3 EventPacket messages of 1k .. 5M events; the peak memory of
-one message through that path; and rclpy's own ``deserialize_message`` on the EventArray bytes.
-rclpy costs ~13 us per event, so it is timed only on small messages and its per-event cost is
-extrapolated to the large ones (said so in the output).
+rectify + accumulate (bytes -> rectified (2, H, W) counts), for dvs_msgs/EventArray and EVT3
+EventPacket messages of 1k .. 5M events, through the fastest exact path (the fused numba
+kernel when numba is installed) and through the numpy path; the peak memory of one message
+through the fastest path; and rclpy's own ``deserialize_message`` on the EventArray bytes.
+rclpy costs ~6-13 us per event, so it is timed only on small messages and its per-event cost
+is extrapolated to the large ones (said so in the output).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stereospike_ros.events.decode import EventPacketDecoder, decode_event_array
+from stereospike_ros.events import kernels
+from stereospike_ros.events.decode import (
+    EventPacketDecoder,
+    accumulate_event_array,
+    decode_event_array,
+)
 from stereospike_ros.events.encode import encode_event_array, encode_event_packet
 from stereospike_ros.events.histogram import event_histogram
 from stereospike_ros.events.rectify import Rectifier
@@ -149,11 +155,43 @@ def _node_path(n: int, repeat: int) -> tuple[float, float, int]:
     return wall, cpu, windows
 
 
+def _full_paths(rect: Rectifier) -> dict[str, Callable[[bytes], object]]:
+    """Message name -> decode + rectify + accumulate of one message into a fresh histogram."""
+
+    def event_array(buf: bytes) -> np.ndarray:
+        hist = np.zeros((2, H, W), dtype=np.uint16)
+        accumulate_event_array(buf, hist, rect)  # fused kernel, or decode + rect + accumulate
+        return hist
+
+    def evt3(buf: bytes) -> np.ndarray:
+        events = rect(EventPacketDecoder().decode(buf).events, inplace=True)
+        return event_histogram(events, H, W)[0]
+
+    return {"EventArray": event_array, "EVT3": evt3}
+
+
 def run(args: argparse.Namespace) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     rect = _rectifier()
-    print(f"events benchmark: {H}x{W}, one core (numpy), best of {args.repeat} runs")
+    compile_s = kernels.warm_up()
+    backend = kernels.kernel_backend()
+    compiled = kernels.HAVE_NUMBA and backend.startswith("numba")
+    print(f"events benchmark: {H}x{W}, one core, best of {args.repeat} runs")
+    print(
+        f"kernels: {backend}"
+        + (f" (warm_up {compile_s:.2f} s: compile, or load from the cache)" if compiled else "")
+    )
     print("path: decode = bytes -> EVENT_DTYPE; full = decode + rectify (LUT) + (2,H,W) histogram")
+    if compiled:
+        print(
+            "EventArray full = one fused numba pass (decode_event_array's kernel + LUT + count); "
+            "EVT3: numpy decode and rectify, numba histogram; 'numpy' column: the numpy path"
+        )
+    decoders: dict[str, Callable[[bytes], object]] = {
+        "EventArray": decode_event_array,
+        "EVT3": lambda b: EventPacketDecoder().decode(b),
+    }
+    full_paths = _full_paths(rect)
     arrays: dict[int, bytes] = {}
     rows = []
     for n in sizes:
@@ -161,40 +199,46 @@ def run(args: argparse.Namespace) -> int:
         arr = encode_event_array(events, H, W, 0, "davis_left")
         pkt = encode_event_packet(events, H, W, 0, "davis_left", "evt3")
         arrays[n] = arr
-        for name, buf, decode in (
-            ("EventArray", arr, decode_event_array),
-            ("EVT3", pkt, lambda b: EventPacketDecoder().decode(b)),
-        ):
-            check = decode(buf).events
-            if not np.array_equal(check, events):
+        for name, buf in (("EventArray", arr), ("EVT3", pkt)):
+            decode, full = decoders[name], full_paths[name]
+            if not np.array_equal(decode(buf).events, events):
                 print(f"ERROR: {name} round trip of {n} events differs")
                 return 1
-
-            def full(buf: bytes = buf, decode: Callable = decode) -> tuple[np.ndarray, int]:
-                return event_histogram(rect(decode(buf).events, inplace=True), H, W)
-
             t_dec = _best(lambda buf=buf, decode=decode: decode(buf), args.repeat)
-            t_full = _best(full, args.repeat)
-            peak = _peak_bytes(full)
-            rows.append((name, n, len(buf), t_dec, t_full, peak))
+            t_full = _best(lambda buf=buf, full=full: full(buf), args.repeat)
+            peak = _peak_bytes(lambda buf=buf, full=full: full(buf))
+            numpy = None
+            if compiled:
+                hist = full(buf)
+                with kernels.numpy_only():
+                    if not np.array_equal(full(buf), hist):
+                        print(f"ERROR: {name} numba and numpy histograms of {n} events differ")
+                        return 1
+                    numpy = (
+                        _best(lambda buf=buf, decode=decode: decode(buf), args.repeat)[1],
+                        _best(lambda buf=buf, full=full: full(buf), args.repeat)[1],
+                    )
+            rows.append((name, n, len(buf), t_dec, t_full, peak, numpy))
 
     ref, note = (None, "rclpy reference skipped") if args.no_rclpy else _rclpy_us_per_event(arrays)
     print("Mev/s from CPU time of this thread (one core); wall-clock figures in brackets")
     header = (
         f"{'message':<10} {'events':>9} {'MB in':>7} {'decode Mev/s':>17} {'full Mev/s':>15} "
-        f"{'full ms':>8} {'peak MB':>8} {'peak/in':>8} {'x rclpy (decode/full)':>22}"
+        f"{'full ms':>8} {'peak MB':>8} {'peak/in':>8} {'numpy dec/full':>15} "
+        f"{'x rclpy (decode/full)':>22}"
     )
     print(header)
-    for name, n, size, (w_dec, t_dec), (w_full, t_full), peak in rows:
+    for name, n, size, (w_dec, t_dec), (w_full, t_full), peak, numpy in rows:
         ratio = "n/a"
         if ref is not None:
             ours_dec, ours_full = t_dec / n * 1e6, t_full / n * 1e6
             ratio = f"{ref / ours_dec:7.0f} / {ref / ours_full:5.0f}"
         dec = f"{n / t_dec / 1e6:.1f} [{n / w_dec / 1e6:.1f}]"
         full = f"{n / t_full / 1e6:.1f} [{n / w_full / 1e6:.1f}]"
+        np_col = "-" if numpy is None else f"{n / numpy[0] / 1e6:.1f} / {n / numpy[1] / 1e6:.1f}"
         print(
             f"{name:<10} {n:>9} {size / 1e6:>7.2f} {dec:>17} {full:>15} {t_full * 1e3:>8.2f} "
-            f"{peak / 1e6:>8.1f} {peak / size:>8.2f} {ratio:>22}"
+            f"{peak / 1e6:>8.1f} {peak / size:>8.2f} {np_col:>15} {ratio:>22}"
         )
     print(note)
     if ref is not None:
@@ -203,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_node and node_sizes:
         print(
             f"\nnode path: {NODE_MESSAGES} EventArrays per camera, one per 50 ms, each decoded, "
-            "rectified in place and pushed into a StereoWindower (50 ms windows)"
+            f"rectified in place and pushed into a StereoWindower (50 ms windows); {backend}"
         )
         print(f"{'events/msg':>10} {'windows':>8} {'Mev/s':>15} {'ms per message':>15}")
         for n in node_sizes:

@@ -2,22 +2,28 @@
 
 rclpy builds one Python object per event (~13 us each); a ``raw=True`` subscription instead
 hands over the CDR bytes, which are read here as strided numpy views: the header fields with
-``struct``, the event block in a handful of vectorized copies. Alignment padding is never read
-(Fast DDS does not zero it), and every length is checked against the buffer before use.
+``struct``, the event block in a handful of vectorized copies, or in one compiled loop when
+numba is installed (``kernels.py``; same result). Alignment padding is never read (Fast DDS
+does not zero it), and every length is checked against the buffer before use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stereospike_ros.events import kernels
 from stereospike_ros.events.cdr import CdrReader
 from stereospike_ros.events.encode import EVENT_STRIDE, event_block_size, event_block_views
 from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.evt3 import Evt3State, decode_evt3
 from stereospike_ros.events.libcaer import decode_libcaer
 from stereospike_ros.events.types import EVENT_DTYPE, EventBatch
+
+if TYPE_CHECKING:
+    from stereospike_ros.events.rectify import Rectifier
 
 Buffer = bytes | bytearray | memoryview
 
@@ -28,11 +34,8 @@ def _stamp_ns(reader: CdrReader) -> int:
     return sec * 1_000_000_000 + nanosec
 
 
-def decode_event_array(buf: Buffer) -> EventBatch:
-    """``dvs_msgs/EventArray`` CDR bytes (encapsulation header included) -> EventBatch.
-
-    Either byte order; ``t`` = sec * 1e9 + nanosec as int64 ns; ``p`` = 1 for ON.
-    """
+def _event_array_header(buf: Buffer) -> tuple[CdrReader, int, str, int, int, int, int]:
+    """Reader, stamp, frame_id, height, width, event count, byte offset of the first event."""
     r = CdrReader(buf, "dvs_msgs/EventArray")
     stamp = _stamp_ns(r)
     frame_id = r.string("header.frame_id")
@@ -40,13 +43,43 @@ def decode_event_array(buf: Buffer) -> EventBatch:
     width = r.scalar("I", "width")
     n, start = r.sequence_start(EVENT_STRIDE, 4, "events")
     r.expect_end(start + event_block_size(n), f"events[{n}]")
+    return r, stamp, frame_id, height, width, n, start
+
+
+def decode_event_array(buf: Buffer) -> EventBatch:
+    """``dvs_msgs/EventArray`` CDR bytes (encapsulation header included) -> EventBatch.
+
+    Either byte order; ``t`` = sec * 1e9 + nanosec as int64 ns; ``p`` = 1 for ON.
+    """
+    r, stamp, frame_id, height, width, n, start = _event_array_header(buf)
     out = np.empty(n, dtype=EVENT_DTYPE)
     if n:
         mem = np.frombuffer(r.mem, dtype=np.uint8)
-        first, rest = event_block_views(mem, start, n, r.big_endian)
-        _copy_events(first, out[:1])
-        _copy_events(rest, out[1:])
+        if kernels.HAVE_NUMBA:
+            kernels.decode_event_array_blocks(mem, [start], [n], r.big_endian, out)
+        else:
+            first, rest = event_block_views(mem, start, n, r.big_endian)
+            _copy_events(first, out[:1])
+            _copy_events(rest, out[1:])
     return EventBatch(height, width, stamp, frame_id, out)
+
+
+def accumulate_event_array(
+    buf: Buffer,
+    hist: np.ndarray,
+    rectifier: Rectifier | None = None,
+    t_start: int | None = None,
+    t_end: int | None = None,
+) -> tuple[int, int]:
+    """Count a ``dvs_msgs/EventArray``'s events into ``hist`` without building them.
+
+    The same counts as ``accumulate_into(hist, rectifier(decode_event_array(buf).events,
+    inplace=True), t_start, t_end)``, in one compiled pass with numba (``kernels.HAVE_NUMBA``).
+    Returns (events the rectifier dropped, in-window events that fell off ``hist``).
+    """
+    r, _, _, _, _, n, start = _event_array_header(buf)
+    mem = np.frombuffer(r.mem, dtype=np.uint8)
+    return kernels.count_event_array(mem, start, n, r.big_endian, rectifier, hist, t_start, t_end)
 
 
 _CHUNK = 32768  # events per pass: keeps each slice of the CDR block in cache across fields

@@ -38,7 +38,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
-from stereospike_ros.events import DecodeError, EventsError
+from stereospike_ros.events import DecodeError, EventsError, kernels
 from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
@@ -119,6 +119,9 @@ class DepthNode(Node):
         self.estimator, self.metadata = load_estimator(
             self.weights, p["device"], p["firing_rate"], p["threads"], p["inference_path"]
         )
+        # Compile (or load from numba's cache) the event kernels now, not on the first window.
+        compile_s = kernels.warm_up()
+        self.get_logger().info(f"event kernels: {kernels.kernel_backend()} ({compile_s:.2f} s)")
         self._warmed: set[tuple[int, int]] = set()
         if p["warm_up_size"]:
             self._warm_up(_parse_size(p["warm_up_size"]))
@@ -410,8 +413,8 @@ class DepthNode(Node):
             events = self._queues[side].drain()
             if not len(events):
                 continue
-            if self.p["rectify"]:
-                events = self.rectifiers[side](events)
+            if self.p["rectify"]:  # a fresh array: rectified in place, one compiled loop
+                events = kernels.rectify_events(self.rectifiers[side], events, inplace=True)
             with self._windower_lock:
                 windows += self.windower.push(side, events)
         self._emit(windows)
