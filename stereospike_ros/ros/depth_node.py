@@ -145,6 +145,7 @@ class DepthNode(Node):
         self._queued_since: dict[str, float] = {}  # monotonic arrival of the oldest queued one
         self._flush_now = False
         self._warm_up_cpu_s = 0.0
+        self._take_cpu_s = 0.0
         self._windower_lock = threading.Lock()  # ingest thread vs diagnostics
         self._load_calibration_files()
 
@@ -278,6 +279,7 @@ class DepthNode(Node):
         period = self.p["ingest_period_ms"] / 1000.0
         while not self._stop.is_set():
             start, cpu = time.perf_counter(), time.thread_time()
+            self._take_cpu_s = 0.0
             try:
                 taken = self._ingest_once()
             except Exception as err:  # keep ingesting: one bad batch must not end the node
@@ -285,9 +287,10 @@ class DepthNode(Node):
                 taken = 0
                 self.get_logger().error(f"ingest failed: {err!r}", throttle_duration_sec=5.0)
             if taken:  # CPU time of this thread: waiting for a core is not the node's cost
-                cpu = time.thread_time() - cpu - self._warm_up_cpu_s
+                cpu = time.thread_time() - cpu - self._warm_up_cpu_s - self._take_cpu_s
                 self._warm_up_cpu_s = 0.0
                 self.timings.add("decode", cpu)
+                self.timings.add("take", self._take_cpu_s)
             self._stop.wait(max(0.0, period - (time.perf_counter() - start)))
 
     def _ingest_once(self) -> int:
@@ -298,7 +301,9 @@ class DepthNode(Node):
                 self._on_trigger(buf)
         limit = self.p["qos_depth"]
         for side in SIDES:
+            cpu = time.thread_time()
             bufs = self._event_subs[side].take_all(limit)
+            self._take_cpu_s += time.thread_time() - cpu  # rclpy's share, reported apart
             taken += len(bufs)
             if not bufs:
                 continue
@@ -610,14 +615,16 @@ class DepthNode(Node):
         for name, summary in timings.items():
             values[f"{name}_ms_mean"] = summary["mean_ms"]
             values[f"{name}_ms_max"] = summary["max_ms"]
-        # Node overhead per window: the decoding and windowing of one window's worth of
+        # Node overhead per window (CPU): checking, decoding and windowing one window's worth of
         # messages (all messages of the period over the windows they produced) plus the
-        # conversions and publishing of one window's outputs. The forward is not in it.
+        # conversions and publishing of one window's outputs. Not in it: the forward, and
+        # taking the messages out of rclpy (take_ms_per_window, like the DDS threads' work).
         emitted = self.slot.put_count - self._emitted_reported
         self._emitted_reported = self.slot.put_count
         if emitted and "decode" in timings:
-            decode = timings["decode"]
+            decode, take = timings["decode"], timings["take"]
             values["decode_ms_per_window"] = decode["mean_ms"] * decode["n"] / emitted
+            values["take_ms_per_window"] = take["mean_ms"] * take["n"] / emitted
             if "publish" in timings:
                 values["overhead_ms_per_window"] = (
                     values["decode_ms_per_window"] + timings["publish"]["mean_ms"]

@@ -15,6 +15,12 @@ __all__ = ["colorize_depth", "depth_to_points", "events_to_rgb"]
 ON_RGB = (255, 0, 0)
 OFF_RGB = (0, 0, 255)
 BOTH_RGB = (255, 0, 255)
+#: OpenCV's turbo colour map with its channels in RGB order, as a user colour map (256 x 1 x 3)
+_TURBO_RGB = np.ascontiguousarray(
+    cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), cv2.COLORMAP_TURBO)[
+        :, :, ::-1
+    ]
+)
 
 
 def colorize_depth(
@@ -29,13 +35,13 @@ def colorize_depth(
     if not max_depth > min_depth:
         raise ValueError(f"max_depth {max_depth} must be larger than min_depth {min_depth}")
     depth = np.asarray(depth, dtype=np.float32)
-    # index 255 = nearest (red in turbo), 0 = farthest (blue)
-    scaled = (np.float32(max_depth) - depth) * np.float32(255.0 / (max_depth - min_depth))
-    invalid = ~np.isfinite(scaled)
-    scaled[invalid] = 0.0
-    np.clip(scaled, 0.0, 255.0, out=scaled)
-    index = (scaled + np.float32(0.5)).astype(np.uint8)
-    rgb = cv2.cvtColor(cv2.applyColorMap(index, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    # index 255 = nearest (red in turbo), 0 = farthest (blue); OpenCV rounds and saturates
+    # in one pass (this runs per window in the node)
+    scale = 255.0 / (max_depth - min_depth)
+    clipped = np.clip(depth, np.float32(min_depth), np.float32(max_depth))
+    index = cv2.convertScaleAbs(clipped, alpha=-scale, beta=max_depth * scale)
+    rgb = cv2.applyColorMap(index, _TURBO_RGB)
+    invalid = ~np.isfinite(depth)
     if invalid.any():
         rgb[invalid] = invalid_rgb
     return rgb
