@@ -209,8 +209,8 @@ def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context,
     finally:
         node.shutdown()
         executor.shutdown()
-    assert node.stats.sides["left"].messages > 0
-    assert node.stats.sides["right"].messages > 0
+    assert node.ingest.counters["left"].messages > 0
+    assert node.ingest.counters["right"].messages > 0
     status = node.get_diagnostics()
     assert status.level == DiagnosticStatus.OK, status.message
 
@@ -246,7 +246,7 @@ def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_lo
         pubs["left"].publish(b"not cdr at all")
         _feed(pubs, 0, 150)
         assert spin_until(executor, lambda: len(depth) >= 1, timeout=10.0), "no depth published"
-        assert node.stats.sides["left"].decode_errors == 2
+        assert node.ingest.counters["left"].decode_errors == 2
         # Now only the left camera talks: the right one goes silent.
         _feed(pubs, 150, 300, sides=("left",))
         spin_until(executor, lambda: False, timeout=0.6)

@@ -12,6 +12,7 @@ from stereospike_ros.events.encode import encode_event_array, encode_event_packe
 from stereospike_ros.events.errors import CalibrationError, DecodeError, EncodeError, EventsError
 from stereospike_ros.events.evt3 import Evt3State, decode_evt3, encode_evt3
 from stereospike_ros.events.histogram import accumulate_into, event_histogram
+from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 from stereospike_ros.events.libcaer import decode_libcaer, encode_libcaer
 from stereospike_ros.events.rectify import Rectifier
 from stereospike_ros.events.types import EVENT_DTYPE, EventBatch, empty_events
@@ -21,12 +22,14 @@ __all__ = [
     "EVENT_DTYPE",
     "CalibrationError",
     "DecodeError",
+    "DroppedMessageError",
     "EncodeError",
     "EventBatch",
     "EventPacketDecoder",
     "EventsError",
     "Evt3State",
     "Rectifier",
+    "StereoIngest",
     "StereoWindow",
     "StereoWindower",
     "WindowerCounters",

@@ -1,8 +1,8 @@
 """``depth_node``: stereo events in, StereoSpike depth out, in real time.
 
 Data path: raw CDR bytes (``raw=True`` subscriptions, never one Python object per event) ->
-header check per message, events queued undecoded (``EventArrayQueue``) -> one vectorized
-decode per camera when a window is due -> optional rectification -> ``StereoWindower`` (50 ms
+``StereoIngest`` (ROS-free: header check per message, events queued undecoded, one vectorized
+decode per camera when a window is due, optional rectification, ``StereoWindower``: 50 ms
 windows in sensor time, fixed rate or ended by trigger stamps) -> newest-window mailbox ->
 inference thread -> ``~/depth`` (32FC1 metres, NaN = no estimate), ``~/camera_info``,
 ``~/depth_color``, ``~/events_image``, ``~/points``; ``/diagnostics`` once a second.
@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -38,8 +38,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
-from stereospike_ros.events import DecodeError, EventsError, kernels
-from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
+from stereospike_ros.events import EventsError, kernels
+from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
 from stereospike_ros.ros.common import (
@@ -65,8 +65,6 @@ __all__ = ["DepthNode", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
-BACKWARDS_TOLERANCE_NS = 1_000_000  # an event this far before its camera's newest: a loop
-FLUSH_EVENTS = 500_000  # queued events per camera that are decoded even if no window is due
 
 
 @dataclass
@@ -78,22 +76,7 @@ class _Window:
 
 
 @dataclass
-class _SideStats:
-    messages: int = 0
-    events: int = 0
-    decode_errors: int = 0
-    geometry_errors: int = 0
-    uncalibrated: int = 0
-    last_arrival: float | None = None  # monotonic seconds
-    period_messages: int = 0
-    period_events: int = 0
-
-
-@dataclass
 class _NodeStats:
-    sides: dict[str, _SideStats] = field(
-        default_factory=lambda: {side: _SideStats() for side in SIDES}
-    )
     processed: int = 0
     inference_errors: int = 0
     ingest_errors: int = 0
@@ -132,21 +115,22 @@ class DepthNode(Node):
         self.timings = Timings()
         self.clock_offset = ClockOffset()
         self.slot: LatestSlot[_Window] = LatestSlot()
-        self._lock = threading.Lock()  # guards geometry, calibration, windower creation
-        self.geometry: tuple[int, int] | None = None
-        self.windower = None
+        self._lock = threading.Lock()  # guards calibration
         self.frame_id = p["frame_id"]
         self.calibrations: dict[str, CameraCalibration | None] = {s: None for s in SIDES}
-        self.rectifiers: dict[str, object | None] = {s: None for s in SIDES}
-        self._pending_triggers: list[int] = []
-        self._decoders = self._make_decoders()
-        self._queues = {side: EventArrayQueue() for side in SIDES}
-        self._newest_t: dict[str, int] = {}  # last event time of each camera's newest message
-        self._queued_since: dict[str, float] = {}  # monotonic arrival of the oldest queued one
-        self._flush_now = False
+        self.ingest = StereoIngest(
+            self.event_type,
+            window_ns=self.window_ns,
+            period_ns=self.period_ns,
+            schedule="trigger" if p["trigger_topic"] else "rate",
+            max_buffered_events=p["max_buffered_events"],
+            silence_timeout_ns=int(p["silence_timeout_s"] * 1e9),
+            rectify=p["rectify"],
+            on_start=self._on_start,
+        )  # owned by the ingest thread; diagnostics read its counters and, under its lock,
+        # its windower
         self._warm_up_cpu_s = 0.0
         self._take_cpu_s = 0.0
-        self._windower_lock = threading.Lock()  # ingest thread vs diagnostics
         self._load_calibration_files()
 
         io_group = MutuallyExclusiveCallbackGroup()
@@ -222,14 +206,6 @@ class DepthNode(Node):
                 f"{self.weights} were trained on; spike counts scale with the window"
             )
 
-    def _make_decoders(self) -> dict[str, object]:
-        from stereospike_ros.events import EventPacketDecoder, decode_event_array
-
-        if self.event_type == "dvs_msgs/EventArray":
-            return {side: decode_event_array for side in SIDES}
-        # EVT3 streams carry state (time high, row) from packet to packet: one per camera.
-        return {side: EventPacketDecoder().decode for side in SIDES}
-
     def _load_calibration_files(self) -> None:
         for side in SIDES:
             path = self.p[f"{side}_calibration_file"]
@@ -248,14 +224,14 @@ class DepthNode(Node):
         from stereospike_ros.events import Rectifier
 
         with self._lock:
-            if self.rectifiers[side] is not None and self.calibrations[side] is not None:
+            if self.calibrations[side] is not None:
                 return
-            self.calibrations[side] = calibration
             if self.p["rectify"]:
                 try:
-                    self.rectifiers[side] = Rectifier.from_calibration(calibration)
+                    self.ingest.set_rectifier(side, Rectifier.from_calibration(calibration))
                 except EventsError as err:
                     raise StartupError(f"{side} calibration from {source}: {err}") from err
+            self.calibrations[side] = calibration
         self.get_logger().info(f"{side} calibration from {source}")
 
     # -- callbacks (io group: one at a time) ----------------------------------------------------
@@ -270,10 +246,6 @@ class DepthNode(Node):
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
 
     # -- ingest thread: takes event and trigger messages in batches ------------------------------
-
-    #: flush queued events at least this often (seconds), so a silent camera does not leave the
-    #: other one's events (and the windower's view of it) waiting
-    MAX_QUEUE_AGE_S = 0.25
 
     def _ingest_loop(self) -> None:
         period = self.p["ingest_period_ms"] / 1000.0
@@ -309,12 +281,25 @@ class DepthNode(Node):
                 continue
             now, last_t = time.monotonic(), None
             for buf in bufs:
-                last_t = self._accept(side, buf, now) or last_t
+                try:
+                    last_t = self.ingest.accept(side, buf, now) or last_t
+                except DroppedMessageError as err:
+                    self._log_drop(err)
             if last_t is not None:  # one sample per batch: the offset is a minimum over 2 s
                 self.clock_offset.observe(last_t, time.time())
-        if self._due():
-            self._flush()
+        self._emit(self.ingest.poll())
         return taken
+
+    def _log_drop(self, err: DroppedMessageError) -> None:
+        counters = self.ingest.counters[err.side]
+        topic = self.p[f"{err.side}_events_topic"]
+        if err.reason == "decode":
+            text = f"dropped an undecodable message ({counters.decode_errors} so far): {err}"
+        elif err.reason == "geometry":
+            text = f"{err}; message dropped ({counters.geometry_errors} so far)"
+        else:
+            text = f"rectify is on but {err}; dropping events ({counters.uncalibrated} so far)"
+        self.get_logger().warning(f"{topic}: {text}", throttle_duration_sec=5.0)
 
     def _on_trigger(self, buf: bytes) -> None:
         try:
@@ -325,127 +310,13 @@ class DepthNode(Node):
                 f"trigger {self.p['trigger_topic']}: {err}", throttle_duration_sec=5.0
             )
             return
-        if self.windower is None:
-            self._pending_triggers.append(stamp)
-        else:
-            with self._windower_lock:
-                self.windower.add_triggers([stamp])
+        self.ingest.add_triggers([stamp])
 
-    def _accept(self, side: str, buf: bytes, now: float) -> int | None:
-        """Validate one message and queue its events (decoded later, with the others).
-
-        Returns the time of its last event, None when it has none or was dropped.
-        """
-        stats = self.stats.sides[side]
-        stats.messages += 1
-        stats.period_messages += 1
-        stats.last_arrival = now
-        try:
-            if self.event_type == "dvs_msgs/EventArray":
-                header = parse_event_array_header(buf)
-                geometry, frame_id = (header.height, header.width), header.frame_id
-                count, first_t, last_t = header.count, header.first_t, header.last_t
-            else:
-                batch = self._decoders[side](buf)
-                geometry, frame_id = (int(batch.height), int(batch.width)), batch.frame_id
-                events = batch.events
-                count = len(events)
-                first_t = int(events["t"][0]) if count else None
-                last_t = int(events["t"][-1]) if count else None
-        except DecodeError as err:
-            stats.decode_errors += 1
-            self.get_logger().warning(
-                f"{self.p[f'{side}_events_topic']}: dropped an undecodable message "
-                f"({stats.decode_errors} so far): {err}",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        if self.geometry is None:
-            self._start_windows(geometry, frame_id)
-        elif geometry != self.geometry:
-            stats.geometry_errors += 1
-            self.get_logger().warning(
-                f"{self.p[f'{side}_events_topic']}: {geometry[1]}x{geometry[0]} events, but the "
-                f"node runs at {self.geometry[1]}x{self.geometry[0]}; message dropped",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        if self.p["rectify"] and self.rectifiers[side] is None:
-            stats.uncalibrated += 1
-            self.get_logger().warning(
-                f"rectify is on but no {side} calibration yet; dropping events",
-                throttle_duration_sec=5.0,
-            )
-            return None
-        if self.event_type == "dvs_msgs/EventArray":
-            self._queues[side].add(buf, header)
-        else:
-            self._queues[side].add_decoded(events)
-        stats.events += count
-        stats.period_events += count
-        if last_t is None:
-            return None
-        newest = self._newest_t.get(side)
-        if newest is not None and first_t < newest - BACKWARDS_TOLERANCE_NS:
-            self._flush_now = True  # a bag looped: let the windower see it at once
-        self._newest_t[side] = last_t
-        self._queued_since.setdefault(side, now)
-        return last_t
-
-    def _due(self) -> bool:
-        """Whether the queued events can complete a window (or must not wait any longer)."""
-        if not self._queued_since:
-            return False
-        if self._flush_now:
-            return True
-        if time.monotonic() - min(self._queued_since.values()) > self.MAX_QUEUE_AGE_S:
-            return True
-        cap = min(self.p["max_buffered_events"], FLUSH_EVENTS)
-        if any(q.pending_events > cap for q in self._queues.values()):
-            return True
-        with self._windower_lock:
-            due = self.windower.due_ns()
-        if due is None:
-            return True
-        return len(self._newest_t) == 2 and min(self._newest_t.values()) >= due
-
-    def _flush(self) -> None:
-        """Decode every queued message in one pass per camera and push it to the windower."""
-        self._flush_now = False
-        self._queued_since.clear()
-        windows = []
-        for side in SIDES:
-            events = self._queues[side].drain()
-            if not len(events):
-                continue
-            if self.p["rectify"]:  # a fresh array: rectified in place, one compiled loop
-                events = kernels.rectify_events(self.rectifiers[side], events, inplace=True)
-            with self._windower_lock:
-                windows += self.windower.push(side, events)
-        self._emit(windows)
-
-    def _start_windows(self, geometry: tuple[int, int], frame_id: str) -> None:
-        from stereospike_ros.events import StereoWindower
-
+    def _on_start(self, geometry: tuple[int, int], frame_id: str) -> None:
+        """The first message fixed the geometry (ingest thread)."""
         height, width = geometry
-        self.geometry = geometry
         if not self.frame_id:
             self.frame_id = frame_id or DEFAULT_FRAME
-        windower = StereoWindower(
-            height,
-            width,
-            window_ns=self.window_ns,
-            period_ns=self.period_ns,
-            max_buffered_events=self.p["max_buffered_events"],
-            silence_timeout_ns=int(self.p["silence_timeout_s"] * 1e9),
-            schedule="trigger" if self.p["trigger_topic"] else "rate",
-            backwards_tolerance_ns=BACKWARDS_TOLERANCE_NS,
-        )
-        if self._pending_triggers:
-            windower.add_triggers(self._pending_triggers)
-            self._pending_triggers = []
-        with self._windower_lock:
-            self.windower = windower
         self.get_logger().info(f"events are {width}x{height}; outputs in frame {self.frame_id!r}")
         if geometry not in self._warmed:
             # Before any window exists, so the inference thread is idle. Messages wait in the
@@ -562,15 +433,15 @@ class DepthNode(Node):
         self._diag_last = now
         values: dict[str, object] = {}
         warnings: list[str] = []
-        seen_any = any(s.last_arrival is not None for s in self.stats.sides.values())
-        for side, s in self.stats.sides.items():
+        seen_any = any(s.last_arrival is not None for s in self.ingest.counters.values())
+        for side, s in self.ingest.counters.items():
             values[f"{side}_event_rate_hz"] = s.period_events / elapsed
             values[f"{side}_message_rate_hz"] = s.period_messages / elapsed
             values[f"{side}_events_total"] = s.events
             values[f"{side}_decode_errors"] = s.decode_errors
             values[f"{side}_geometry_errors"] = s.geometry_errors
             values[f"{side}_uncalibrated_drops"] = s.uncalibrated
-            rectifier = self.rectifiers[side]
+            rectifier = self.ingest.rectifiers[side]
             if rectifier is not None:
                 values[f"{side}_rectify_dropped"] = rectifier.dropped
             silent_for = None if s.last_arrival is None else now - s.last_arrival
@@ -581,10 +452,11 @@ class DepthNode(Node):
             s.period_events = s.period_messages = 0
         if not seen_any:
             warnings.append("waiting for events on both cameras")
-        if self.windower is not None:
-            with self._windower_lock:
-                silent = self.windower.silent_sides()
-                counters = asdict(self.windower.counters)
+        windower = self.ingest.windower
+        if windower is not None:
+            with self.ingest.lock:
+                silent = windower.silent_sides()
+                counters = asdict(windower.counters)
             for side in silent:
                 text = f"{side} camera silent"
                 if not any(w.startswith(text) for w in warnings):
