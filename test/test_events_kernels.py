@@ -7,6 +7,7 @@ padding and polarity bytes other than 0/1 (both legal on the wire), in both byte
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from stereospike_ros.events import (
     Rectifier,
     accumulate_into,
     decode_event_array,
+    decode_libcaer,
     encode_event_array,
     event_histogram,
     kernels,
@@ -284,6 +286,37 @@ def test_event_histogram_and_accumulate_into_agree_with_their_numpy_path(rng, mo
     assert results[0][1][1] > 0 and results[0][3][0].max() == 65535
 
 
+# ---------------------------------------------------------------- libcaer payloads
+
+
+@needs_numba
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 5000])
+def test_libcaer_kernel_equals_numpy_with_rollovers_and_any_data_bits(rng, n, big):
+    record = np.dtype(
+        [("data", (">" if big else "<") + "u4"), ("ts", (">" if big else "<") + "i4")]
+    )
+    rec = np.empty(n, dtype=record)
+    rec["data"] = rng.integers(0, 2**32, n, dtype=np.uint64)  # valid mark and x/y bits at random
+    rec["ts"] = rng.integers(0, 2**31, n)  # unsorted: every step back is a rollover
+    payload = rec.tobytes()
+    base = int(rng.integers(0, 2**62))
+    fast = decode_libcaer(payload, base, big_endian=big, jit=True)
+    slow = decode_libcaer(payload, base, big_endian=big, jit=False)
+    assert fast.tobytes() == slow.tobytes() and len(fast) == n
+    if n == 5000:
+        assert slow["t"].max() > 1000 * 2**33 and fast["p"].any() and not fast["p"].all()
+
+
+@pytest.mark.parametrize("jit", [pytest.param(True, marks=needs_numba), False])
+def test_libcaer_negative_timestamp_is_named_by_the_lowest_one(jit):
+    payload = struct.pack("<IiIiIiIi", 1, 5, 1, -3, 1, 7, 1, -3)
+    with pytest.raises(DecodeError, match="event 1 has a negative timestamp -3"):
+        decode_libcaer(payload, jit=jit)
+    with pytest.raises(DecodeError, match="event 2 has a negative timestamp -9"):
+        decode_libcaer(struct.pack(">IiIiIi", 1, -1, 1, 4, 1, -9), big_endian=True, jit=jit)
+
+
 # ---------------------------------------------------------------- switches, warm-up, cache
 
 
@@ -336,14 +369,16 @@ def test_warm_up_compiles_every_variant_and_a_second_process_loads_them_from_the
     compiled = kernels._kernels()
     dispatchers = [*compiled.DECODE.values(), *compiled.COUNT.values()]
     dispatchers += [*compiled.ACCUMULATE.values(), compiled.rectify]
-    assert len(dispatchers) == 13 and all(d.signatures for d in dispatchers)
+    dispatchers += [*compiled.EVT3.values(), *compiled.LIBCAER.values()]
+    assert len(dispatchers) == 17 and all(d.signatures for d in dispatchers)
     assert all(d.targetoptions["nogil"] for d in dispatchers)  # decode beside the network
     code = (
         "from stereospike_ros.events import kernels\n"
         "kernels.warm_up()\n"
         "c = kernels._kernels()\n"
         "ds = [*c.DECODE.values(), *c.COUNT.values(), *c.ACCUMULATE.values(), c.rectify]\n"
+        "ds += [*c.EVT3.values(), *c.LIBCAER.values()]\n"
         "print(sum(sum(d.stats.cache_hits.values()) > 0 for d in ds),"
         " sum(sum(d.stats.cache_misses.values()) for d in ds))"
     )
-    assert _python(code) == "13 0"
+    assert _python(code) == "17 0"

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from stereospike_ros.events.types import EVENT_DTYPE
+
 _IDX = 0xFFFFFFFF  # see above: every index fits 32 bits
 _INVALID = 0xFFFFFFFF  # Rectifier's "leaves the image" table entry
 _U16_MAX = 0xFFFF
@@ -241,3 +243,191 @@ def rectify(src, dst, lut, x_bits, raw_h, raw_w):
         d.p = p
         pos += 1
     return pos
+
+
+# ---------------------------------------------------------------- EVT 3.0
+
+# Copies of evt3.py's word types and rollover rule, not imports: numba's on-disk cache keys
+# on this file alone, so everything the kernels' results depend on is written here.
+_ADDR_Y, _ADDR_X, _VECT_BASE_X, _VECT_12, _VECT_8 = 0x0, 0x2, 0x3, 0x4, 0x5
+_TIME_LOW, _TIME_HIGH = 0x6, 0x8
+_HALF_HIGH = 2048  # a TIME_HIGH step back larger than this is a 24-bit rollover
+#: events each word type can emit at most (0: none); -1 marks a type EVT 3.0 does not define
+_EVT3_EVENTS = np.array([0, -1, 1, 0, 12, 8, 0, 0, 0, 0, 0, -1, -1, -1, 0, 0], dtype=np.int64)
+_POP12 = np.array([bin(i).count("1") for i in range(4096)], dtype=np.uint8)
+_CTZ12 = np.array([(i & -i).bit_length() - 1 if i else 12 for i in range(4096)], dtype=np.uint8)
+
+#: layout of the int64 state array that mirrors ``evt3.Evt3State`` (HAS_*: 1 = not None);
+#: ``evt3._state_array`` writes the fields in this order
+(
+    S_HIGH,
+    S_HAS_HIGH,
+    S_LAST_TH,
+    S_HAS_LAST_TH,
+    S_EPOCH,
+    S_LOW,
+    S_HAS_LOW,
+    S_LOW_AFTER_HIGH,
+    S_TIME_VALID,
+    S_Y,
+    S_BASE_X,
+    S_POLARITY,
+    S_WITHOUT_TIME,
+) = range(13)
+STATE_SIZE = 13
+
+
+@helper
+def _u16(buf, i, big):
+    if big:
+        return (np.int64(buf[i]) << 8) | np.int64(buf[i + 1])
+    return np.int64(buf[i]) | (np.int64(buf[i + 1]) << 8)
+
+
+@inline
+def _evt3_capacity(buf, big):
+    """(events the words can emit at most, index of the first undefined word or -1)."""
+    n = len(buf) // 2
+    total = 0
+    for i in range(n):
+        w = _u16(buf, (2 * i) & _IDX, big)
+        c = w >> 12
+        k = _EVT3_EVENTS[c]
+        if k < 0:
+            return 0, i
+        if k == 12:
+            total += _POP12[w & 0xFFF]
+        elif k == 8:
+            total += _POP12[w & 0xFF]
+        else:
+            total += k
+    return total, -1
+
+
+@inline
+def _decode_evt3(buf, big, state, time_base):
+    """One sequential pass with ``evt3.decode_evt3``'s rules; (events, kept, bad word or -1).
+
+    ``state`` (see S_*) is read at the start and written back only when every word is
+    defined, so a payload that raises leaves it as it was.
+    """
+    cap, bad = _evt3_capacity(buf, big)
+    out = np.empty(cap, dtype=EVENT_DTYPE)
+    if bad >= 0:
+        return out, 0, bad
+    high, has_high = state[S_HIGH], state[S_HAS_HIGH] != 0
+    last_th, has_last_th = state[S_LAST_TH], state[S_HAS_LAST_TH] != 0
+    epoch = state[S_EPOCH]
+    low, has_low = state[S_LOW], state[S_HAS_LOW] != 0
+    low_after_high, time_valid = state[S_LOW_AFTER_HIGH] != 0, state[S_TIME_VALID] != 0
+    y, base_x, polarity = state[S_Y], state[S_BASE_X], state[S_POLARITY]
+    without = state[S_WITHOUT_TIME]
+    t = (high * 4096 + low) * 1000 + time_base if time_valid else 0
+    j = 0
+    for i in range(len(buf) // 2):
+        w = _u16(buf, (2 * i) & _IDX, big)
+        c = w >> 12
+        v = w & 0xFFF
+        if c == _ADDR_X:
+            if time_valid:
+                r = out[j & _IDX]
+                r.x = v & 0x7FF
+                r.y = y
+                r.t = t
+                r.p = v >> 11
+                j += 1
+            else:
+                without += 1
+        elif c == _ADDR_Y:
+            y = v & 0x7FF
+        elif c == _TIME_LOW:
+            if has_low and low_after_high and v < low:
+                high += 1  # the 12-bit low wrapped and no TIME_HIGH was sent
+            low, has_low, low_after_high = v, True, True
+            if has_high:
+                time_valid = True
+            t = (high * 4096 + low) * 1000 + time_base
+        elif c in (_VECT_12, _VECT_8):
+            m = v if c == _VECT_12 else v & 0xFF
+            if time_valid:
+                while m:
+                    r = out[j & _IDX]
+                    r.x = min(base_x + _CTZ12[m], _U16_MAX)
+                    r.y = y
+                    r.t = t
+                    r.p = polarity
+                    j += 1
+                    m &= m - 1
+            else:
+                without += _POP12[m]
+            base_x += 12 if c == _VECT_12 else 8
+        elif c == _VECT_BASE_X:
+            base_x, polarity = v & 0x7FF, v >> 11
+        elif c == _TIME_HIGH:
+            if has_last_th and last_th - v > _HALF_HIGH:
+                epoch += 1  # the 24-bit counter rolled over
+            last_th, has_last_th = v, True
+            high, has_high, low_after_high = epoch * 4096 + v, True, False
+            t = (high * 4096 + (low if has_low else 0)) * 1000 + time_base
+        # other defined types (padding, triggers, continued, others) carry no events
+    state[S_HIGH], state[S_HAS_HIGH] = (high, 1) if has_high else (0, 0)
+    state[S_LAST_TH], state[S_HAS_LAST_TH] = last_th, has_last_th
+    state[S_EPOCH] = epoch
+    state[S_LOW], state[S_HAS_LOW] = low, has_low
+    state[S_LOW_AFTER_HIGH], state[S_TIME_VALID] = low_after_high, time_valid
+    state[S_Y], state[S_BASE_X], state[S_POLARITY] = y, base_x, polarity
+    state[S_WITHOUT_TIME] = without
+    return out, j, -1
+
+
+def _evt3_variant(big: bool):
+    def decode_evt3(buf, state, time_base):
+        return _decode_evt3(buf, big, state, time_base)
+
+    return jit(decode_evt3)
+
+
+#: big_endian -> decode_evt3(buf, state, time_base) -> (events, kept, undefined word or -1)
+EVT3 = {big: _evt3_variant(big) for big in (False, True)}
+
+
+# ---------------------------------------------------------------- libcaer
+
+_CAER_ROLLOVER_US = 1 << 31  # a copy of libcaer._ROLLOVER_US (see the EVT 3.0 note above)
+
+
+@inline
+def _decode_libcaer(buf, big, time_base):
+    """``libcaer.decode_libcaer``'s loop; (events, index of the lowest timestamp if negative
+    or -1). 8-byte records: uint32 data (x 31..17, y 16..2, polarity bit 1), int32 us."""
+    n = len(buf) // 8
+    out = np.empty(n, dtype=EVENT_DTYPE)
+    wraps = 0
+    prev = np.int64(0)
+    lowest, lowest_at = np.int64(0), -1
+    for k in range(n):
+        b = (8 * k) & _IDX
+        data = _u32(buf, b, big)
+        ts = np.int64(np.int32(_u32(buf, b + 4, big)))
+        if ts < lowest:
+            lowest, lowest_at = ts, k
+        if k and ts < prev:
+            wraps += 1  # the 31-bit counter rolled over inside the packet
+        prev = ts
+        r = out[k & _IDX]
+        r.x = (data >> 17) & 0x7FFF
+        r.y = (data >> 2) & 0x7FFF
+        r.p = (data >> 1) & 1
+        r.t = (ts + wraps * _CAER_ROLLOVER_US) * 1000 + time_base
+    return out, lowest_at
+
+
+def _libcaer_variant(big: bool):
+    def decode_libcaer(buf, time_base):
+        return _decode_libcaer(buf, big, time_base)
+
+    return jit(decode_libcaer)
+
+
+#: big_endian -> decode_libcaer(buf, time_base) -> (events, negative timestamp's index or -1)
+LIBCAER = {big: _libcaer_variant(big) for big in (False, True)}

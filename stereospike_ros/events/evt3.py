@@ -15,6 +15,10 @@ Time rules (documented because sensors and writers differ):
   time high is then advanced by one (+4096 us);
 - events before the stream has seen a TIME_HIGH followed by a TIME_LOW have no time and are
   dropped (counted in ``Evt3State.events_without_time``), as event_camera_codecs does.
+
+With numba installed (``kernels.HAVE_NUMBA``) the same rules run as one compiled sequential
+pass over the words (``_jit.EVT3``); this vectorized path is the reference and the fallback,
+and both give the same events and leave the same state, however the stream is cut.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stereospike_ros.events import kernels
 from stereospike_ros.events.errors import DecodeError, EncodeError
 from stereospike_ros.events.types import EVENT_DTYPE, empty_events
 
@@ -58,6 +63,50 @@ class Evt3State:
     events_without_time: int = 0
 
 
+def _state_array(state: Evt3State) -> np.ndarray:
+    """``state`` as the compiled decoder's int64 array (field order: ``_jit.S_*``)."""
+    return np.array(
+        [
+            state.high or 0,
+            state.high is not None,
+            state.last_th or 0,
+            state.last_th is not None,
+            state.epoch,
+            state.low or 0,
+            state.low is not None,
+            state.low_after_high,
+            state.time_valid,
+            state.y,
+            state.base_x,
+            state.polarity,
+            state.events_without_time,
+        ],
+        dtype=np.int64,
+    )
+
+
+def _store_state(state: Evt3State, arr: np.ndarray) -> None:
+    """Copy the compiled decoder's state array back into ``state``."""
+    high, has_high, last_th, has_last_th, epoch, low, has_low, *rest = arr.tolist()
+    low_after_high, time_valid, y, base_x, polarity, without_time = rest
+    state.high = high if has_high else None
+    state.last_th = last_th if has_last_th else None
+    state.epoch = epoch
+    state.low = low if has_low else None
+    state.low_after_high = bool(low_after_high)
+    state.time_valid = bool(time_valid)
+    state.y, state.base_x, state.polarity = y, base_x, polarity
+    state.events_without_time = without_time
+
+
+def _undefined_word(words: np.ndarray, bad: int) -> DecodeError:
+    word = int(words[bad])
+    return DecodeError(
+        f"evt3 payload: word {bad} (byte {2 * bad}) = 0x{word:04x} has type "
+        f"0x{word >> 12:x}, which EVT 3.0 does not define"
+    )
+
+
 def _last_index(mask: np.ndarray) -> np.ndarray:
     """For every position, the index of the last True at or before it (-1 if none)."""
     idx = np.where(mask, np.arange(len(mask), dtype=np.int64), -1)
@@ -75,13 +124,15 @@ def decode_evt3(
     *,
     big_endian: bool = False,
     state: Evt3State | None = None,
+    jit: bool | None = None,
 ) -> np.ndarray:
     """Events (``EVENT_DTYPE``) of one EVT 3.0 payload; ``t`` = time_base_ns + sensor us * 1000.
 
     Pass the same ``state`` for consecutive payloads of one camera: real drivers cut the
     stream anywhere, so a payload may start without TIME_HIGH. Without ``state`` the payload is
     decoded as the start of a stream. Raises DecodeError on an odd byte count or a word type
-    that EVT 3.0 does not define.
+    that EVT 3.0 does not define (``state`` is then left as it was). ``jit``: as in
+    ``kernels`` (None: compiled when numba is available, False: the numpy path).
     """
     if state is None:
         state = Evt3State()
@@ -93,15 +144,22 @@ def decode_evt3(
     n = len(words)
     if n == 0:
         return empty_events()
+    if jit or (jit is None and kernels.HAVE_NUMBA):
+        arr = _state_array(state)
+        found = kernels.decode_evt3_words(
+            np.ascontiguousarray(raw), big_endian, time_base_ns, arr, jit=jit
+        )
+        if found is not None:
+            events, bad = found
+            if bad >= 0:
+                raise _undefined_word(words, bad)
+            _store_state(state, arr)
+            return events
     code = (words >> 12).astype(np.uint8)
     val = words & 0x0FFF
     known = _KNOWN[code]
     if not known.all():
-        bad = int(np.flatnonzero(~known)[0])
-        raise DecodeError(
-            f"evt3 payload: word {bad} (byte {2 * bad}) = 0x{int(words[bad]):04x} has type "
-            f"0x{int(code[bad]):x}, which EVT 3.0 does not define"
-        )
+        raise _undefined_word(words, int(np.flatnonzero(~known)[0]))
 
     # ---- time, computed only at the TIME_HIGH / TIME_LOW words (absolute microseconds)
     is_th = code == TIME_HIGH
@@ -238,7 +296,8 @@ def _update_state(
         state.high = int(h_abs[-1])
         state.low_after_high = False
     elif len(tl_pos):
-        state.high = int(tl_high[-1])
+        if state.high is not None or len(th_pos):  # no TIME_HIGH yet: the high stays unknown
+            state.high = int(tl_high[-1])
         state.low_after_high = True
     if len(th_pos):
         state.last_th = int(h[-1])

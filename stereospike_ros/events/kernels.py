@@ -3,9 +3,11 @@
 The numpy path makes a dozen passes over every event (strided copies, LUT gather, compaction,
 index build, bincount), each a full trip through memory; one compiled loop reads each
 serialized event once, rectifies it through the same lookup table and counts it straight into
-the (2, H, W) histogram. Kernels release the GIL (``nogil``), so the depth node's decode
-thread runs beside the network's, and are cached on disk (``cache``): only the first process
-after an install pays the compile (``warm_up``).
+the (2, H, W) histogram. EVT 3.0 payloads, whose words carry state from one to the next,
+decode in one sequential pass instead of numpy's forward fills (``decode_evt3_words``), and
+libcaer payloads in one pass instead of ten. Kernels release the GIL (``nogil``), so the
+depth node's decode thread runs beside the network's, and are cached on disk (``cache``):
+only the first process after an install pays the compile (``warm_up``).
 
 numba is imported on first use, not with this module (it costs ~0.5 s of start-up).
 ``HAVE_NUMBA`` says whether the event functions (``decode_event_array``, ``event_histogram``,
@@ -40,6 +42,8 @@ __all__ = [
     "accumulate_events",
     "count_event_array",
     "decode_event_array_blocks",
+    "decode_evt3_words",
+    "decode_libcaer_records",
     "kernel_backend",
     "numpy_only",
     "rectify_events",
@@ -54,7 +58,12 @@ HAVE_NUMBA = _AVAILABLE
 
 #: the kernels index with 32-bit offsets (see _jit.py); larger arrays take the numpy path
 _MAX_KERNEL_SIZE = 0xFFFFFFFF
+#: an EVT3 byte emits at most 6 events (a 2-byte VECT_12 word: 12)
+_MAX_EVT3_BYTES = _MAX_KERNEL_SIZE // 6
 _NO_LUT = np.zeros(1, dtype=np.uint32)  # placeholder: one kernel type with and without a LUT
+
+#: what runs compiled when numba is on, for ``kernel_backend``
+_COMPILED_PATHS = "EventArray decode+count, EVT3 and libcaer decode, histogram, rectify"
 
 _lock = threading.Lock()
 _compiled: ModuleType | None = None
@@ -113,7 +122,7 @@ def kernel_backend() -> str:
         return f"numpy ({_WHY_NOT})"
     import numba
 
-    return f"numba {numba.__version__}"
+    return f"numba {numba.__version__} ({_COMPILED_PATHS})"
 
 
 # ---------------------------------------------------------------- public functions
@@ -360,6 +369,51 @@ def rectify_events(
     return out[:kept]
 
 
+def decode_evt3_words(
+    buf: np.ndarray,
+    big_endian: bool,
+    time_base_ns: int,
+    state: np.ndarray,
+    *,
+    jit: bool | None = None,
+) -> tuple[np.ndarray, int] | None:
+    """The compiled EVT 3.0 decoder behind ``evt3.decode_evt3``; None: take the numpy path.
+
+    ``buf``: uint8 bytes of whole 16-bit words; ``state``: int64 array laid out as
+    ``_jit.S_*`` (``evt3`` converts its ``Evt3State``), updated in place unless a word has a
+    type EVT 3.0 does not define. Returns (events, index of that word or -1); one pass over
+    the words to size ``events``, one to decode them.
+    """
+    data = _buffer(buf)
+    if len(data) % 2:
+        raise EventsError(f"buf holds 16-bit words: {len(data)} bytes")
+    if state.dtype != np.int64 or state.shape != (13,) or not state.flags.writeable:
+        raise EventsError(f"state must be a writeable int64 array of 13, got {state.dtype}")
+    kernels = _use_jit(jit)
+    if kernels is None or len(data) > _MAX_EVT3_BYTES:
+        return None
+    events, kept, bad = kernels.EVT3[bool(big_endian)](data, state, int(time_base_ns))
+    return (events if kept == len(events) else events[:kept]), int(bad)
+
+
+def decode_libcaer_records(
+    buf: np.ndarray, big_endian: bool, time_base_ns: int, *, jit: bool | None = None
+) -> tuple[np.ndarray, int] | None:
+    """The compiled loop behind ``libcaer.decode_libcaer``; None: take the numpy path.
+
+    ``buf``: uint8 bytes of whole 8-byte records. Returns (events, index of the lowest
+    timestamp when it is negative, else -1); one pass where numpy makes about ten.
+    """
+    data = _buffer(buf)
+    if len(data) % 8:
+        raise EventsError(f"buf holds 8-byte libcaer records: {len(data)} bytes")
+    kernels = _use_jit(jit)
+    if kernels is None or len(data) > _MAX_KERNEL_SIZE:
+        return None
+    events, bad = kernels.LIBCAER[bool(big_endian)](data, int(time_base_ns))
+    return events, int(bad)
+
+
 def warm_up() -> float:
     """Compile (or load from the on-disk cache) every kernel variant; seconds spent.
 
@@ -383,4 +437,7 @@ def warm_up() -> float:
     for t_end in (None, 1):
         accumulate_events(hist, out, None, t_end, jit=True)
     rectify_events(rect, out, jit=True)
+    for big in (False, True):
+        decode_evt3_words(buf, big, 0, np.zeros(13, dtype=np.int64), jit=True)
+        decode_libcaer_records(buf, big, 0, jit=True)
     return time.perf_counter() - start

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stereospike_ros.events import kernels
 from stereospike_ros.events.errors import DecodeError, EncodeError
 from stereospike_ros.events.types import EVENT_DTYPE, empty_events
 
@@ -28,8 +29,12 @@ def decode_libcaer(
     time_base_ns: int = 0,
     *,
     big_endian: bool = False,
+    jit: bool | None = None,
 ) -> np.ndarray:
-    """Events (``EVENT_DTYPE``) of one libcaer payload; raises DecodeError on a partial event."""
+    """Events (``EVENT_DTYPE``) of one libcaer payload; raises DecodeError on a partial event.
+
+    One compiled pass when numba is available (``jit`` as in ``kernels``), same events.
+    """
     raw = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, dtype=np.uint8)
     raw = raw.view(np.uint8).reshape(-1)
     if len(raw) % 8:
@@ -39,11 +44,19 @@ def decode_libcaer(
     rec = raw.view(_record(big_endian))
     if len(rec) == 0:
         return empty_events()
+    if jit or (jit is None and kernels.HAVE_NUMBA):
+        found = kernels.decode_libcaer_records(
+            np.ascontiguousarray(raw), big_endian, time_base_ns, jit=jit
+        )
+        if found is not None:
+            if found[1] >= 0:
+                raise _negative(found[1], int(rec["ts"][found[1]]))
+            return found[0]
     data = rec["data"]
     ts = rec["ts"].astype(np.int64)
     if ts.min() < 0:
         bad = int(np.argmin(ts))
-        raise DecodeError(f"libcaer payload: event {bad} has a negative timestamp {int(ts[bad])}")
+        raise _negative(bad, int(ts[bad]))
     wraps = np.zeros(len(ts), dtype=np.int64)
     np.cumsum(ts[1:] < ts[:-1], out=wraps[1:])
     out = np.empty(len(rec), dtype=EVENT_DTYPE)
@@ -52,6 +65,10 @@ def decode_libcaer(
     out["p"] = (data >> 1) & 1
     out["t"] = (ts + wraps * _ROLLOVER_US) * 1000 + int(time_base_ns)
     return out
+
+
+def _negative(index: int, ts: int) -> DecodeError:
+    return DecodeError(f"libcaer payload: event {index} has a negative timestamp {ts}")
 
 
 def encode_libcaer(events: np.ndarray, time_base_ns: int = 0, *, big_endian: bool = False) -> bytes:
