@@ -122,3 +122,18 @@ def test_truncated_or_inconsistent_packets_raise_decode_error():
     odd = serialize_message(packet(b"\x00" * 12, "libcaer", 0))
     with pytest.raises(DecodeError, match="12 bytes, not a multiple of the 8-byte"):
         decode_event_packet(odd)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_fast_header_read_agrees_with_the_checked_reader_for_every_alignment(big_endian):
+    from stereospike_ros.events.decode import _checked_packet_head, _packet_head
+
+    events = np.zeros(3, dtype=EVENT_DTYPE)
+    events["t"] = [5_000, 6_000, 9_000]
+    for n_frame in range(10):
+        for encoding in ("evt3", "libcaer"):
+            buf = encode_event_packet(
+                events, 260, 346, 7 * 10**9 + 1, "f" * n_frame, encoding, seq=9,
+                time_base=4_000 + n_frame, big_endian=big_endian,
+            )  # fmt: skip
+            assert _packet_head(buf) == _checked_packet_head(buf)

@@ -9,6 +9,7 @@ does not zero it), and every length is checked against the buffer before use.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -155,18 +156,12 @@ class EventPacketDecoder:
         self.evt3_state = Evt3State()
 
     def decode(self, buf: Buffer) -> EventBatch:
-        r = CdrReader(buf, "event_camera_msgs/EventPacket")
-        stamp = _stamp_ns(r)
-        frame_id = r.string("header.frame_id")
-        height = r.scalar("I", "height")
-        width = r.scalar("I", "width")
-        r.scalar("Q", "seq")
-        time_base = r.scalar("Q", "time_base")
-        encoding = r.string("encoding")
-        is_bigendian = r.scalar("B", "is_bigendian") != 0
-        n, start = r.sequence_start(1, 1, "events")
-        r.expect_end(start + n, f"events[{n}]")
-        payload = np.frombuffer(r.mem, dtype=np.uint8, count=n, offset=start)
+        try:  # a few struct reads; any inconsistency takes the checked path for its error
+            head = _packet_head(buf)
+        except (struct.error, IndexError, ValueError, TypeError):
+            head = _checked_packet_head(buf)
+        stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n = head
+        payload = np.frombuffer(buf, dtype=np.uint8, count=n, offset=start)
         if encoding == "evt3":
             events = decode_evt3(payload, time_base, big_endian=is_bigendian, state=self.evt3_state)
         elif encoding in PAYLOAD_DECODERS:
@@ -177,6 +172,57 @@ class EventPacketDecoder:
                 f"(frame_id {frame_id!r}); supported: {', '.join(sorted(PAYLOAD_DECODERS))}"
             )
         return EventBatch(height, width, stamp, frame_id, events)
+
+
+_PacketHead = tuple[int, str, int, int, int, str, bool, int, int]
+
+
+def _packet_head(buf: Buffer) -> _PacketHead:
+    """The EventPacket header by fixed offsets (~10x cheaper than CdrReader per packet)."""
+    size = len(buf)
+    if size < 16 or buf[0] != 0 or buf[1] > 1:
+        raise ValueError
+    o = "<" if buf[1] == 1 else ">"
+    sec, nanosec, length = struct.unpack_from(o + "iII", buf, 4)
+    pos = 16 + length
+    if length == 0 or pos > size or buf[pos - 1] != 0:
+        raise ValueError
+    frame_id = bytes(buf[16 : pos - 1]).decode("utf-8")
+    pos += -pos % 4
+    height, width = struct.unpack_from(o + "II", buf, pos)
+    pos += 8
+    pos += -(pos - 4) % 8  # CDR aligns to 8 counting from the byte after the 4-byte header
+    _seq, time_base, length = struct.unpack_from(o + "QQI", buf, pos)
+    pos += 20
+    end = pos + length
+    if length == 0 or end > size or buf[end - 1] != 0:
+        raise ValueError
+    encoding = bytes(buf[pos : end - 1]).decode("utf-8")
+    is_bigendian = buf[end] != 0
+    pos = end + 1
+    pos += -pos % 4
+    (n,) = struct.unpack_from(o + "I", buf, pos)
+    start = pos + 4
+    if start + n > size or size - (start + n) > 3:
+        raise ValueError
+    stamp = sec * 1_000_000_000 + nanosec
+    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n
+
+
+def _checked_packet_head(buf: Buffer) -> _PacketHead:
+    """The same through CdrReader, which names the field at fault."""
+    r = CdrReader(buf, "event_camera_msgs/EventPacket")
+    stamp = _stamp_ns(r)
+    frame_id = r.string("header.frame_id")
+    height = r.scalar("I", "height")
+    width = r.scalar("I", "width")
+    r.scalar("Q", "seq")
+    time_base = r.scalar("Q", "time_base")
+    encoding = r.string("encoding")
+    is_bigendian = r.scalar("B", "is_bigendian") != 0
+    n, start = r.sequence_start(1, 1, "events")
+    r.expect_end(start + n, f"events[{n}]")
+    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n
 
 
 def decode_event_packet(buf: Buffer) -> EventBatch:
