@@ -13,19 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from stereospike_ros.model import ModelError, build_model
 from stereospike_ros.model.fast import FastStereoSpike, UpsampleConv, nearest_source_index
 from stereospike_ros.model.inference import EXACT_PATHS, compile_for_inference
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one torch thread is much faster than two fighting other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _dyadic_(model: torch.nn.Module, seed: int = 0, gain: float = 1.6) -> torch.nn.Module:

@@ -166,6 +166,28 @@ def _feed(pubs: dict, t_start_ms: int, t_end_ms: int, sides=("left", "right")) -
         time.sleep(0.002)
 
 
+def _graph(context, node, talker) -> tuple[SingleThreadedExecutor, list[Image]]:
+    """One executor for the node and the talker, and the depth images the talker receives."""
+    depth: list[Image] = []
+    talker.create_subscription(Image, "/depth_node/depth", depth.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(talker)
+    return executor, depth
+
+
+def _wait_matched(executor, node, pubs: dict) -> None:
+    """Until the node hears both event publishers and someone hears its depth."""
+    assert spin_until(
+        executor,
+        lambda: (
+            all(p.get_subscription_count() for p in pubs.values())
+            and node.pub_depth.get_subscription_count()
+        ),
+        timeout=10.0,
+    )
+
+
 def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context, checkpoint):
     node = _depth_node(ros_context, checkpoint)
     assert not node.p["reliable"]
@@ -184,20 +206,9 @@ def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context,
             QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT),
         ),
     }
-    depth: list[Image] = []
-    talker.create_subscription(Image, "/depth_node/depth", depth.append, 10)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(talker)
+    executor, depth = _graph(ros_context, node, talker)
     try:
-        assert spin_until(
-            executor,
-            lambda: (
-                all(p.get_subscription_count() for p in pubs.values())
-                and node.pub_depth.get_subscription_count()
-            ),
-            timeout=10.0,
-        )
+        _wait_matched(executor, node, pubs)
         # Keep the cameras talking until depth comes back: a best-effort reader may match a
         # moment after the writer does, and whatever is published before that is lost.
         step, deadline = 0, time.monotonic() + 30.0
@@ -227,20 +238,9 @@ def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_lo
         side: talker.create_publisher(EventArray, f"/davis/{side}/events", qos)
         for side in ("left", "right")
     }
-    depth: list[Image] = []
-    talker.create_subscription(Image, "/depth_node/depth", depth.append, 10)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(talker)
+    executor, depth = _graph(ros_context, node, talker)
     try:
-        assert spin_until(
-            executor,
-            lambda: (
-                all(p.get_subscription_count() for p in pubs.values())
-                and node.pub_depth.get_subscription_count()
-            ),
-            timeout=10.0,
-        )
+        _wait_matched(executor, node, pubs)
         # Garbage first (raw bytes straight onto the topic), then good stereo input.
         pubs["left"].publish(b"\x00\x01\x00\x00" + bytes(range(60)))
         pubs["left"].publish(b"not cdr at all")

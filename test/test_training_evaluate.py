@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from stereospike_ros.cli import main
 from stereospike_ros.data import (
@@ -29,15 +30,6 @@ from stereospike_ros.training.evaluate import evaluate, evaluate_many, open_eval
 
 H, W = 64, 80
 FRAMES = 8  # frames evaluated per test: enough to average, few enough to be quick
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one torch thread is ~50x faster than two fighting other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _lively(model: torch.nn.Module) -> torch.nn.Module:

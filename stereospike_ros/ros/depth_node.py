@@ -130,7 +130,6 @@ class DepthNode(Node):
         )  # owned by the ingest thread; diagnostics read its counters and, under its lock,
         # its windower
         self._warm_up_cpu_s = 0.0
-        self._take_cpu_s = 0.0
         self._load_calibration_files()
 
         io_group = MutuallyExclusiveCallbackGroup()
@@ -251,23 +250,25 @@ class DepthNode(Node):
         period = self.p["ingest_period_ms"] / 1000.0
         while not self._stop.is_set():
             start, cpu = time.perf_counter(), time.thread_time()
-            self._take_cpu_s = 0.0
             try:
-                taken = self._ingest_once()
+                taken, take_cpu = self._ingest_once()
             except Exception as err:  # keep ingesting: one bad batch must not end the node
                 self.stats.ingest_errors += 1
-                taken = 0
+                taken, take_cpu = 0, 0.0
                 self.get_logger().error(f"ingest failed: {err!r}", throttle_duration_sec=5.0)
             if taken:  # CPU time of this thread: waiting for a core is not the node's cost
-                cpu = time.thread_time() - cpu - self._warm_up_cpu_s - self._take_cpu_s
+                cpu = time.thread_time() - cpu - self._warm_up_cpu_s - take_cpu
                 self._warm_up_cpu_s = 0.0
                 self.timings.add("decode", cpu)
-                self.timings.add("take", self._take_cpu_s)
+                self.timings.add("take", take_cpu)
             self._stop.wait(max(0.0, period - (time.perf_counter() - start)))
 
-    def _ingest_once(self) -> int:
-        """Take every queued message, queue its events, push them when a window is due."""
-        taken = 0
+    def _ingest_once(self) -> tuple[int, float]:
+        """Take every queued message, queue its events, push them when a window is due.
+
+        Returns the messages taken and the CPU seconds rclpy spent handing them over.
+        """
+        taken, take_cpu = 0, 0.0
         if self._trigger_sub is not None:
             for buf in self._trigger_sub.take_all():
                 self._on_trigger(buf)
@@ -275,7 +276,7 @@ class DepthNode(Node):
         for side in SIDES:
             cpu = time.thread_time()
             bufs = self._event_subs[side].take_all(limit)
-            self._take_cpu_s += time.thread_time() - cpu  # rclpy's share, reported apart
+            take_cpu += time.thread_time() - cpu  # rclpy's share, reported apart
             taken += len(bufs)
             if not bufs:
                 continue
@@ -288,7 +289,7 @@ class DepthNode(Node):
             if last_t is not None:  # one sample per batch: the offset is a minimum over 2 s
                 self.clock_offset.observe(last_t, time.time())
         self._emit(self.ingest.poll())
-        return taken
+        return taken, take_cpu
 
     def _log_drop(self, err: DroppedMessageError) -> None:
         counters = self.ingest.counters[err.side]

@@ -27,6 +27,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close ``fig``; returns the path written."""
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path
+
+
 def event_rgb(hist: np.ndarray) -> np.ndarray:
     """(2, H, W) ON/OFF counts -> (H, W, 3) RGB: ON red, OFF blue, both magenta, none white."""
     hist = np.asarray(hist, dtype=np.float32)
@@ -101,11 +111,7 @@ def plot_frame(
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_mde_over_time(
@@ -125,11 +131,7 @@ def plot_mde_over_time(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def read_metrics_csv(path: str | Path) -> dict[str, list[float]]:
@@ -182,9 +184,4 @@ def plot_training_curves(metrics_csv: str | Path, path: str | Path, title: str =
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
