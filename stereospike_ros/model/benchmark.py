@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paths",
         default="reference,exact",
-        help="inference paths, comma-separated: reference, exact, exact-nchw, compile, bf16, "
-        "fp16 (reference,exact); ratios need reference",
+        help="inference paths, comma-separated: reference, exact, exact-direct, exact-nchw, "
+        "compile, bf16, fp16 (reference,exact); ratios need reference",
     )
     parser.add_argument("--batch", type=int, default=1, help="batch size (1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -7,6 +7,11 @@ window. Execution paths (``PATHS``):
 - ``exact``: :class:`~stereospike_ros.model.fast.FastStereoSpike`, channels-last: decoder and
   heads folded to the source resolution, thresholds and skip sums in place. Same outputs up to
   float rounding of the folded sums.
+  On a CPU, in float32, the wide convolutions run as GEMMs instead of oneDNN's direct
+  convolution (:mod:`~stereospike_ros.model.winograd`, Winograd F(2x2, 3x3); a tap-sum GEMM for
+  the 512-channel deconv4; one GEMM per rare row/column pattern of the folded decoder).
+- ``exact-direct``: ``exact`` without those GEMM kernels (every convolution through oneDNN), kept
+  to measure what they buy.
 - ``exact-nchw``: the same in plain NCHW layout (pays on some narrow networks / GPUs).
 - ``compile``: ``exact`` through ``torch.compile`` (inductor); exact up to float rounding; costs
   compile time on the first call of each input size.
@@ -40,13 +45,14 @@ from stereospike_ros.model.network import StereoSpike
 PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
     "reference": (False, False, None, False),
     "exact": (True, True, None, False),
+    "exact-direct": (True, True, None, False),
     "exact-nchw": (True, False, None, False),
     "compile": (True, True, None, True),
     "bf16": (True, True, torch.bfloat16, False),
     "fp16": (True, True, torch.float16, False),
 }
 #: Paths whose outputs equal the reference up to float32 rounding.
-EXACT_PATHS = ("reference", "exact", "exact-nchw", "compile")
+EXACT_PATHS = ("reference", "exact", "exact-direct", "exact-nchw", "compile")
 
 
 class Inference:
@@ -156,6 +162,13 @@ class _CudaGraph:
         return self.static_out.clone()
 
 
+def _gemm_kernels(path: str, net: StereoSpike) -> bool:
+    """Winograd / tap-sum GEMM kernels: float32 CPU ``exact`` and ``compile`` paths only (on a
+    GPU cuDNN's own algorithms do better; ``exact-direct`` keeps them off for comparison)."""
+    weight = next(net.parameters())
+    return path != "exact-direct" and weight.device.type == "cpu" and weight.dtype == torch.float32
+
+
 def compile_for_inference(
     model: StereoSpike,
     path: str = "exact",
@@ -195,7 +208,11 @@ def compile_for_inference(
         p.requires_grad_(False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    module: nn.Module = FastStereoSpike(net, channels_last=channels_last) if fast else net
+    module: nn.Module = (
+        FastStereoSpike(net, channels_last=channels_last, gemm_kernels=_gemm_kernels(path, net))
+        if fast
+        else net
+    )
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))
         if fast:
