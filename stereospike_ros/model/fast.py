@@ -266,8 +266,7 @@ class UpsampleConv(nn.Module):
         # and one GEMM each (a small oneDNN convolution re-lays out its whole kernel per call:
         # 2-10 ms at 512 channels for a few dozen pixels; no gain below 256 channels, measured);
         # the primary pair as Winograd.
-        self._gemm: list[bool] = [False] * len(self._combos)
-        self._patch_slices: list[tuple[int, int, int]] = []  # (pair, first index, positions)
+        self._patch_slices: dict[int, tuple[int, int]] = {}  # pair -> (first index, positions)
         self._pad_patches = False
         self.winograd = nn.ModuleDict()
         if channels_last and gemm and worth_it(cin, 3, 1):
@@ -291,7 +290,6 @@ class UpsampleConv(nn.Module):
         """Index of every rare pair's input patches into the flattened (H * W + 1 zero) input,
         and its kernels as one (taps * C_in, slots * C_out) matrix."""
         height, width = in_size
-        offsets: list[tuple[int, int, int]] = []
         flats: list[Tensor] = []
         start = 0
         for j, (name, *_rest) in enumerate(self._combos):
@@ -313,11 +311,9 @@ class UpsampleConv(nn.Module):
             weight = getattr(self, f"weight_{name}")  # (slots * C_out, C_in, kf_r, kf_c)
             matrix = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()
             self.register_buffer(f"matrix_{name}", matrix, persistent=False)
-            offsets.append((j, start, len(flat) // (r.shape[1] * c.shape[1])))
+            self._patch_slices[j] = (start, len(flat) // (r.shape[1] * c.shape[1]))
             start += len(flat)
-            self._gemm[j] = True
             flats.append(flat)
-        self._patch_slices = offsets
         self.register_buffer(
             "patch_index",
             torch.cat(flats).to(device) if flats else torch.zeros(0, dtype=torch.long),
@@ -339,7 +335,7 @@ class UpsampleConv(nn.Module):
                 flat = torch.cat([flat, flat.new_zeros(batch, 1, s.shape[1])], 1)
             patches = flat.index_select(1, self.patch_index)
         for j, (name, gather_rows, gather_cols, stride, padding) in enumerate(self._combos):
-            if self._gemm[j]:
+            if j in self._patch_slices:
                 assert patches is not None
                 parts.append(self._gemm_part(patches, j, name, batch))
                 continue
@@ -374,16 +370,14 @@ class UpsampleConv(nn.Module):
 
     def _gemm_part(self, patches: Tensor, j: int, name: str, batch: int) -> Tensor:
         """Rare pair ``j`` as (positions, taps * C_in) @ (taps * C_in, slots * C_out)."""
-        for pair, first, positions in self._patch_slices:
-            if pair == j:
-                matrix = getattr(self, f"matrix_{name}")
-                taps = matrix.shape[0] // patches.shape[-1]
-                rows = patches[:, first : first + positions * taps].reshape(batch, positions, -1)
-                res = torch.matmul(rows, matrix)
-                if self.has_bias:
-                    res = res.add_(getattr(self, f"bias_{name}"))
-                return res.view(batch, -1, self.out_channels)
-        raise AssertionError(f"pair {j} has no patches")
+        first, positions = self._patch_slices[j]
+        matrix = getattr(self, f"matrix_{name}")
+        taps = matrix.shape[0] // patches.shape[-1]
+        rows = patches[:, first : first + positions * taps].reshape(batch, positions, -1)
+        res = torch.matmul(rows, matrix)
+        if self.has_bias:
+            res = res.add_(getattr(self, f"bias_{name}"))
+        return res.view(batch, -1, self.out_channels)
 
 
 class TapSumConv(nn.Module):
@@ -439,27 +433,36 @@ class TapSumConv(nn.Module):
 
 
 class _Unit(nn.Module):
-    """A conv unit's conv (same weights) with its neuron fused as an in-place threshold."""
+    """A conv unit's conv (same weights) with its neuron fused as an in-place threshold.
 
-    def __init__(self, unit: ConvUnit, layout: torch.memory_format, gemm: bool) -> None:
+    ``conv=False`` keeps the neuron only (decoder units, whose convolutions the plan folds);
+    with ``gemm`` a wide convolution runs as Winograd and the direct weights are not kept.
+    """
+
+    def __init__(
+        self, unit: ConvUnit, layout: torch.memory_format, gemm: bool, conv: bool = True
+    ) -> None:
         super().__init__()
-        conv = unit.conv
-        self.weight = nn.Parameter(
-            conv.weight.detach().contiguous(memory_format=layout), requires_grad=False
-        )
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), False)
-        self.stride, self.padding = conv.stride, conv.padding
+        c = unit.conv
+        self.stride, self.padding = c.stride, c.padding
         self.act, self.norm = unit.act, unit.norm
-        kernel, stride = conv.kernel_size, conv.stride
         self.winograd: WinogradConv | None = None
         if (
-            gemm
-            and kernel[0] == kernel[1]
-            and stride[0] == stride[1]
-            and worth_it(conv.in_channels, kernel[0], stride[0])
-            and (kernel[0], conv.padding) in ((3, (1, 1)), (3, (0, 0)), (5, (2, 2)))
+            conv
+            and gemm
+            and c.kernel_size[0] == c.kernel_size[1]
+            and c.stride[0] == c.stride[1]
+            and worth_it(c.in_channels, c.kernel_size[0], c.stride[0])
+            and (c.kernel_size[0], c.padding) in ((3, (1, 1)), (3, (0, 0)), (5, (2, 2)))
         ):
-            self.winograd = WinogradConv(conv.weight, conv.bias, stride, conv.padding)
+            self.winograd = WinogradConv(c.weight, c.bias, c.stride, c.padding)
+        direct = conv and self.winograd is None
+        self.weight = (
+            nn.Parameter(c.weight.detach().contiguous(memory_format=layout), requires_grad=False)
+            if direct
+            else None
+        )
+        self.bias = nn.Parameter(c.bias.detach(), False) if direct and c.bias is not None else None
 
     def post(self, v: Tensor) -> Tensor:
         """Neuron (and BatchNorm of the ANN twin) applied to a conv output it may overwrite."""
@@ -470,6 +473,8 @@ class _Unit(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.winograd is not None:
             return self.post(self.winograd(x))
+        if self.weight is None:
+            raise ModelError("this unit keeps its neuron only: its convolution is folded")
         return self.post(F.conv2d(x, self.weight, self.bias, self.stride, self.padding))
 
 
@@ -550,7 +555,7 @@ class FastStereoSpike(nn.Module):
         )
         # Their convolutions are folded into the plan: only the neurons are used.
         self.post = nn.ModuleList(
-            _Unit(getattr(model, n), layout, False)
+            _Unit(getattr(model, n), layout, False, conv=False)
             for n in ("deconv4", "deconv3", "deconv2", "deconv1")
         )
         self._plans: dict[tuple[int, int], _SizePlan] = {}
