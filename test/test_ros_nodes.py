@@ -70,6 +70,8 @@ def test_player_node_evaluator_publish_depth_whose_mde_matches_an_offline_comput
             "reliable": True,
             "frame_id": "test_optical",
             "threads": 1,
+            # the recording's size: prepared before the 1.2 s of playback starts, not during it
+            "warm_up_size": "48x64",
         },
         name="depth_node",
     )
