@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
 from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
-from stereospike_ros.model.winograd import WinogradConv, worth_it
+from stereospike_ros.model.winograd import WinogradConv, supports, worth_it
 
 #: A pattern counts as dense (evaluated at every source position) when at least this fraction
 #: of source positions starts an output window with it.
@@ -272,9 +272,10 @@ class UpsampleConv(nn.Module):
         if channels_last and gemm and worth_it(cin, 3, 1):
             self._plan_patches(rows, cols, in_size, device)
             name, _, _, stride, padding = self._combos[self._primary]
-            if getattr(self, f"weight_{name}").shape[-2:] == (3, 3) and stride == (1, 1):
+            folded = getattr(self, f"weight_{name}")
+            if supports(tuple(folded.shape[-2:]), stride, padding):
                 self.winograd[name] = WinogradConv(
-                    getattr(self, f"weight_{name}"),
+                    folded,
                     getattr(self, f"bias_{name}") if self.has_bias else None,
                     1,
                     padding,
@@ -450,10 +451,8 @@ class _Unit(nn.Module):
         if (
             conv
             and gemm
-            and c.kernel_size[0] == c.kernel_size[1]
-            and c.stride[0] == c.stride[1]
+            and supports(c.kernel_size, c.stride, c.padding)
             and worth_it(c.in_channels, c.kernel_size[0], c.stride[0])
-            and (c.kernel_size[0], c.padding) in ((3, (1, 1)), (3, (0, 0)), (5, (2, 2)))
         ):
             self.winograd = WinogradConv(c.weight, c.bias, c.stride, c.padding)
         direct = conv and self.winograd is None
@@ -543,13 +542,13 @@ class FastStereoSpike(nn.Module):
             weight = model.bottom.conv.weight
             gemm_kernels = weight.device.type == "cpu" and weight.dtype == torch.float32
         self.gemm_kernels = bool(gemm_kernels and channels_last)
-        layout, wino = self._layout, self.gemm_kernels
+        layout, gemm = self._layout, self.gemm_kernels
         self.encoder = nn.ModuleList(
-            _Unit(getattr(model, n), layout, wino)
+            _Unit(getattr(model, n), layout, gemm)
             for n in ("bottom", "conv1", "conv2", "conv3", "conv4")
         )
         self.bottleneck = nn.ModuleList(
-            _Unit(unit, layout, wino)
+            _Unit(unit, layout, gemm)
             for block in model.bottleneck
             for unit in (block.unit1, block.unit2)
         )

@@ -162,13 +162,6 @@ class _CudaGraph:
         return self.static_out.clone()
 
 
-def _gemm_kernels(path: str, net: StereoSpike) -> bool:
-    """Winograd / tap-sum GEMM kernels: float32 CPU ``exact`` and ``compile`` paths only (on a
-    GPU cuDNN's own algorithms do better; ``exact-direct`` keeps them off for comparison)."""
-    weight = next(net.parameters())
-    return path != "exact-direct" and weight.device.type == "cpu" and weight.dtype == torch.float32
-
-
 def compile_for_inference(
     model: StereoSpike,
     path: str = "exact",
@@ -208,8 +201,10 @@ def compile_for_inference(
         p.requires_grad_(False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    # GEMM kernels: FastStereoSpike's default (float32 on a CPU); off for the comparison path.
+    gemm_kernels = False if path == "exact-direct" else None
     module: nn.Module = (
-        FastStereoSpike(net, channels_last=channels_last, gemm_kernels=_gemm_kernels(path, net))
+        FastStereoSpike(net, channels_last=channels_last, gemm_kernels=gemm_kernels)
         if fast
         else net
     )

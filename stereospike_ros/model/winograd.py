@@ -40,6 +40,19 @@ def worth_it(in_channels: int, kernel: int, stride: int) -> bool:
     return False
 
 
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def supports(
+    kernel: int | tuple[int, ...], stride: int | tuple[int, ...], padding: int | tuple[int, ...]
+) -> bool:
+    """Whether :class:`WinogradConv` computes this convolution: 3x3 stride 1 (any padding) or
+    5x5 stride 2 padding 2."""
+    k, s = _pair(kernel), _pair(stride)
+    return (k, s) == ((3, 3), (1, 1)) or (k, s, _pair(padding)) == ((5, 5), (2, 2), (2, 2))
+
+
 def _space_to_depth_kernel(weight: Tensor) -> Tensor:
     """(O, C, 5, 5) stride-2 kernel -> (O, 4C, 3, 3) stride-1 kernel over 2x2 phases (p, q, c)."""
     out_c, in_c = weight.shape[:2]
@@ -94,20 +107,16 @@ class WinogradConv(nn.Module):
         padding: int | tuple[int, int],
     ) -> None:
         super().__init__()
-        stride = stride if isinstance(stride, int) else stride[0] if stride[0] == stride[1] else -1
-        pad = (padding, padding) if isinstance(padding, int) else (int(padding[0]), int(padding[1]))
         kernel = tuple(weight.shape[-2:])
-        if (kernel, stride) == ((3, 3), 1):
-            self.space_to_depth = False
-        elif (kernel, stride, pad) == ((5, 5), 2, (2, 2)):
-            self.space_to_depth = True
-            weight = _space_to_depth_kernel(weight)
-        else:
+        if not supports(kernel, stride, padding):
             raise ModelError(
                 f"WinogradConv computes 3x3 stride 1 or 5x5 stride 2 padding 2, got kernel "
-                f"{kernel}, stride {stride}, padding {pad}"
+                f"{kernel}, stride {stride}, padding {padding}"
             )
-        self.padding = pad
+        self.space_to_depth = kernel == (5, 5)
+        if self.space_to_depth:
+            weight = _space_to_depth_kernel(weight)
+        self.padding = _pair(padding)
         self.out_channels, self.in_channels = int(weight.shape[0]), int(weight.shape[1])
         g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
         u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().double(), g)
