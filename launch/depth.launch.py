@@ -67,7 +67,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "inference_path",
             default_value="",
-            description="exact (default), reference, exact-direct, exact-nchw, compile, bf16, fp16",
+            description="exact (default), reference, exact-dense, exact-direct, exact-nchw, "
+            "compile, bf16, fp16",
         ),
         DeclareLaunchArgument(
             "event_type",

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated ROS 2 graph per test session, and spin-until helpers."""
+"""Shared fixtures: an isolated ROS 2 graph per test session, spin-until helpers, and the
+GEMM-kernel switch of the model tests."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def spin_until(executor: object, done: Callable[[], bool], timeout: float = 10.0
     while not done() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
     return done()
+
+
+@pytest.fixture
+def gemm_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layer that can run as a GEMM kernel does (the real rules need >= 128 channels)."""
+    from stereospike_ros.model import fast, winograd
+
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(fast, "TAP_SUM_CHANNELS", 1)

@@ -71,6 +71,7 @@ def test_table_lists_paths_and_unknown_paths_are_refused(capsys):
     assert main([*args, "--size", "9x11", "--runs", "1", "--paths", "reference,exact"]) == 0
     out = capsys.readouterr().out
     assert "x ref" in out and "exact" in out and "stereospike-mono" in out
+    assert "(random counts)" in out and "note: exact skips silent channels" in out
     with pytest.raises(SystemExit, match="fastest"):
         main([*args, "--paths", "exact,fastest"])
     with pytest.raises(SystemExit):
@@ -91,17 +92,44 @@ def _lively_dyadic(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def test_accuracy_of_each_path_on_simulated_frames(capsys, tmp_path: Path):
+@pytest.fixture(scope="module")
+def room(tmp_path_factory) -> Path:
+    """A simulated recording, H x W, 7 depth frames."""
+    folder = tmp_path_factory.mktemp("room")
     recording = simulate(
         SimConfig(name="room", width=W, height=H, focal_px=26.0, duration_s=0.35, seed=5)
     )
-    write_mvsec_hdf5(recording, tmp_path / "room_data.hdf5", tmp_path / "room_gt.hdf5")
+    write_mvsec_hdf5(recording, folder / "room_data.hdf5", folder / "room_gt.hdf5")
+    return folder / "room_data.hdf5"
+
+
+def test_timing_on_recorded_windows(capsys, room: Path):
+    # exact skips silent channels, so its time depends on the spikes: --inputs times on real
+    # windows (their size, not --size) instead of random counts
+    report = _report(
+        capsys,
+        *("--models", "stereospike", "--width", "0.125", "--size", "9x11", "--runs", "2"),
+        *("--paths", "reference,exact,exact-dense", "--inputs", str(room), "--input-frames", "3"),
+    )
+    assert [r["path"] for r in report["results"]] == ["reference", "exact", "exact-dense"]
+    for r in report["results"]:
+        assert r["size"] == [H, W] and r["inputs"] == "recorded"
+        assert r["dense_macs"] == dense_macs(build_model("stereospike", width=0.125), (H, W)).total
+    args = ["benchmark", "model", "--models", "stereospike", "--width", "0.125", "--runs", "1"]
+    assert main([*args, "--threads", "1", "--inputs", str(room)]) == 0
+    out = capsys.readouterr().out
+    assert f"1 x {H} x {W} (windows of {room})" in out and "note:" in out  # no --checkpoint
+    with pytest.raises(SystemExit, match="input-frames"):
+        main([*args, "--inputs", str(room), "--input-frames", "0"])
+
+
+def test_accuracy_of_each_path_on_simulated_frames(capsys, tmp_path: Path, room: Path):
     model = _lively_dyadic(build_model("stereospike", width=0.125))
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model, input_size=(H, W), window_ms=50)
     report = _report(
         capsys,
         *("--checkpoint", str(ckpt), "--size", f"{H}x{W}", "--runs", "1"),
-        *("--paths", "reference,exact,bf16", "--accuracy-data", str(tmp_path / "room_data.hdf5")),
+        *("--paths", "reference,exact,bf16", "--accuracy-data", str(room)),
         *("--max-frames", "4"),
     )
     acc = {r["path"]: r["accuracy"] for r in report["results"]}

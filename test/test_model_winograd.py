@@ -15,7 +15,6 @@ from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from test_model_fast_exact import VARIANTS, _counts, _dyadic_
 
 from stereospike_ros.model import ModelError, build_model, compile_for_inference
-from stereospike_ros.model import fast as fast_module
 from stereospike_ros.model import winograd as winograd_module
 from stereospike_ros.model.fast import FastStereoSpike, TapSumConv, UpsampleConv
 from stereospike_ros.model.winograd import WinogradConv
@@ -87,13 +86,6 @@ def test_tap_sum_conv_equals_interpolate_then_conv(in_size, up_size, k):
     assert torch.equal(got, expected)
     with pytest.raises(ModelError, match="planned for input"):
         TapSumConv(weight, bias, in_size, up_size)(torch.zeros(1, 5, 3, 3))
-
-
-@pytest.fixture
-def gemm_everywhere(monkeypatch):
-    """Every layer that can run as a GEMM kernel does (the real rules need >= 128 channels)."""
-    monkeypatch.setattr(winograd_module, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(fast_module, "TAP_SUM_CHANNELS", 1)
 
 
 @pytest.mark.parametrize(

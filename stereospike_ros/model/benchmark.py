@@ -4,9 +4,11 @@ For each model (name x width x head set) and each execution path of
 :func:`~stereospike_ros.model.inference.compile_for_inference`, it times forward passes
 interleaved across paths (run 1 of every path, then run 2, ...), so a shared, noisy machine
 slows all paths alike and the ``x ref`` ratios against the plain reference forward, measured in
-the same run, stay meaningful. ``--accuracy-data`` adds, per path, the depth error on real or
-simulated frames and the mean difference to the reference path's depth (the cost of the lossy
-paths, measured, not assumed).
+the same run, stay meaningful. The ``exact`` path skips silent channels, so its time depends on
+the spikes: ``--inputs`` times on recorded windows (with ``--checkpoint``, a trained network's
+real activity) instead of random counts. ``--accuracy-data`` adds, per path, the depth error on
+real or simulated frames and the mean difference to the reference path's depth (the cost of the
+lossy paths, measured, not assumed).
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time (and score) this trained .safetensors network instead of --models",
     )
     parser.add_argument(
+        "--inputs",
+        default=None,
+        help="time on the event windows of this recording (or --split folder), cycled, instead "
+        "of random counts; sets the input size (with --checkpoint: real spike activity)",
+    )
+    parser.add_argument("--input-frames", type=int, default=8, help="windows read for --inputs (8)")
+    parser.add_argument(
         "--accuracy-data",
         default=None,
         help="recording, folder (with --split) or training cache to score each path on",
@@ -123,8 +132,11 @@ def measure_paths(
     warmup: int = 1,
     device: str = "cpu",
     energy: bool = False,
+    inputs: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Figures for one network along each path: params, dense MACs, seconds, fps, ratio."""
+    """Figures for one network along each path: params, dense MACs, seconds, fps, ratio.
+
+    ``inputs``: (C, H, W) windows to time on, cycled (default: random Poisson counts)."""
     import torch
 
     from stereospike_ros.model.inference import compile_for_inference
@@ -133,10 +145,17 @@ def measure_paths(
 
     model = model.to(device).eval()
     config = model.config
+    if inputs:
+        xs = [
+            torch.stack([inputs[(i + b) % len(inputs)] for b in range(batch)]).to(device)
+            for i in range(len(inputs))
+        ]
+        size = tuple(xs[0].shape[-2:])
+    else:
+        generator = torch.Generator().manual_seed(0)
+        rates = torch.full((batch, config.in_channels, *size), 0.3)
+        xs = [torch.poisson(rates, generator=generator).to(device)]
     macs = dense_macs(model, size, batch)
-    generator = torch.Generator().manual_seed(0)
-    rates = torch.full((batch, config.in_channels, *size), 0.3)
-    x = torch.poisson(rates, generator=generator).to(device)
     runners, prepare_s = {}, {}
     for path in paths:
         start = time.perf_counter()
@@ -150,7 +169,7 @@ def measure_paths(
         for path in paths:  # interleaved: every path sees the same machine load
             _sync(device)
             start = time.perf_counter()
-            runners[path](x)
+            runners[path](xs[i % len(xs)])
             _sync(device)
             if i >= warmup:
                 times[path].append(time.perf_counter() - start)
@@ -171,15 +190,44 @@ def measure_paths(
             "forward_s_min": min(times[path]),
             "forward_s_max": max(times[path]),
             "runs": runs,
+            "inputs": "recorded" if inputs else "random",
             "fps": batch / median,
             "prepare_s": prepare_s[path],
         }
         if "reference" in times:
             result["ratio_vs_reference"] = statistics.median(times["reference"]) / median
         if energy and path == "reference":
-            result["ops"] = synaptic_operations(model, x)
+            result["ops"] = synaptic_operations(model, xs[0])
         results.append(result)
     return results
+
+
+def _window_tensor(frame: Any, in_channels: int) -> Any:
+    """``(C, H, W)`` float counts of one frame, as the network takes them."""
+    import numpy as np
+    import torch
+
+    parts = [frame.left] if in_channels == 2 else [frame.left, frame.right]
+    return torch.from_numpy(np.concatenate([np.asarray(p, np.float32) for p in parts]))
+
+
+def recorded_inputs(
+    data: str,
+    in_channels: int,
+    *,
+    split: str | None = None,
+    part: str = "test",
+    frames: int = 8,
+) -> list[Any]:
+    """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
+    from stereospike_ros.training.evaluate import open_eval_data
+
+    if frames < 1:
+        raise SystemExit("--input-frames must be >= 1")
+    with open_eval_data(data, split=split, part=part) as eval_data:
+        windows = [_window_tensor(f, in_channels) for _, f in eval_data.frames()]
+    step = max(1, len(windows) // frames)
+    return windows[::step][:frames]
 
 
 def accuracy_of_paths(
@@ -207,8 +255,7 @@ def accuracy_of_paths(
     diffs: dict[str, list[float]] = {p: [] for p in paths}
     with open_eval_data(data, split=split, part=part, max_frames=max_frames) as eval_data:
         for _, frame in eval_data.frames():
-            parts = [frame.left] if model.config.in_channels == 2 else [frame.left, frame.right]
-            x = torch.from_numpy(np.concatenate([np.asarray(p, np.float32) for p in parts]))[None]
+            x = _window_tensor(frame, model.config.in_channels)[None]
             gt = torch.from_numpy(np.asarray(frame.depth, np.float32))[None, None]
             ref = reference(x).cpu()
             for path, run in runners.items():
@@ -256,7 +303,20 @@ def run(args: argparse.Namespace) -> int:
             for heads in args.heads
         ]
     results = []
+    inputs_by_channels: dict[int, list[Any]] = {}
     for model in models:
+        inputs = None
+        if args.inputs:
+            channels = model.config.in_channels
+            if channels not in inputs_by_channels:
+                inputs_by_channels[channels] = recorded_inputs(
+                    args.inputs,
+                    channels,
+                    split=args.split,
+                    part=args.part,
+                    frames=args.input_frames,
+                )
+            inputs = inputs_by_channels[channels]
         results += measure_paths(
             model,
             paths,
@@ -266,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             device=device,
             energy=args.energy,
+            inputs=inputs,
         )
         if args.accuracy_data:
             scores = accuracy_of_paths(
@@ -289,11 +350,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    height, width = results[0]["size"] if results else args.size
+    source = f"windows of {args.inputs}" if args.inputs else "random counts"
     print(
         f"device {device}, {report['threads']} threads, torch {torch.__version__}, input "
-        f"{args.batch} x {args.size[0]} x {args.size[1]}, {args.runs} runs after "
+        f"{args.batch} x {height} x {width} ({source}), {args.runs} runs after "
         f"{args.warmup} warm-up, paths interleaved"
     )
+    if "exact" in paths and not (args.inputs and args.checkpoint):
+        print(
+            "note: exact skips silent channels, so its time depends on the spikes; an "
+            "untrained network on random counts is nearly silent. For real figures: "
+            "--checkpoint TRAINED.safetensors --inputs RECORDING (exact-dense: every channel)"
+        )
     header = (
         ("params", 12),
         ("dense GMAC", 11),
@@ -304,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
         ("prep s", 7),
     )
     print(
-        f"{'model':<18}{'width':>6}{'heads':>6} {'path':<11}"
+        f"{'model':<18}{'width':>6}{'heads':>6} {'path':<13}"
         + "".join(f"{c:>{w}}" for c, w in header)
     )
     for r in results:
@@ -312,20 +381,20 @@ def run(args: argparse.Namespace) -> int:
         ratio = f"{r['ratio_vs_reference']:.2f}" if "ratio_vs_reference" in r else "-"
         heads = "".join(str(h) for h in r["heads"])
         print(
-            f"{r['model']:<18}{r['width']:>6g}{heads:>6} {r['path']:<11}{r['params']:>12,}"
+            f"{r['model']:<18}{r['width']:>6g}{heads:>6} {r['path']:<13}{r['params']:>12,}"
             f"{r['dense_macs'] / 1e9:>11.2f}{r['forward_s_median'] * 1e3:>10.1f}{spread:>14}"
             f"{r['fps']:>7.2f}{ratio:>7}{r['prepare_s']:>7.2f}"
         )
         if "accuracy" in r:
             a = r["accuracy"]
             print(
-                f"{'':<42}MDE {a['mde_cm']:.2f} cm on {a['frames']:.0f} frames, mean |depth - "
+                f"{'':<44}MDE {a['mde_cm']:.2f} cm on {a['frames']:.0f} frames, mean |depth - "
                 f"reference| {a['mean_abs_diff_to_reference_cm']:.3f} cm"
             )
         if "ops" in r:
             ops = r["ops"]
             print(
-                f"{'':<42}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
+                f"{'':<44}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
                 f"energy {ops['energy_total_uj']:.1f} uJ (dense ANN compute "
                 f"{ops['dense_energy_uj']:.1f} uJ)"
             )

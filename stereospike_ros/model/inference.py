@@ -10,8 +10,14 @@ window. Execution paths (``PATHS``):
   On a CPU, in float32, the wide convolutions run as GEMMs instead of oneDNN's direct
   convolution (:mod:`~stereospike_ros.model.winograd`, Winograd F(2x2, 3x3); a tap-sum GEMM for
   the 512-channel deconv4; one GEMM per rare row/column pattern of the folded decoder).
-- ``exact-direct``: ``exact`` without those GEMM kernels (every convolution through oneDNN), kept
-  to measure what they buy.
+  For spiking networks on a CPU it also skips silent channels: after the first two layers, each
+  convolution gathers the input channels that hold a spike anywhere in the window and
+  convolves only those (a trained network leaves a third to a half of its channels silent in
+  a window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
+  change; the time now depends on the spikes.
+- ``exact-dense``: ``exact`` convolving every channel (speed independent of the input).
+- ``exact-direct``: ``exact-dense`` without the GEMM kernels (every convolution through
+  oneDNN), kept to measure what they buy.
 - ``exact-nchw``: the same in plain NCHW layout (pays on some narrow networks / GPUs).
 - ``compile``: ``exact`` through ``torch.compile`` (inductor); exact up to float rounding; costs
   compile time on the first call of each input size.
@@ -45,6 +51,7 @@ from stereospike_ros.model.network import StereoSpike
 PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
     "reference": (False, False, None, False),
     "exact": (True, True, None, False),
+    "exact-dense": (True, True, None, False),
     "exact-direct": (True, True, None, False),
     "exact-nchw": (True, False, None, False),
     "compile": (True, True, None, True),
@@ -52,7 +59,7 @@ PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
     "fp16": (True, True, torch.float16, False),
 }
 #: Paths whose outputs equal the reference up to float32 rounding.
-EXACT_PATHS = ("reference", "exact", "exact-direct", "exact-nchw", "compile")
+EXACT_PATHS = ("reference", "exact", "exact-dense", "exact-direct", "exact-nchw", "compile")
 
 
 class Inference:
@@ -201,10 +208,17 @@ def compile_for_inference(
         p.requires_grad_(False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    # GEMM kernels: FastStereoSpike's default (float32 on a CPU); off for the comparison path.
+    # GEMM kernels and silent-channel skipping: FastStereoSpike's defaults (a CPU), except on
+    # the comparison paths.
     gemm_kernels = False if path == "exact-direct" else None
+    skip_silent = False if path in ("exact-dense", "exact-direct") else None
     module: nn.Module = (
-        FastStereoSpike(net, channels_last=channels_last, gemm_kernels=gemm_kernels)
+        FastStereoSpike(
+            net,
+            channels_last=channels_last,
+            gemm_kernels=gemm_kernels,
+            skip_silent=skip_silent,
+        )
         if fast
         else net
     )

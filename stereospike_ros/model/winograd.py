@@ -129,8 +129,15 @@ class WinogradConv(nn.Module):
             "bias", None if bias is None else bias.detach().clone(), persistent=False
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, channels: Tensor | None = None) -> Tensor:
+        """``channels``: ``x`` holds only these input channels (the others are all zero)."""
         batch, _, height, width = x.shape
+        u = self.u
+        if channels is not None:
+            if self.space_to_depth:  # rows of the kernel are (phase, channel)
+                phase = torch.arange(4, device=channels.device)[:, None] * (self.in_channels // 4)
+                channels = (phase + channels).flatten()
+            u = u.index_select(1, channels)
         xn = x.permute(0, 2, 3, 1)
         if self.space_to_depth:
             out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
@@ -150,7 +157,7 @@ class WinogradConv(nn.Module):
             bottom, right = 2 * th + 2 - height - ph, 2 * tw + 2 - width - pw
             if ph or pw or bottom or right:
                 xn = F.pad(xn, (0, 0, pw, right, ph, bottom))
-        m = torch.bmm(_transform_input(xn, th, tw), self.u)
+        m = torch.bmm(_transform_input(xn, th, tw), u)
         y = _transform_output(m, batch, th, tw)
         if self.bias is not None:
             y.add_(self.bias)

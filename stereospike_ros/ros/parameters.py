@@ -68,9 +68,18 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "inference_path",
         "exact",
         "network execution path: exact (folded fast network, outputs equal reference up to "
-        "float rounding), reference, exact-direct, exact-nchw, compile, bf16, fp16 (last two "
-        "lossy)",
-        choices=("exact", "reference", "exact-direct", "exact-nchw", "compile", "bf16", "fp16"),
+        "float rounding), reference, exact-dense, exact-direct, exact-nchw, compile, bf16, "
+        "fp16 (last two lossy)",
+        choices=(
+            "exact",
+            "reference",
+            "exact-dense",
+            "exact-direct",
+            "exact-nchw",
+            "compile",
+            "bf16",
+            "fp16",
+        ),
     ),
     Param(
         "warm_up_size",
