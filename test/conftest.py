@@ -43,3 +43,11 @@ def gemm_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(fast, "TAP_SUM_CHANNELS", 1)
+
+
+@pytest.fixture
+def skip_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layer that may skip silent channels does (the real rule needs wide layers)."""
+    from stereospike_ros.model import fast
+
+    monkeypatch.setattr(fast, "SKIP_MIN_PAIRS", 1)

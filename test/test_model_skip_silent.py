@@ -16,13 +16,8 @@ from test_model_fast_exact import _counts, _dyadic_
 from test_model_winograd import _dyadic
 
 from stereospike_ros.model import build_model
-from stereospike_ros.model.fast import (
-    FastStereoSpike,
-    TapSumConv,
-    UpsampleConv,
-    active_channels,
-    take_channels,
-)
+from stereospike_ros.model.fast import FastStereoSpike, TapSumConv, UpsampleConv
+from stereospike_ros.model.gather import active_channels, index_rows, take_channels
 from stereospike_ros.model.inference import compile_for_inference
 from stereospike_ros.model.winograd import WinogradConv
 
@@ -49,6 +44,13 @@ def _silence_(
             w[chosen] = -w[chosen].abs() - 1 / 64
             silenced[name] = chosen
     return silenced
+
+
+@pytest.mark.parametrize("shape,dim", [((7, 5), 0), ((1, 9, 4), 1), ((2, 3, 9, 5), 2), ((3, 8), 1)])
+def test_index_rows_is_index_select(shape, dim):
+    x = torch.randn(shape)
+    index = torch.tensor([4, 0, 2, 2, 1])
+    assert torch.equal(index_rows(x, dim, index), x.index_select(dim, index))
 
 
 def test_active_channels_and_take_channels():
@@ -97,7 +99,9 @@ def test_upsample_convolutions_on_the_active_channels_only(gemm_everywhere, modu
 
 @pytest.mark.parametrize("gemm", [False, True])
 @pytest.mark.parametrize("activity", ["lively", "silent-input", "silenced-channels"])
-def test_network_skipping_silent_channels_is_bit_equal(gemm_everywhere, gemm, activity):
+def test_network_skipping_silent_channels_is_bit_equal(
+    gemm_everywhere, skip_everywhere, gemm, activity
+):
     model = _dyadic_(build_model("stereospike", width=0.125, heads=(1, 2, 3, 4)))
     if activity == "silenced-channels":
         _silence_(model)
@@ -107,6 +111,10 @@ def test_network_skipping_silent_channels_is_bit_equal(gemm_everywhere, gemm, ac
     fast = FastStereoSpike(model, gemm_kernels=gemm, skip_silent=True)
     dense = FastStereoSpike(model, gemm_kernels=gemm, skip_silent=False)
     assert fast.skip_silent and not dense.skip_silent
+    fast.prepare((37, 53))
+    plan = fast._plans[(37, 53)]
+    skipping = [m.skip_silent for m in [*fast.encoder, *fast.bottleneck, *plan.decoder]]
+    assert skipping == [False] + [True] * 12  # all but the first layer
     with torch.inference_mode():
         out = model(x, return_all=True)
         got = fast(x)
@@ -120,7 +128,7 @@ def test_network_skipping_silent_channels_is_bit_equal(gemm_everywhere, gemm, ac
             )
 
 
-def test_frozen_exact_path_traced_on_silence_runs_on_spikes():
+def test_frozen_exact_path_traced_on_silence_runs_on_spikes(skip_everywhere):
     # The CPU path traces its graph on an all-zero window (channel 0 only is "active" then):
     # the gathers must stay dynamic in the frozen graph, not keep the traced channel count.
     model = _dyadic_(build_model("stereospike", width=0.125, heads=(1, 2)))
@@ -146,3 +154,18 @@ def test_skipping_is_for_spiking_networks_on_the_cpu_in_channels_last():
     for path, expected in (("exact", True), ("exact-dense", False), ("exact-direct", False)):
         run = compile_for_inference(spiking, path, freeze=False)
         assert run._forward.skip_silent is expected, path
+
+
+def test_full_network_skips_where_it_pays():
+    # The real rule on the real shapes (plans only): convolutions of >= 128 x 256 channel pairs.
+    fast = FastStereoSpike(build_model("stereospike").eval())
+    fast.prepare((260, 346))
+    plan = fast._plans[(260, 346)]
+    assert [u.skip_silent for u in fast.encoder] == [False, False, False, True, True]
+    assert all(u.skip_silent for u in fast.bottleneck)
+    assert [d.skip_silent for d in plan.decoder] == [True, True, False, False]
+    assert not any(h.skip_silent for h in plan.heads.values())
+    narrow = FastStereoSpike(build_model("stereospike", width=0.25).eval())
+    narrow.prepare((260, 346))
+    layers = [*narrow.encoder, *narrow.bottleneck, *narrow._plans[(260, 346)].decoder]
+    assert not any(m.skip_silent for m in layers)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.gather import active_channels, index_rows, take_channels
 from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
 from stereospike_ros.model.winograd import WinogradConv, supports, worth_it
 
@@ -45,6 +46,15 @@ CALL_COST_MACS = 2_000_000
 #: Decoder convolutions over at least this many channels run as :class:`TapSumConv` on the
 #: CPU (measured at 260 x 346: 43 vs 73 ms at 512 channels, 53 vs 41 ms at 256).
 TAP_SUM_CHANNELS = 512
+#: Silent channels are skipped in convolutions with at least this many (input, output) channel
+#: pairs (128 x 256): in narrower ones the gathers cost about what the dropped channels save,
+#: and more when most channels fire (measured on trained checkpoints; README).
+SKIP_MIN_PAIRS = 32768
+
+
+def skipping_pays(conv: nn.Conv2d) -> bool:
+    """Whether skipping the silent input channels of ``conv`` is worth its gathers."""
+    return conv.in_channels * conv.out_channels >= SKIP_MIN_PAIRS
 
 
 def nearest_source_index(n_in: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
@@ -136,24 +146,7 @@ def _gather(x: Tensor, dim: int, index: Tensor | None, channels_last: bool) -> T
         return x
     if not channels_last:
         return x.index_select(dim, index)
-    return x.permute(0, 2, 3, 1).index_select(dim - 1, index).permute(0, 3, 1, 2)
-
-
-def active_channels(x: Tensor) -> Tensor:
-    """Indices of the channels of a non-negative ``x`` (spikes, their sums, event counts) that
-    are nonzero anywhere in the batch: the others add nothing to any convolution. Channel 0 is
-    always kept (a convolution over no channel returns no channel, not its bias)."""
-    active = x.amax(dim=(0, 2, 3)) != 0
-    active[0] = True
-    return torch.nonzero(active).flatten()
-
-
-def take_channels(x: Tensor, channels: Tensor) -> Tensor:
-    """``x.index_select(1, channels)`` for channels-last ``x``, channels-last out (a gather along
-    the contiguous channel dimension: 10x faster than ``index_select`` on dim 1)."""
-    batch, c, height, width = x.shape
-    picked = x.permute(0, 2, 3, 1).reshape(batch * height * width, c).index_select(1, channels)
-    return picked.view(batch, height, width, channels.shape[0]).permute(0, 3, 1, 2)
+    return index_rows(x.permute(0, 2, 3, 1), dim - 1, index).permute(0, 3, 1, 2)
 
 
 def _conv_weight(weight: Tensor, channels: Tensor | None) -> Tensor:
@@ -366,7 +359,7 @@ class UpsampleConv(nn.Module):
             flat = s.permute(0, 2, 3, 1).reshape(batch, s.shape[2] * s.shape[3], s.shape[1])
             if self._pad_patches:
                 flat = torch.cat([flat, flat.new_zeros(batch, 1, s.shape[1])], 1)
-            patches = flat.index_select(1, self.patch_index)
+            patches = index_rows(flat, 1, self.patch_index)
         for j, (name, gather_rows, gather_cols, stride, padding) in enumerate(self._combos):
             if j in self._patch_slices:
                 assert patches is not None
@@ -389,10 +382,10 @@ class UpsampleConv(nn.Module):
             else:
                 parts.append(res.reshape(batch, cout, -1))
         if cl:
-            # index_select along the pixel dim copies runs of cout contiguous values
-            out = parts[self._primary].index_select(1, self.index)
+            # a gather of whole pixels (runs of cout contiguous values)
+            out = index_rows(parts[self._primary], 1, self.index)
             for j in self._others:
-                src = parts[j].index_select(1, getattr(self, f"src_{j}"))
+                src = index_rows(parts[j], 1, getattr(self, f"src_{j}"))
                 out.index_copy_(1, getattr(self, f"dst_{j}"), src)
             return out.view(batch, *self.out_size, cout).permute(0, 3, 1, 2)
         # gather, not index_select: index_select along the last dim is ~15x slower on CPU
@@ -471,10 +464,10 @@ class TapSumConv(nn.Module):
         kh, kw, cout = self.kh, self.kw, self.out_channels
         out_h, out_w = self.out_size
         q = torch.matmul(s.permute(0, 2, 3, 1).reshape(batch, height * width, cin), matrix)
-        q = q.view(batch, height, width * kw, kh * cout).index_select(2, self.cols)
+        q = index_rows(q.view(batch, height, width * kw, kh * cout), 2, self.cols)
         r = q.view(batch, height, out_w, kw, kh, cout).sum(3)  # (B, H_src, W_out, kh, O)
         r = r.permute(0, 1, 3, 2, 4).reshape(batch, height * kh, out_w, cout)
-        out = r.index_select(1, self.rows).view(batch, out_h, kh, out_w, cout).sum(2)
+        out = index_rows(r, 1, self.rows).view(batch, out_h, kh, out_w, cout).sum(2)
         if self.bias is not None:
             out = out.add_(self.bias)
         return out.permute(0, 3, 1, 2)
@@ -546,7 +539,7 @@ class _SizePlan(nn.Module):
         size: tuple[int, int],
         channels_last: bool,
         gemm: bool,
-        skip_silent: bool,
+        skip: bool,
     ) -> None:
         super().__init__()
         H, W = size
@@ -564,7 +557,9 @@ class _SizePlan(nn.Module):
             up_size = (skip[0] + 4, skip[1] + 4)
             if gemm and conv.in_channels >= TAP_SUM_CHANNELS:
                 self.decoder.append(
-                    TapSumConv(conv.weight, conv.bias, sizes[level], up_size, skip_silent)
+                    TapSumConv(
+                        conv.weight, conv.bias, sizes[level], up_size, skip and skipping_pays(conv)
+                    )
                 )
             else:
                 self.decoder.append(
@@ -575,7 +570,7 @@ class _SizePlan(nn.Module):
                         up_size,
                         channels_last,
                         gemm,
-                        skip_silent,
+                        skip and skipping_pays(conv),
                     )
                 )
         self.heads = nn.ModuleDict()
@@ -632,15 +627,17 @@ class FastStereoSpike(nn.Module):
         self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
         layout, gemm, skip = self._layout, self.gemm_kernels, self.skip_silent
         self.encoder = nn.ModuleList(
-            # Not for the full-resolution input of bottom and conv1: there nearly every channel
-            # fires, and the gather costs more than the channels it drops (measured).
+            # Never the first layer: its input, event counts, need not be non-negative.
             _Unit(
-                getattr(model, n), layout, gemm, skip_silent=skip and n not in ("bottom", "conv1")
+                getattr(model, n),
+                layout,
+                gemm,
+                skip_silent=skip and n != "bottom" and skipping_pays(getattr(model, n).conv),
             )
             for n in ("bottom", "conv1", "conv2", "conv3", "conv4")
         )
         self.bottleneck = nn.ModuleList(
-            _Unit(unit, layout, gemm, skip_silent=skip)
+            _Unit(unit, layout, gemm, skip_silent=skip and skipping_pays(unit.conv))
             for block in model.bottleneck
             for unit in (block.unit1, block.unit2)
         )

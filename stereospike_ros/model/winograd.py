@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.gather import index_rows
 
 # G of F(2, 3): U = G w G^T turns each 3x3 kernel into the 4x4 one the 16 GEMMs use.
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -137,7 +138,7 @@ class WinogradConv(nn.Module):
             if self.space_to_depth:  # rows of the kernel are (phase, channel)
                 phase = torch.arange(4, device=channels.device)[:, None] * (self.in_channels // 4)
                 channels = (phase + channels).flatten()
-            u = u.index_select(1, channels)
+            u = index_rows(u, 1, channels)
         xn = x.permute(0, 2, 3, 1)
         if self.space_to_depth:
             out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
