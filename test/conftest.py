@@ -51,3 +51,4 @@ def skip_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     from stereospike_ros.model import fast
 
     monkeypatch.setattr(fast, "SKIP_MIN_PAIRS", 1)
+    monkeypatch.setattr(fast, "SKIP_MIN_MACS", 0)

@@ -113,8 +113,10 @@ def test_network_skipping_silent_channels_is_bit_equal(
     assert fast.skip_silent and not dense.skip_silent
     fast.prepare((37, 53))
     plan = fast._plans[(37, 53)]
-    skipping = [m.skip_silent for m in [*fast.encoder, *fast.bottleneck, *plan.decoder]]
+    skipping = plan.skip_units + [d.skip_silent for d in plan.decoder]
     assert skipping == [False] + [True] * 12  # all but the first layer
+    dense.prepare((37, 53))
+    assert not any(dense._plans[(37, 53)].skip_units)
     with torch.inference_mode():
         out = model(x, return_all=True)
         got = fast(x)
@@ -157,15 +159,19 @@ def test_skipping_is_for_spiking_networks_on_the_cpu_in_channels_last():
 
 
 def test_full_network_skips_where_it_pays():
-    # The real rule on the real shapes (plans only): convolutions of >= 128 x 256 channel pairs.
+    # The real rule on the real shapes (plans only): >= 8192 channel pairs and >= 0.5 G MACs.
     fast = FastStereoSpike(build_model("stereospike").eval())
     fast.prepare((260, 346))
     plan = fast._plans[(260, 346)]
-    assert [u.skip_silent for u in fast.encoder] == [False, False, False, True, True]
-    assert all(u.skip_silent for u in fast.bottleneck)
-    assert [d.skip_silent for d in plan.decoder] == [True, True, False, False]
+    assert plan.skip_units == [False, False, True, True, True, True, True, True, True]
+    assert [d.skip_silent for d in plan.decoder] == [True, True, True, False]
     assert not any(h.skip_silent for h in plan.heads.values())
-    narrow = FastStereoSpike(build_model("stereospike", width=0.25).eval())
-    narrow.prepare((260, 346))
-    layers = [*narrow.encoder, *narrow.bottleneck, *narrow._plans[(260, 346)].decoder]
-    assert not any(m.skip_silent for m in layers)
+    for width, size in ((0.25, (260, 346)), (1.0, (37, 53))):  # narrow, or small input
+        small = FastStereoSpike(build_model("stereospike", width=width).eval())
+        small.prepare(size)
+        plan = small._plans[size]
+        assert not any(plan.skip_units) and not any(d.skip_silent for d in plan.decoder)
+    dense = FastStereoSpike(build_model("stereospike").eval(), skip_silent=False)
+    dense.prepare((260, 346))
+    plan = dense._plans[(260, 346)]
+    assert not any(plan.skip_units) and not any(d.skip_silent for d in plan.decoder)

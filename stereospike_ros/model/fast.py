@@ -47,14 +47,20 @@ CALL_COST_MACS = 2_000_000
 #: CPU (measured at 260 x 346: 43 vs 73 ms at 512 channels, 53 vs 41 ms at 256).
 TAP_SUM_CHANNELS = 512
 #: Silent channels are skipped in convolutions with at least this many (input, output) channel
-#: pairs (128 x 256): in narrower ones the gathers cost about what the dropped channels save,
-#: and more when most channels fire (measured on trained checkpoints; README).
-SKIP_MIN_PAIRS = 32768
+#: pairs and this many dense multiply-accumulates at the planned input size: in smaller ones
+#: the gathers cost about what the dropped channels save, more when most channels fire
+#: (measured on trained checkpoints of widths 0.25-1; README, *Skipping silent channels*).
+SKIP_MIN_PAIRS = 8192
+SKIP_MIN_MACS = 500_000_000
 
 
-def skipping_pays(conv: nn.Conv2d) -> bool:
-    """Whether skipping the silent input channels of ``conv`` is worth its gathers."""
-    return conv.in_channels * conv.out_channels >= SKIP_MIN_PAIRS
+def skipping_pays(conv: nn.Conv2d, out_size: tuple[int, int]) -> bool:
+    """Whether skipping the silent input channels of ``conv`` (output ``out_size``) is worth
+    its gathers."""
+    pairs = conv.in_channels * conv.out_channels
+    kernel = conv.kernel_size[0] * conv.kernel_size[1]
+    macs = pairs * kernel * out_size[0] * out_size[1]
+    return pairs >= SKIP_MIN_PAIRS and macs >= SKIP_MIN_MACS
 
 
 def nearest_source_index(n_in: int, n_out: int, device: torch.device | str = "cpu") -> Tensor:
@@ -477,9 +483,9 @@ class _Unit(nn.Module):
     """A conv unit's conv (same weights) with its neuron fused as an in-place threshold.
 
     ``conv=False`` keeps the neuron only (decoder units, whose convolutions the plan folds);
-    with ``gemm`` a wide convolution runs as Winograd and the direct weights are not kept;
-    with ``skip_silent`` (non-negative channels-last inputs) only the input channels holding a
-    spike anywhere are convolved.
+    with ``gemm`` a wide convolution runs as Winograd and the direct weights are not kept.
+    ``forward(x, skip=True)`` (non-negative channels-last inputs) convolves only the input
+    channels holding a spike anywhere; the size plan decides per input size.
     """
 
     def __init__(
@@ -488,10 +494,8 @@ class _Unit(nn.Module):
         layout: torch.memory_format,
         gemm: bool,
         conv: bool = True,
-        skip_silent: bool = False,
     ) -> None:
         super().__init__()
-        self.skip_silent = skip_silent
         c = unit.conv
         self.stride, self.padding = c.stride, c.padding
         self.act, self.norm = unit.act, unit.norm
@@ -517,9 +521,9 @@ class _Unit(nn.Module):
             return v.ge_(self.act.threshold)
         return self.norm(self.act(v))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, skip: bool = False) -> Tensor:
         channels: Tensor | None = None
-        if self.skip_silent:
+        if skip:
             channels = active_channels(x)
             x = take_channels(x, channels)
         if self.winograd is not None:
@@ -531,7 +535,8 @@ class _Unit(nn.Module):
 
 
 class _SizePlan(nn.Module):
-    """The folded decoder and heads for one input size."""
+    """The folded decoder and heads for one input size, and which encoder and bottleneck units
+    skip silent channels at that size (``skip_units``)."""
 
     def __init__(
         self,
@@ -548,18 +553,27 @@ class _SizePlan(nn.Module):
         for _ in range(4):
             h, w = sizes[-1]
             sizes.append(((h - 1) // 2 + 1, (w - 1) // 2 + 1))
+        # Never the first layer: its input, event counts, need not be non-negative.
+        encoder = [getattr(model, n).conv for n in ("conv1", "conv2", "conv3", "conv4")]
+        self.skip_units = [False] + [
+            skip and skipping_pays(c, sizes[i + 1]) for i, c in enumerate(encoder)
+        ]
+        self.skip_units += [
+            skip and skipping_pays(u.conv, sizes[4])
+            for block in model.bottleneck
+            for u in (block.unit1, block.unit2)
+        ]
         self.decoder = nn.ModuleList()
         for level, name in zip(
             (4, 3, 2, 1), ("deconv4", "deconv3", "deconv2", "deconv1"), strict=True
         ):
             conv = getattr(model, name).conv
-            skip = sizes[level - 1]
-            up_size = (skip[0] + 4, skip[1] + 4)
+            target = sizes[level - 1]
+            up_size = (target[0] + 4, target[1] + 4)
+            skipping = skip and skipping_pays(conv, target)
             if gemm and conv.in_channels >= TAP_SUM_CHANNELS:
                 self.decoder.append(
-                    TapSumConv(
-                        conv.weight, conv.bias, sizes[level], up_size, skip and skipping_pays(conv)
-                    )
+                    TapSumConv(conv.weight, conv.bias, sizes[level], up_size, skipping)
                 )
             else:
                 self.decoder.append(
@@ -570,7 +584,7 @@ class _SizePlan(nn.Module):
                         up_size,
                         channels_last,
                         gemm,
-                        skip and skipping_pays(conv),
+                        skipping,
                     )
                 )
         self.heads = nn.ModuleDict()
@@ -597,8 +611,9 @@ class FastStereoSpike(nn.Module):
     ``forward(x) -> depth`` for ``(B, C, H, W)`` float counts; folded plans are built on first
     use of each input size (or ahead with :meth:`prepare`) and kept. ``gemm_kernels`` (default:
     on for float32 CPU weights, channels-last only) turns on the Winograd / tap-sum GEMMs.
-    ``skip_silent`` (default: on for spiking networks on a CPU, channels-last only) convolves,
-    after the first layer, only the input channels that hold a spike anywhere in the batch.
+    ``skip_silent`` (default: on for spiking networks on a CPU, channels-last only): the wide
+    convolutions (:func:`skipping_pays` at the planned size) convolve only the input channels
+    that hold a spike anywhere in the batch.
     """
 
     def __init__(
@@ -625,19 +640,13 @@ class FastStereoSpike(nn.Module):
             skip_silent = model.bottom.conv.weight.device.type == "cpu"
         # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
         self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
-        layout, gemm, skip = self._layout, self.gemm_kernels, self.skip_silent
+        layout, gemm = self._layout, self.gemm_kernels
         self.encoder = nn.ModuleList(
-            # Never the first layer: its input, event counts, need not be non-negative.
-            _Unit(
-                getattr(model, n),
-                layout,
-                gemm,
-                skip_silent=skip and n != "bottom" and skipping_pays(getattr(model, n).conv),
-            )
+            _Unit(getattr(model, n), layout, gemm)
             for n in ("bottom", "conv1", "conv2", "conv3", "conv4")
         )
         self.bottleneck = nn.ModuleList(
-            _Unit(unit, layout, gemm, skip_silent=skip and skipping_pays(unit.conv))
+            _Unit(unit, layout, gemm)
             for block in model.bottleneck
             for unit in (block.unit1, block.unit2)
         )
@@ -664,15 +673,16 @@ class FastStereoSpike(nn.Module):
         plan = self._plans[size]
         x = x.contiguous(memory_format=self._layout)
         skips = self.config.skips
+        skip_unit = plan.skip_units
         bottom, c1, c2, c3, c4 = self.encoder
         e0 = bottom(x)
-        e1 = c1(e0)
-        e2 = c2(e1)
-        e3 = c3(e2)
-        z = c4(e3)
+        e1 = c1(e0, skip_unit[1])
+        e2 = c2(e1, skip_unit[2])
+        e3 = c3(e2, skip_unit[3])
+        z = c4(e3, skip_unit[4])
         for i in range(0, len(self.bottleneck), 2):
             u1, u2 = self.bottleneck[i], self.bottleneck[i + 1]
-            z = u2(u1(z)).add_(z)
+            z = u2(u1(z, skip_unit[5 + i]), skip_unit[6 + i]).add_(z)
         s = z
         sums = []
         for up, unit, skip in zip(plan.decoder, self.post, (e3, e2, e1, e0), strict=True):
