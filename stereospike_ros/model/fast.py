@@ -21,6 +21,11 @@ stride-1 folded convolutions, the encoder's conv3/conv4 and the bottleneck (``ge
 in place (``conv.ge_(1)``: no boolean copy, no extra float copy) and adding skips in place.
 Outputs equal the reference forward up to float rounding of the folded sums (bit-equal when
 the weights are dyadic, see ``test/test_model_fast_exact.py``).
+
+A trained network leaves many channels without a spike in a window; on a CPU the wide
+convolutions (:func:`skipping_pays`) gather the input channels that hold one and convolve
+only those (``skip_silent``): the dropped terms are zeros, so the outputs do not change, and
+the time depends on the spikes.
 """
 
 from __future__ import annotations
