@@ -225,9 +225,14 @@ def recorded_inputs(
     if frames < 1:
         raise SystemExit("--input-frames must be >= 1")
     with open_eval_data(data, split=split, part=part) as eval_data:
-        windows = [_window_tensor(f, in_channels) for _, f in eval_data.frames()]
-    step = max(1, len(windows) // frames)
-    return windows[::step][:frames]
+        step = max(1, eval_data.count // frames)
+        windows = []
+        for i, (_, frame) in enumerate(eval_data.frames()):  # streamed: keep only the chosen
+            if i % step == 0:
+                windows.append(_window_tensor(frame, in_channels))
+                if len(windows) == frames:
+                    break
+    return windows
 
 
 def accuracy_of_paths(
