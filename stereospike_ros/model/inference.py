@@ -10,10 +10,10 @@ window. Execution paths (``PATHS``):
   On a CPU, in float32, the wide convolutions run as GEMMs instead of oneDNN's direct
   convolution (:mod:`~stereospike_ros.model.winograd`, Winograd F(2x2, 3x3); a tap-sum GEMM for
   the 512-channel deconv4; one GEMM per rare row/column pattern of the folded decoder).
-  For spiking networks on a CPU it also skips silent channels: after the first two layers, each
-  convolution gathers the input channels that hold a spike anywhere in the window and
-  convolves only those (a trained network leaves a third to a half of its channels silent in
-  a window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
+  For spiking networks on a CPU it also skips silent channels: each wide convolution
+  (``fast.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
+  and convolves only those (a trained network may leave a tenth to a half of them silent in a
+  window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
   change; the time now depends on the spikes.
 - ``exact-dense``: ``exact`` convolving every channel (speed independent of the input).
 - ``exact-direct``: ``exact-dense`` without the GEMM kernels (every convolution through
