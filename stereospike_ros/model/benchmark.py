@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--paths",
         default="reference,exact",
-        help="inference paths, comma-separated: reference, exact, exact-direct, exact-nchw, "
-        "compile, bf16, fp16 (reference,exact); ratios need reference",
+        help="inference paths, comma-separated: reference, exact, exact-dense, exact-direct, "
+        "exact-nchw, compile, bf16, fp16 (reference,exact); ratios need reference",
     )
     parser.add_argument("--batch", type=int, default=1, help="batch size (1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -202,15 +202,6 @@ def measure_paths(
     return results
 
 
-def _window_tensor(frame: Any, in_channels: int) -> Any:
-    """``(C, H, W)`` float counts of one frame, as the network takes them."""
-    import numpy as np
-    import torch
-
-    parts = [frame.left] if in_channels == 2 else [frame.left, frame.right]
-    return torch.from_numpy(np.concatenate([np.asarray(p, np.float32) for p in parts]))
-
-
 def recorded_inputs(
     data: str,
     in_channels: int,
@@ -220,7 +211,7 @@ def recorded_inputs(
     frames: int = 8,
 ) -> list[Any]:
     """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
-    from stereospike_ros.training.evaluate import open_eval_data
+    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
 
     if frames < 1:
         raise SystemExit("--input-frames must be >= 1")
@@ -229,7 +220,7 @@ def recorded_inputs(
         windows = []
         for i, (_, frame) in enumerate(eval_data.frames()):  # streamed: keep only the chosen
             if i % step == 0:
-                windows.append(_window_tensor(frame, in_channels))
+                windows.append(frame_tensor(frame, in_channels))
                 if len(windows) == frames:
                     break
     return windows
@@ -251,7 +242,7 @@ def accuracy_of_paths(
 
     from stereospike_ros.model.inference import compile_for_inference
     from stereospike_ros.model.metrics import MetricAccumulator
-    from stereospike_ros.training.evaluate import open_eval_data
+    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
 
     model = model.to(device).eval()
     runners = {p: compile_for_inference(model, p, device=device) for p in paths}
@@ -260,7 +251,7 @@ def accuracy_of_paths(
     diffs: dict[str, list[float]] = {p: [] for p in paths}
     with open_eval_data(data, split=split, part=part, max_frames=max_frames) as eval_data:
         for _, frame in eval_data.frames():
-            x = _window_tensor(frame, model.config.in_channels)[None]
+            x = frame_tensor(frame, model.config.in_channels)[None]
             gt = torch.from_numpy(np.asarray(frame.depth, np.float32))[None, None]
             ref = reference(x).cpu()
             for path, run in runners.items():

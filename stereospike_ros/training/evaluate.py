@@ -72,6 +72,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def frame_tensor(frame: Frame, in_channels: int) -> Tensor:
+    """``(C, H, W)`` float32 counts of a frame as a network with ``in_channels`` inputs takes
+    them: ``[L_ON, L_OFF, R_ON, R_OFF]``, or the left two for a monocular network."""
+    parts = [frame.left] if in_channels == 2 else [frame.left, frame.right]
+    return torch.from_numpy(np.concatenate([np.asarray(p, dtype=np.float32) for p in parts]))
+
+
 class ModelPredictor:
     """A StereoSpike-family network; mono networks (2 input channels) see the left camera only."""
 
@@ -99,10 +106,8 @@ class ModelPredictor:
             )
 
     def input_tensor(self, frame: Frame) -> Tensor:
-        """``(1, C, H, W)`` float counts: ``[L_ON, L_OFF, R_ON, R_OFF]``, or the left two."""
-        parts = [frame.left] if self.config.in_channels == 2 else [frame.left, frame.right]
-        x = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
-        return torch.from_numpy(x)[None].to(self.device)
+        """``(1, C, H, W)`` float counts on the model's device."""
+        return frame_tensor(frame, self.config.in_channels)[None].to(self.device)
 
     @torch.inference_mode()
     def __call__(self, frame: Frame) -> Prediction:
