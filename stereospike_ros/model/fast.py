@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
-from stereospike_ros.model.gather import active_channels, index_rows, take_channels
+from stereospike_ros.model.gather import drop_silent, index_rows
 from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
 from stereospike_ros.model.winograd import WinogradConv, supports, worth_it
 
@@ -362,8 +362,7 @@ class UpsampleConv(nn.Module):
         batch, cout, cl = s.shape[0], self.out_channels, self.channels_last
         channels: Tensor | None = None
         if self.skip_silent:
-            channels = active_channels(s)
-            s = take_channels(s, channels)
+            s, channels = drop_silent(s)
         parts: list[Tensor] = []
         patches: Tensor | None = None
         if self._patch_slices:
@@ -415,8 +414,8 @@ class UpsampleConv(nn.Module):
         matrix = getattr(self, f"matrix_{name}")
         taps = matrix.shape[0] // self.in_channels
         if channels is not None:  # rows are (tap, channel)
-            tap = torch.arange(taps, device=channels.device)[:, None] * self.in_channels
-            matrix = matrix.index_select(0, (tap + channels).flatten())
+            matrix = matrix.view(taps, self.in_channels, -1)
+            matrix = index_rows(matrix, 1, channels).view(-1, matrix.shape[-1])
         rows = patches[:, first : first + positions * taps]
         rows = rows.reshape(batch, positions, taps * patches.shape[-1])
         res = torch.matmul(rows, matrix)
@@ -468,8 +467,7 @@ class TapSumConv(nn.Module):
             )
         matrix = self.matrix
         if self.skip_silent:
-            channels = active_channels(s)
-            s = take_channels(s, channels)
+            s, channels = drop_silent(s)
             matrix = matrix.index_select(0, channels)
         batch, cin, height, width = s.shape
         kh, kw, cout = self.kh, self.kw, self.out_channels
@@ -529,8 +527,7 @@ class _Unit(nn.Module):
     def forward(self, x: Tensor, skip: bool = False) -> Tensor:
         channels: Tensor | None = None
         if skip:
-            channels = active_channels(x)
-            x = take_channels(x, channels)
+            x, channels = drop_silent(x)
         if self.winograd is not None:
             return self.post(self.winograd(x, channels))
         if self.weight is None:

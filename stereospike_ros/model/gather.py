@@ -43,3 +43,10 @@ def take_channels(x: Tensor, channels: Tensor) -> Tensor:
     batch, c, height, width = x.shape
     picked = x.permute(0, 2, 3, 1).reshape(batch * height * width, c).index_select(1, channels)
     return picked.view(batch, height, width, channels.shape[0]).permute(0, 3, 1, 2)
+
+
+def drop_silent(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` without its silent channels (:func:`take_channels` of :func:`active_channels`),
+    and the channels kept: what a convolution over a non-negative ``x`` needs to skip them."""
+    channels = active_channels(x)
+    return take_channels(x, channels), channels

@@ -134,11 +134,10 @@ class WinogradConv(nn.Module):
         """``channels``: ``x`` holds only these input channels (the others are all zero)."""
         batch, _, height, width = x.shape
         u = self.u
-        if channels is not None:
-            if self.space_to_depth:  # rows of the kernel are (phase, channel)
-                phase = torch.arange(4, device=channels.device)[:, None] * (self.in_channels // 4)
-                channels = (phase + channels).flatten()
-            u = index_rows(u, 1, channels)
+        if channels is not None:  # rows of u are (phase, channel): 4 phases after space-to-depth
+            phases = 4 if self.space_to_depth else 1
+            u = u.view(16, phases, self.in_channels // phases, self.out_channels)
+            u = index_rows(u, 2, channels).view(16, -1, self.out_channels)
         xn = x.permute(0, 2, 3, 1)
         if self.space_to_depth:
             out_h, out_w = (height - 1) // 2 + 1, (width - 1) // 2 + 1
