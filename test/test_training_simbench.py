@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from stereospike_ros.cli import main
+from stereospike_ros.training.simbench import bundled_predictor
 
 
 def test_quick_sim_benchmark_writes_a_table_of_every_method(tmp_path: Path, capsys) -> None:
@@ -37,3 +38,14 @@ def test_quick_sim_benchmark_writes_a_table_of_every_method(tmp_path: Path, caps
     table = (out / "results.md").read_text()
     assert "not MVSEC" in table and "| stereospike w0.125 heads 1 |" in table
     assert "| heads | MDE cm |" in table and "| sgbm |" in printed
+    # The bundled weights were trained for 260x346: not scored on 64x80 frames, and it says so.
+    assert "not scoring the bundled default weights" in printed and "64x80" in printed
+
+
+def test_the_bundled_weights_are_scored_only_at_their_own_size() -> None:
+    predictor, why = bundled_predictor((260, 346), "cpu")
+    assert predictor is not None and why == ""
+    assert predictor.name == "bundled default w0.25"
+    assert predictor.describe(260, 346)["parameters"] > 1_000_000
+    predictor, why = bundled_predictor((96, 128), "cpu")
+    assert predictor is None and "260x346" in why and "96x128" in why

@@ -301,6 +301,23 @@ def ablation_markdown(results: list[Any], runs: list[Run], preset: Preset) -> st
     return "\n".join(lines)
 
 
+def bundled_predictor(size: tuple[int, int], device: str) -> tuple[Any | None, str]:
+    """The package's default weights as a scored method when they were trained for ``size``
+    (else None and why): users see what the model the node ships with does on these frames."""
+    from stereospike_ros.training.baselines import load_model
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import ModelPredictor
+    from stereospike_ros.training.export import DEFAULT_NAME, WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"{DEFAULT_NAME}.safetensors"
+    try:
+        model, metadata = load_model(path, device=device, input_size=size)
+    except TrainingError as err:
+        return None, str(err)
+    name = f"bundled default w{model.config.width:g}"
+    return ModelPredictor(model, name=name, device=device, metadata=metadata), ""
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -323,6 +340,11 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         model, metadata = load_model(runs_dir / r.folder / "best.safetensors", device=device)
         predictors.append(ModelPredictor(model, name=r.label, device=device, metadata=metadata))
+    bundled, why_not = bundled_predictor((preset.height, preset.width), device)
+    if bundled is None:
+        print(f"not scoring the bundled default weights: {why_not}", flush=True)
+    else:
+        predictors.append(bundled)
     with open_eval_data(data_dir, split=str(split), part="test") as data:
         predictors.append(SgbmBaseline(data.focal_baseline))  # type: ignore[arg-type]
         print(f"scoring {len(predictors)} methods on {data.count} test frames", flush=True)
@@ -348,6 +370,13 @@ def run(args: argparse.Namespace) -> int:
         "",
         table,
     ]
+    if bundled is not None:
+        sections += [
+            "",
+            f"`{bundled.name}`: the package's own weights (`weights/default.safetensors`), "
+            "trained by an earlier, longer run on other recordings (`weights/default.json`), "
+            "not by this command; scored on the same frames.",
+        ]
     if ablation:
         sections += ["", "Heads ablation (paper Table 2 direction: fewer heads, worse MDE):", "",
                      ablation]  # fmt: skip
