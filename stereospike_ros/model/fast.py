@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
-from stereospike_ros.model.gather import drop_silent, index_rows
+from stereospike_ros.model.gather import drop_silent, index_rows, take_channels
 from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
 from stereospike_ros.model.winograd import WinogradConv, supports, worth_it
 
@@ -161,10 +161,9 @@ def _gather(x: Tensor, dim: int, index: Tensor | None, channels_last: bool) -> T
 
 
 def _conv_weight(weight: Tensor, channels: Tensor | None) -> Tensor:
-    """A channels-last conv weight restricted to the input ``channels`` (all when None)."""
-    if channels is None:
-        return weight
-    return weight.permute(0, 2, 3, 1).index_select(3, channels).permute(0, 3, 1, 2)
+    """A channels-last conv weight restricted to the input ``channels`` (all when None): its
+    input channels are the contiguous dimension, as an activation's are."""
+    return weight if channels is None else take_channels(weight, channels)
 
 
 class UpsampleConv(nn.Module):
