@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "demo": "stereospike_ros.ros.demo",
     "simulate": "stereospike_ros.data.simulate_cli",
     "evaluate": "stereospike_ros.training.evaluate_cli",
+    "prune": "stereospike_ros.training.prune_cli",
     "report": "stereospike_ros.training.report_cli",
     "train": "stereospike_ros.training.train_cli",
 }
@@ -67,5 +68,6 @@ inspect_main = entry("inspect")
 demo_main = entry("demo")
 simulate_main = entry("simulate")
 evaluate_main = entry("evaluate")
+prune_main = entry("prune")
 report_main = entry("report")
 train_main = entry("train")

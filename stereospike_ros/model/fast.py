@@ -26,6 +26,12 @@ A trained network leaves many channels without a spike in a window; on a CPU the
 convolutions (:func:`skipping_pays`) gather the input channels that hold one and convolve
 only those (``skip_silent``): the dropped terms are zeros, so the outputs do not change, and
 the time depends on the spikes.
+
+A channel with no weight and a bias below the threshold can never fire, whatever the window:
+a pruned checkpoint (:mod:`~stereospike_ros.model.prune`) has many. Every tensor then holds
+only the channels that can be nonzero (:func:`live_outputs`), the never-firing ones are never
+computed, the convolutions reading a tensor keep the weights of its channels only, and the
+residual and skip sums add channels into place (:class:`_Merge`). Exact as well.
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stereospike_ros.model.errors import ModelError
-from stereospike_ros.model.gather import drop_silent, index_rows, take_channels
+from stereospike_ros.model.gather import (
+    add_channels_,
+    drop_silent,
+    index_rows,
+    put_channels,
+    take_channels,
+)
 from stereospike_ros.model.network import ConvUnit, StatelessIF, StereoSpike
 from stereospike_ros.model.winograd import WinogradConv, supports, worth_it
 
@@ -49,8 +61,9 @@ DENSE_FRACTION = 0.5
 #: rare patterns get their own convolution when that saves more than this.
 CALL_COST_MACS = 2_000_000
 #: Decoder convolutions over at least this many channels run as :class:`TapSumConv` on the
-#: CPU (measured at 260 x 346: 43 vs 73 ms at 512 channels, 53 vs 41 ms at 256).
-TAP_SUM_CHANNELS = 512
+#: CPU (measured at 260 x 346: 43 vs 73 ms at 512 channels, 53 vs 41 ms at 256; 42 vs 74 ms
+#: at the 505 a pruned checkpoint keeps).
+TAP_SUM_CHANNELS = 384
 #: Silent channels are skipped in convolutions with at least this many (input, output) channel
 #: pairs and this many dense multiply-accumulates at the planned input size: in smaller ones
 #: the gathers cost about what the dropped channels save, more when most channels fire
@@ -59,10 +72,13 @@ SKIP_MIN_PAIRS = 8192
 SKIP_MIN_MACS = 500_000_000
 
 
-def skipping_pays(conv: nn.Conv2d, out_size: tuple[int, int]) -> bool:
+def skipping_pays(
+    conv: nn.Conv2d, out_size: tuple[int, int], channels: tuple[int, int] | None = None
+) -> bool:
     """Whether skipping the silent input channels of ``conv`` (output ``out_size``) is worth
-    its gathers."""
-    pairs = conv.in_channels * conv.out_channels
+    its gathers; ``channels`` = (in, out) it keeps when some can never be nonzero."""
+    cin, cout = channels or (conv.in_channels, conv.out_channels)
+    pairs = cin * cout
     kernel = conv.kernel_size[0] * conv.kernel_size[1]
     macs = pairs * kernel * out_size[0] * out_size[1]
     return pairs >= SKIP_MIN_PAIRS and macs >= SKIP_MIN_MACS
@@ -164,6 +180,91 @@ def _conv_weight(weight: Tensor, channels: Tensor | None) -> Tensor:
     """A channels-last conv weight restricted to the input ``channels`` (all when None): its
     input channels are the contiguous dimension, as an activation's are."""
     return weight if channels is None else take_channels(weight, channels)
+
+
+def never_fire(unit: ConvUnit, inputs: Tensor | None = None) -> Tensor:
+    """Which output channels of ``unit`` can never spike, whatever its input: no weight on any
+    input channel that can be nonzero (``inputs``; None: all) and a bias below the threshold.
+    Zero potential never reaches a positive threshold, so dropping them is exact. A pruned
+    checkpoint (:mod:`~stereospike_ros.model.prune`) has many; a trained one, none."""
+    weight = unit.conv.weight.detach()
+    dead = torch.zeros(weight.shape[0], dtype=torch.bool)
+    if not isinstance(unit.act, StatelessIF) or not isinstance(unit.norm, nn.Identity):
+        return dead
+    if inputs is not None:
+        weight = weight.index_select(1, inputs.to(weight.device))
+    bias = unit.conv.bias
+    below = (
+        torch.full_like(dead, unit.act.threshold > 0)
+        if bias is None
+        else (bias.detach() < unit.act.threshold).cpu()
+    )
+    return (weight.flatten(1) == 0).all(1).cpu() & below
+
+
+def live_outputs(unit: ConvUnit, inputs: Tensor | None = None) -> Tensor | None:
+    """The output channels of ``unit`` worth computing (None: all of them); at least one, so
+    that every tensor keeps a channel."""
+    dead = never_fire(unit, inputs)
+    if not dead.any():
+        return None
+    live = (~dead).nonzero().flatten()
+    return live if len(live) else torch.zeros(1, dtype=torch.long)
+
+
+def _narrow(
+    weight: Tensor, bias: Tensor | None, inputs: Tensor | None, outputs: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """A conv's weight and bias restricted to the ``inputs`` and ``outputs`` channels it keeps."""
+    weight = weight.detach()
+    bias = None if bias is None else bias.detach()
+    if outputs is not None:
+        outputs = outputs.to(weight.device)
+        weight = weight.index_select(0, outputs)
+        bias = None if bias is None else bias.index_select(0, outputs)
+    if inputs is not None:
+        weight = weight.index_select(1, inputs.to(weight.device))
+    return weight.contiguous(), bias
+
+
+class _Merge(nn.Module):
+    """``a + b`` of two tensors that hold the channels ``a_channels`` and ``b_channels`` of a
+    ``width``-channel map (None: all; the others are zero), in place where one holds the
+    other's; ``channels`` is what the sum holds (None: all)."""
+
+    def __init__(
+        self,
+        a_channels: Tensor | None,
+        b_channels: Tensor | None,
+        width: int,
+        device: torch.device,
+    ) -> None:
+        super().__init__()
+        every = torch.arange(width)
+        a = every if a_channels is None else a_channels.cpu()
+        b = every if b_channels is None else b_channels.cpu()
+        union = torch.unique(torch.cat([a, b]))
+        self.channels: Tensor | None = None if len(union) == width else union
+        if torch.equal(a, b):
+            self.mode = "add"
+        elif bool(torch.isin(b, a).all()):
+            self.mode = "into_a"
+        elif bool(torch.isin(a, b).all()):
+            self.mode = "into_b"
+        else:
+            self.mode = "union"
+        self.register_buffer("pos_a", torch.searchsorted(union, a).to(device), persistent=False)
+        self.register_buffer("pos_b", torch.searchsorted(union, b).to(device), persistent=False)
+        self.width = len(union)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        if self.mode == "add":
+            return a.add_(b)
+        if self.mode == "into_a":
+            return add_channels_(a, self.pos_b, b)
+        if self.mode == "into_b":
+            return add_channels_(b, self.pos_a, a)
+        return add_channels_(put_channels(a, self.pos_a, self.width), self.pos_b, b)
 
 
 class UpsampleConv(nn.Module):
@@ -496,26 +597,31 @@ class _Unit(nn.Module):
         layout: torch.memory_format,
         gemm: bool,
         conv: bool = True,
+        inputs: Tensor | None = None,
+        outputs: Tensor | None = None,
     ) -> None:
         super().__init__()
         c = unit.conv
         self.stride, self.padding = c.stride, c.padding
         self.act, self.norm = unit.act, unit.norm
+        # the input and output channels it keeps (the others are never nonzero)
+        weight, bias = _narrow(c.weight, c.bias, inputs, outputs)
+        self.channels = (int(weight.shape[1]), int(weight.shape[0]))
         self.winograd: WinogradConv | None = None
         if (
             conv
             and gemm
             and supports(c.kernel_size, c.stride, c.padding)
-            and worth_it(c.in_channels, c.kernel_size[0], c.stride[0])
+            and worth_it(weight.shape[1], c.kernel_size[0], c.stride[0])
         ):
-            self.winograd = WinogradConv(c.weight, c.bias, c.stride, c.padding)
+            self.winograd = WinogradConv(weight, bias, c.stride, c.padding)
         direct = conv and self.winograd is None
         self.weight = (
-            nn.Parameter(c.weight.detach().contiguous(memory_format=layout), requires_grad=False)
+            nn.Parameter(weight.contiguous(memory_format=layout), requires_grad=False)
             if direct
             else None
         )
-        self.bias = nn.Parameter(c.bias.detach(), False) if direct and c.bias is not None else None
+        self.bias = nn.Parameter(bias, False) if direct and bias is not None else None
 
     def post(self, v: Tensor) -> Tensor:
         """Neuron (and BatchNorm of the ANN twin) applied to a conv output it may overwrite."""
@@ -535,6 +641,15 @@ class _Unit(nn.Module):
         return self.post(F.conv2d(x, weight, self.bias, self.stride, self.padding))
 
 
+@dataclass
+class _KeptChannels:
+    """The channels each convolution keeps (None: all), from :func:`live_outputs`."""
+
+    units: list[tuple[int, int]]  # encoder and bottleneck: (in, out) counts kept
+    decoder: list[tuple[Tensor | None, Tensor | None]]  # (inputs, outputs) per level 4..1
+    heads: list[Tensor | None]  # inputs per level 4..1
+
+
 class _SizePlan(nn.Module):
     """The folded decoder and heads for one input size, and which encoder and bottleneck units
     skip silent channels at that size (``skip_units``)."""
@@ -546,6 +661,7 @@ class _SizePlan(nn.Module):
         channels_last: bool,
         gemm: bool,
         skip: bool,
+        kept: _KeptChannels,
     ) -> None:
         super().__init__()
         H, W = size
@@ -557,45 +673,38 @@ class _SizePlan(nn.Module):
         # Never the first layer: its input, event counts, need not be non-negative.
         encoder = [getattr(model, n).conv for n in ("conv1", "conv2", "conv3", "conv4")]
         self.skip_units = [False] + [
-            skip and skipping_pays(c, sizes[i + 1]) for i, c in enumerate(encoder)
+            skip and skipping_pays(c, sizes[i + 1], kept.units[i + 1])
+            for i, c in enumerate(encoder)
         ]
+        bottleneck = [u.conv for block in model.bottleneck for u in (block.unit1, block.unit2)]
         self.skip_units += [
-            skip and skipping_pays(u.conv, sizes[4])
-            for block in model.bottleneck
-            for u in (block.unit1, block.unit2)
+            skip and skipping_pays(c, sizes[4], kept.units[5 + i]) for i, c in enumerate(bottleneck)
         ]
         self.decoder = nn.ModuleList()
-        for level, name in zip(
-            (4, 3, 2, 1), ("deconv4", "deconv3", "deconv2", "deconv1"), strict=True
+        for level, name, (inputs, outputs) in zip(
+            (4, 3, 2, 1), ("deconv4", "deconv3", "deconv2", "deconv1"), kept.decoder, strict=True
         ):
             conv = getattr(model, name).conv
+            weight, bias = _narrow(conv.weight, conv.bias, inputs, outputs)
             target = sizes[level - 1]
             up_size = (target[0] + 4, target[1] + 4)
-            skipping = skip and skipping_pays(conv, target)
-            if gemm and conv.in_channels >= TAP_SUM_CHANNELS:
-                self.decoder.append(
-                    TapSumConv(conv.weight, conv.bias, sizes[level], up_size, skipping)
-                )
+            pairs = (int(weight.shape[1]), int(weight.shape[0]))
+            skipping = skip and skipping_pays(conv, target, pairs)
+            if gemm and weight.shape[1] >= TAP_SUM_CHANNELS:
+                self.decoder.append(TapSumConv(weight, bias, sizes[level], up_size, skipping))
             else:
                 self.decoder.append(
-                    UpsampleConv(
-                        conv.weight,
-                        conv.bias,
-                        sizes[level],
-                        up_size,
-                        channels_last,
-                        gemm,
-                        skipping,
-                    )
+                    UpsampleConv(weight, bias, sizes[level], up_size, channels_last, gemm, skipping)
                 )
         self.heads = nn.ModuleDict()
-        for level in (4, 3, 2, 1):
+        for level, inputs in zip((4, 3, 2, 1), kept.heads, strict=True):
             name = f"depth{level}"
             if name in model.predict:
                 head = model.predict[name]
+                weight, bias = _narrow(head.weight, head.bias, inputs, None)
                 self.heads[name] = UpsampleConv(
-                    head.weight,
-                    head.bias,
+                    weight,
+                    bias,
                     sizes[level - 1],
                     (H + 2, W + 2),
                     channels_last,
@@ -642,19 +751,52 @@ class FastStereoSpike(nn.Module):
         # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
         self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
         layout, gemm = self._layout, self.gemm_kernels
-        self.encoder = nn.ModuleList(
-            _Unit(getattr(model, n), layout, gemm)
-            for n in ("bottom", "conv1", "conv2", "conv3", "conv4")
-        )
-        self.bottleneck = nn.ModuleList(
-            _Unit(unit, layout, gemm)
-            for block in model.bottleneck
-            for unit in (block.unit1, block.unit2)
-        )
+        device = model.bottom.conv.weight.device
+        # Every tensor holds only the channels that can be nonzero (``channels``, None: all):
+        # the output channels that never fire (a pruned checkpoint's) are never computed, and
+        # the convolutions reading a tensor keep the weights of its channels only.
+        self.encoder = nn.ModuleList()
+        channels: Tensor | None = None
+        kept: list[Tensor | None] = []
+        for name in ("bottom", "conv1", "conv2", "conv3", "conv4"):
+            unit = getattr(model, name)
+            outputs = live_outputs(unit, channels)
+            self.encoder.append(_Unit(unit, layout, gemm, inputs=channels, outputs=outputs))
+            channels = outputs
+            kept.append(channels)
+        self.bottleneck = nn.ModuleList()
+        self.residual = nn.ModuleList()
+        for block in model.bottleneck:
+            hidden = live_outputs(block.unit1, channels)
+            outputs = live_outputs(block.unit2, hidden)
+            self.bottleneck.append(
+                _Unit(block.unit1, layout, gemm, inputs=channels, outputs=hidden)
+            )
+            self.bottleneck.append(_Unit(block.unit2, layout, gemm, inputs=hidden, outputs=outputs))
+            merge = _Merge(outputs, channels, block.unit2.conv.out_channels, device)
+            self.residual.append(merge)
+            channels = merge.channels
         # Their convolutions are folded into the plan: only the neurons are used.
-        self.post = nn.ModuleList(
-            _Unit(getattr(model, n), layout, False, conv=False)
-            for n in ("deconv4", "deconv3", "deconv2", "deconv1")
+        self.post = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        decoder: list[tuple[Tensor | None, Tensor | None]] = []
+        heads: list[Tensor | None] = []
+        for name, skip in zip(
+            ("deconv4", "deconv3", "deconv2", "deconv1"), kept[3::-1], strict=True
+        ):
+            unit = getattr(model, name)
+            outputs = live_outputs(unit, channels)
+            decoder.append((channels, outputs))
+            self.post.append(_Unit(unit, layout, False, conv=False))
+            if model.config.skips:
+                merge = _Merge(outputs, skip, unit.conv.out_channels, device)
+                self.merge.append(merge)
+                channels = merge.channels
+            else:
+                channels = outputs
+            heads.append(channels)
+        self._kept = _KeptChannels(
+            [u.channels for u in (*self.encoder, *self.bottleneck)], decoder, heads
         )
         self._plans: dict[tuple[int, int], _SizePlan] = {}
 
@@ -664,7 +806,12 @@ class FastStereoSpike(nn.Module):
         if size not in self._plans:
             with torch.no_grad():
                 self._plans[size] = _SizePlan(
-                    self._source, size, self.channels_last, self.gemm_kernels, self.skip_silent
+                    self._source,
+                    size,
+                    self.channels_last,
+                    self.gemm_kernels,
+                    self.skip_silent,
+                    self._kept,
                 )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -681,14 +828,16 @@ class FastStereoSpike(nn.Module):
         e2 = c2(e1, skip_unit[2])
         e3 = c3(e2, skip_unit[3])
         z = c4(e3, skip_unit[4])
-        for i in range(0, len(self.bottleneck), 2):
-            u1, u2 = self.bottleneck[i], self.bottleneck[i + 1]
-            z = u2(u1(z, skip_unit[5 + i]), skip_unit[6 + i]).add_(z)
+        for i, residual in enumerate(self.residual):
+            u1, u2 = self.bottleneck[2 * i], self.bottleneck[2 * i + 1]
+            z = residual(u2(u1(z, skip_unit[5 + 2 * i]), skip_unit[6 + 2 * i]), z)
         s = z
         sums = []
-        for up, unit, skip in zip(plan.decoder, self.post, (e3, e2, e1, e0), strict=True):
+        for k, (up, unit, skip) in enumerate(
+            zip(plan.decoder, self.post, (e3, e2, e1, e0), strict=True)
+        ):
             d = unit.post(up(s))
-            s = d.add_(skip) if skips else d
+            s = self.merge[k](d, skip) if skips else d
             sums.append(s)
         potential: Tensor | None = None
         for name, s in zip(("depth4", "depth3", "depth2", "depth1"), sums, strict=True):

@@ -14,7 +14,8 @@ window. Execution paths (``PATHS``):
   (``fast.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
   and convolves only those (a trained network may leave a tenth to a half of them silent in a
   window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
-  change; the time now depends on the spikes.
+  change; the time now depends on the spikes. Channels that can never fire (no weight, as
+  ``prune`` leaves them) are never computed.
 - ``exact-dense``: ``exact`` convolving every channel (speed independent of the input).
 - ``exact-direct``: ``exact-dense`` without the GEMM kernels (every convolution through
   oneDNN), kept to measure what they buy.

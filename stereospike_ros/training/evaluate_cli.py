@@ -16,13 +16,9 @@ from stereospike_ros.training.errors import TrainingError
 HELP = "score a checkpoint (and baselines: sgbm, other checkpoints) against ground-truth depth"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "checkpoint",
-        nargs="?",
-        type=Path,
-        help="a .safetensors checkpoint (optional when --baseline is given)",
-    )
+def add_data_arguments(parser: argparse.ArgumentParser, part: str) -> None:
+    """The options that pick recordings and frames (``evaluate``, ``prune``); ``part``: the
+    split part taken by default."""
     parser.add_argument(
         "--data",
         nargs="+",
@@ -31,12 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "cache .h5, or with --split the folder holding the split's recordings",
     )
     parser.add_argument("--split", help="split1 | split2 | split3 | auto:TRAIN[:VAL] | FILE")
-    parser.add_argument("--part", default="test", choices=PARTS, help="split part (test)")
+    parser.add_argument("--part", default=part, choices=PARTS, help=f"split part ({part})")
     parser.add_argument("--sequences", nargs="+", help="recordings an auto: split cuts (names)")
     parser.add_argument(
         "--frames", help="depth frames of one recording: START:STOP[:STEP] or i,j,k (all)"
     )
-    parser.add_argument("--max-frames", type=int, help="evaluate at most N frames")
+    parser.add_argument("--max-frames", type=int, help="at most N frames")
     parser.add_argument(
         "--depth-topic",
         help="bag topic of the ground-truth depth (default /davis/left/depth_image_rect)",
@@ -53,6 +49,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fill-holes", type=int, default=0, metavar="PX", help="fill GT holes < PX px (off)"
     )
+
+
+def open_data(args: argparse.Namespace, window_ms: float) -> Any:
+    """:func:`~stereospike_ros.training.evaluate.open_eval_data` of the
+    :func:`add_data_arguments` options."""
+    from stereospike_ros.training.evaluate import open_eval_data
+
+    return open_eval_data(
+        args.data[0] if len(args.data) == 1 else args.data,
+        split=args.split,
+        part=args.part,
+        sequences=args.sequences,
+        frames=args.frames,
+        max_frames=args.max_frames,
+        depth_topic=args.depth_topic,
+        calibration=args.calibration,
+        window_ms=window_ms,
+        fill_holes_px=args.fill_holes,
+        rectify=not args.no_rectify,
+        focal_baseline=getattr(args, "focal_baseline", None),
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        help="a .safetensors checkpoint (optional when --baseline is given)",
+    )
+    add_data_arguments(parser, part="test")
     parser.add_argument(
         "--baseline",
         action="append",
@@ -120,7 +147,6 @@ def _run(args: argparse.Namespace) -> int:
     from stereospike_ros.training.evaluate import (
         ModelPredictor,
         evaluate_many,
-        open_eval_data,
         resolve_device,
         results_table,
     )
@@ -144,20 +170,7 @@ def _run(args: argparse.Namespace) -> int:
             raise TrainingError(str(err)) from err
     window_ms = args.window_ms or metadata.get("window_ms") or 50.0
     start = time.perf_counter()
-    data = open_eval_data(
-        args.data[0] if len(args.data) == 1 else args.data,
-        split=args.split,
-        part=args.part,
-        sequences=args.sequences,
-        frames=args.frames,
-        max_frames=args.max_frames,
-        depth_topic=args.depth_topic,
-        calibration=args.calibration,
-        window_ms=window_ms,
-        fill_holes_px=args.fill_holes,
-        rectify=not args.no_rectify,
-        focal_baseline=args.focal_baseline,
-    )
+    data = open_data(args, window_ms)
     with data:
         size = (data.height, data.width)
         predictors: list[Any] = []
