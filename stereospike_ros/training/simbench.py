@@ -318,6 +318,29 @@ def bundled_predictor(size: tuple[int, int], device: str) -> tuple[Any | None, s
     return ModelPredictor(model, name=name, device=device, metadata=metadata), ""
 
 
+def pruned_predictor(predictor: Any, data_dir: Path, split: Path, device: str) -> tuple[Any, str]:
+    """``predictor``'s network pruned of the channels it never fires on the training part
+    (:mod:`~stereospike_ros.model.prune`), as a scored method, and a line saying how much."""
+    from stereospike_ros.model.prune import prune_silent, silent_channels
+    from stereospike_ros.training.evaluate import ModelPredictor, frame_tensor, open_eval_data
+
+    model = predictor.model
+    channels = model.config.in_channels
+    with open_eval_data(data_dir, split=str(split), part="train") as data:
+        windows = (frame_tensor(f, channels)[None].to(device) for _, f in data.frames())
+        silent, seen = silent_channels(model, windows)
+    dropped = sum(int(m.sum()) for m in silent.values())
+    total = sum(m.numel() for m in silent.values())
+    pruned = ModelPredictor(
+        prune_silent(model, silent), name=f"{predictor.name} pruned", device=device
+    )
+    line = (
+        f"`{pruned.name}`: `{predictor.name}` with the {dropped} of its {total} channels that "
+        f"never fired on the {seen} training windows zeroed (`prune`), so `exact` skips them."
+    )
+    return pruned, line
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -340,6 +363,11 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         model, metadata = load_model(runs_dir / r.folder / "best.safetensors", device=device)
         predictors.append(ModelPredictor(model, name=r.label, device=device, metadata=metadata))
+    prune_note = ""
+    if predictors[0].model.config.spiking:
+        pruned, prune_note = pruned_predictor(predictors[0], data_dir, split, device)
+        predictors.insert(1, pruned)
+        print(prune_note, flush=True)
     bundled, why_not = bundled_predictor((preset.height, preset.width), device)
     if bundled is None:
         print(f"not scoring the bundled default weights: {why_not}", flush=True)
@@ -370,6 +398,8 @@ def run(args: argparse.Namespace) -> int:
         "",
         table,
     ]
+    if prune_note:
+        sections += ["", prune_note]
     if bundled is not None:
         sections += [
             "",
