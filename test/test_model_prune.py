@@ -121,6 +121,15 @@ def test_fast_path_drops_never_firing_channels_bit_equal(
                 assert torch.equal(fast(x), expected)
 
 
+def test_pruned_networks_do_not_skip_per_window_by_default():
+    model = _dyadic_(build_model("stereospike", width=0.125))
+    assert not FastStereoSpike(model).narrowed and FastStereoSpike(model).skip_silent
+    _zero_rows_(model, 0.25)
+    fast = FastStereoSpike(model)
+    assert fast.narrowed and not fast.skip_silent
+    assert FastStereoSpike(model, skip_silent=True).skip_silent  # asked for: done
+
+
 def test_nchw_and_frozen_paths_drop_them_too():
     model = _dyadic_(build_model("stereospike", width=0.125, heads=(1, 2)))
     _zero_rows_(model, 0.5)

@@ -607,6 +607,7 @@ class _Unit(nn.Module):
         # the input and output channels it keeps (the others are never nonzero)
         weight, bias = _narrow(c.weight, c.bias, inputs, outputs)
         self.channels = (int(weight.shape[1]), int(weight.shape[0]))
+        self.conv_channels = (c.in_channels, c.out_channels)
         self.winograd: WinogradConv | None = None
         if (
             conv
@@ -721,9 +722,10 @@ class FastStereoSpike(nn.Module):
     ``forward(x) -> depth`` for ``(B, C, H, W)`` float counts; folded plans are built on first
     use of each input size (or ahead with :meth:`prepare`) and kept. ``gemm_kernels`` (default:
     on for float32 CPU weights, channels-last only) turns on the Winograd / tap-sum GEMMs.
-    ``skip_silent`` (default: on for spiking networks on a CPU, channels-last only): the wide
-    convolutions (:func:`skipping_pays` at the planned size) convolve only the input channels
-    that hold a spike anywhere in the batch.
+    ``skip_silent`` (default: on for spiking networks on a CPU, channels-last only, unless
+    some channels can never fire, ``narrowed``): the wide convolutions (:func:`skipping_pays`
+    at the planned size) convolve only the input channels that hold a spike anywhere in the
+    batch.
     """
 
     def __init__(
@@ -746,10 +748,6 @@ class FastStereoSpike(nn.Module):
             weight = model.bottom.conv.weight
             gemm_kernels = weight.device.type == "cpu" and weight.dtype == torch.float32
         self.gemm_kernels = bool(gemm_kernels and channels_last)
-        if skip_silent is None:
-            skip_silent = model.bottom.conv.weight.device.type == "cpu"
-        # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
-        self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
         layout, gemm = self._layout, self.gemm_kernels
         device = model.bottom.conv.weight.device
         # Every tensor holds only the channels that can be nonzero (``channels``, None: all):
@@ -798,6 +796,15 @@ class FastStereoSpike(nn.Module):
         self._kept = _KeptChannels(
             [u.channels for u in (*self.encoder, *self.bottleneck)], decoder, heads
         )
+        self.narrowed = any(
+            u.channels != u.conv_channels for u in (*self.encoder, *self.bottleneck)
+        ) or any(c is not None for pair in decoder for c in pair)
+        if skip_silent is None:
+            # Pruned networks (channels that never fire) leave few silent per window: the
+            # gathers then cost more than they save (measured, README *Pruning silent channels*).
+            skip_silent = model.bottom.conv.weight.device.type == "cpu" and not self.narrowed
+        # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
+        self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
         self._plans: dict[tuple[int, int], _SizePlan] = {}
 
     def prepare(self, size: tuple[int, int]) -> None:
