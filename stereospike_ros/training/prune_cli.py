@@ -1,5 +1,5 @@
 """``python -m stereospike_ros prune CHECKPOINT``: zero the channels that never fire on
-calibration recordings, so that the ``exact`` CPU path skips them (:mod:`..model.prune`)."""
+calibration recordings, so that the ``exact`` path never computes them (:mod:`..model.prune`)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from stereospike_ros.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
     from stereospike_ros.model.errors import CheckpointError, ModelError
-    from stereospike_ros.model.prune import conv_units, prune_silent, silent_channels
+    from stereospike_ros.model.prune import conv_units, count_silent, prune_on
     from stereospike_ros.training.evaluate import frame_tensor
 
     if args.threads is not None:
@@ -73,8 +73,7 @@ def _run(args: argparse.Namespace) -> int:
                 yield frame_tensor(frame, channels)[None]
 
         try:
-            silent, seen = silent_channels(model, windows())
-            pruned = prune_silent(model, silent)
+            pruned, silent, seen = prune_on(model, windows())
         except ModelError as err:
             raise TrainingError(str(err)) from err
     units = conv_units(model)
@@ -83,8 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     print("|---|---|---|")
     for name, mask in silent.items():
         print(f"| {name} | {units[name].conv.out_channels} | {int(mask.sum())} |")
-    total = sum(u.conv.out_channels for u in units.values())
-    dropped = sum(int(m.sum()) for m in silent.values())
+    dropped, total = count_silent(silent)
     print(f"{dropped} of {total} channels never fired ({100 * dropped / total:.0f} %): zeroed")
     extra = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
     extra["pruned"] = {

@@ -321,22 +321,20 @@ def bundled_predictor(size: tuple[int, int], device: str) -> tuple[Any | None, s
 def pruned_predictor(predictor: Any, data_dir: Path, split: Path, device: str) -> tuple[Any, str]:
     """``predictor``'s network pruned of the channels it never fires on the training part
     (:mod:`~stereospike_ros.model.prune`), as a scored method, and a line saying how much."""
-    from stereospike_ros.model.prune import prune_silent, silent_channels
+    from stereospike_ros.model.prune import count_silent, prune_on
     from stereospike_ros.training.evaluate import ModelPredictor, frame_tensor, open_eval_data
 
     model = predictor.model
     channels = model.config.in_channels
     with open_eval_data(data_dir, split=str(split), part="train") as data:
         windows = (frame_tensor(f, channels)[None].to(device) for _, f in data.frames())
-        silent, seen = silent_channels(model, windows)
-    dropped = sum(int(m.sum()) for m in silent.values())
-    total = sum(m.numel() for m in silent.values())
-    pruned = ModelPredictor(
-        prune_silent(model, silent), name=f"{predictor.name} pruned", device=device
-    )
+        network, silent, seen = prune_on(model, windows)
+    dropped, total = count_silent(silent)
+    pruned = ModelPredictor(network, name=f"{predictor.name} pruned", device=device)
     line = (
         f"`{pruned.name}`: `{predictor.name}` with the {dropped} of its {total} channels that "
-        f"never fired on the {seen} training windows zeroed (`prune`), so `exact` skips them."
+        f"never fired on the {seen} training windows zeroed (`prune`): `exact` never computes "
+        "them."
     )
     return pruned, line
 
