@@ -203,8 +203,9 @@ def test_plots_and_report_write_readable_pngs(rec: dict, capsys) -> None:
 
     run_dir = rec["ckpt"].parent
     (run_dir / "metrics.csv").write_text(
-        "epoch,train_loss,val_loss,val_mde_cm,lr,firing_rate\n"
-        "1,2.0,1.9,80.0,0.0002,0.1\n2,1.5,1.6,60.0,0.0002,0.12\n3,1.2,1.4,65.0,0.0001,0.11\n"
+        "epoch,train_loss,val_loss,val_mde_cm,lr,firing_rate,samples_per_s\n"
+        "1,2.0,1.9,80.0,0.0002,0.1,9.5\n2,1.5,1.6,60.0,0.0002,0.12,12.5\n"
+        "3,1.2,1.4,65.0,0.0001,0.11,11.0\n"
     )
     plots = rec["dir"] / "plots"
     code = main(
@@ -228,6 +229,7 @@ def test_plots_and_report_write_readable_pngs(rec: dict, capsys) -> None:
     assert main(["report", str(run_dir)]) == 0
     printed = capsys.readouterr().out
     assert "best val_mde_cm: 60.00 at epoch 2" in printed
+    assert "training throughput: 11.0 samples/s (last epoch), best 12.5" in printed
     assert (run_dir / "training_curves.png").stat().st_size > 10_000
 
 

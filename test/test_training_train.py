@@ -85,6 +85,8 @@ def test_train_lowers_validation_mde_and_writes_checkpoints(finished: dict) -> N
     out = finished["out"]
     rows = _rows(out)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    for r in rows:  # throughput: 60 samples of batch 1 per epoch, each step under its s/step
+        assert 0 < float(r["samples_per_s"]) <= 1.0 / float(r["s_per_step"]) * 1.001
     mde = [float(r["val_mde_cm"]) for r in rows]
     assert mde[-1] < mde[0] - 10.0, mde
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])

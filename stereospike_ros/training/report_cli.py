@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
             best, row = min(finite)
             epoch = columns["epoch"][row] if "epoch" in columns else row + 1
             print(f"best {mde_key}: {best:.2f} at epoch {epoch:g}; last: {values[-1]:.2f}")
+    rates = [v for v in columns.get("samples_per_s", []) if math.isfinite(v)]
+    if rates:
+        print(f"training throughput: {rates[-1]:.1f} samples/s (last epoch), best {max(rates):.1f}")
     for name in ("best.safetensors", "last.safetensors"):
         if (run_dir / name).is_file():
             print(f"checkpoint: {run_dir / name}")

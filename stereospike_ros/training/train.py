@@ -657,6 +657,7 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
             if on_step is not None:
                 on_step(global_step, parts["total"])
         bar.close()
+        train_wall = time.perf_counter() - started  # the loop's wall time, data loading included
         scheduler.step()
         loss_total, frames_total, time_total, shift_sum, shift_n = _reduce_sum(
             [loss_sum, frame_sum, step_time, *offset.totals()], device
@@ -688,6 +689,8 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
                 "steps": steps,
                 "processes": world,
                 "s_per_step": time_total / max(steps * world, 1),
+                # every process's samples over the loop's wall time: what the hardware sustains
+                "samples_per_s": frames_total / max(train_wall, 1e-9),
                 "epoch_s": time.perf_counter() - started,
             }
             improved = val["mde_cm"] < best["mde_cm"]
@@ -724,8 +727,8 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
                 (tqdm.write if progress else _print)(
                     f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
                     f"val MDE {val['mde_cm']:.1f} cm  delta1 {val['delta1']:.3f}  "
-                    f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step"
-                    + ("  (best)" if improved else "")
+                    f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step  "
+                    f"{row['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")
                 )
         _barrier()
 
