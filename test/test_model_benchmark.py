@@ -42,3 +42,12 @@ def test_model_benchmark_prints_a_table_and_rejects_bad_sizes(capsys, restore_th
     with pytest.raises(SystemExit):
         main(["benchmark", "model", "--size", "260by346"])
     assert "size must be HxW" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")
+def test_model_benchmark_refuses_a_device_it_does_not_have(restore_threads):
+    args = ["benchmark", "model", "--size", "9x11", "--width", "0.125", "--runs", "1"]
+    with pytest.raises(SystemExit, match="--device cuda: torch sees no CUDA device"):
+        main([*args, "--device", "cuda"])
+    with pytest.raises(SystemExit, match="--device 'gpu'"):
+        main([*args, "--device", "gpu"])

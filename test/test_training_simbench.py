@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from stereospike_ros.cli import main
 from stereospike_ros.training.simbench import bundled_predictor
 
@@ -55,3 +58,11 @@ def test_the_bundled_weights_are_scored_only_at_their_own_size() -> None:
     assert predictor.describe(260, 346)["parameters"] > 1_000_000
     predictor, why = bundled_predictor((96, 128), "cpu")
     assert predictor is None and "260x346" in why and "96x128" in why
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")
+def test_sim_benchmark_refuses_cuda_before_simulating(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    assert main(["benchmark", "sim", "--out", str(out), "--quick", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not out.exists()  # nothing simulated or trained first

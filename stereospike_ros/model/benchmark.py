@@ -282,6 +282,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise SystemExit(f"--device {device!r}: {err}") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: torch sees no CUDA device on this machine")
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise SystemExit("--runs and --batch must be >= 1, --warmup >= 0")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]

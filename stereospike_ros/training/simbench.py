@@ -343,8 +343,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stereospike_ros.training.baselines import SgbmBaseline, load_model
-    from stereospike_ros.training.evaluate import ModelPredictor, evaluate_many, open_eval_data
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import (
+        ModelPredictor,
+        evaluate_many,
+        open_eval_data,
+        resolve_device,
+    )
 
+    try:  # before hours of simulating and training, not after
+        resolve_device(args.device)
+    except (TrainingError, RuntimeError) as err:
+        print(f"benchmark sim: error: {err}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     preset = _preset(args)
     out: Path = args.out
