@@ -121,6 +121,20 @@ def test_fast_path_drops_never_firing_channels_bit_equal(
                 assert torch.equal(fast(x), expected)
 
 
+@pytest.mark.parametrize(
+    "name,options",
+    [("stereospike", {"skips": False}), ("stereospike-mono", {"heads": (1, 3)})],
+)
+def test_variants_drop_them_bit_equal(name, options):
+    model = _dyadic_(build_model(name, width=0.125, **options))
+    _zero_rows_(model, 0.5)
+    x = _counts((2, model.config.in_channels, 29, 41), multi=True)
+    fast = FastStereoSpike(model)
+    assert fast.narrowed
+    with torch.inference_mode():
+        assert torch.equal(fast(x), model(x))
+
+
 def test_pruned_networks_do_not_skip_per_window_by_default():
     model = _dyadic_(build_model("stereospike", width=0.125))
     assert not FastStereoSpike(model).narrowed and FastStereoSpike(model).skip_silent
