@@ -251,6 +251,12 @@ def test_missing_files_are_named(rec: dict, tmp_path: Path, capsys) -> None:
     assert "other.safetensors" in err and "sgbm" in err
 
 
+def test_a_device_torch_does_not_know_is_named(rec: dict, capsys) -> None:
+    data = str(rec["dir"] / "room1_data.hdf5")
+    err = _error(capsys, str(rec["ckpt"]), "--data", data, "--device", "gpu")
+    assert "--device 'gpu' is not a torch device" in err
+
+
 def test_checkpoint_for_another_architecture_or_size_is_refused(rec: dict, capsys) -> None:
     data = str(rec["dir"] / "room1_data.hdf5")
     err = _error(capsys, str(rec["ckpt"]), "--data", data, "--model", "stereospike-ann")

@@ -278,16 +278,15 @@ def run(args: argparse.Namespace) -> int:
 
     from stereospike_ros.model.inference import PATHS
     from stereospike_ros.model.network import build_model
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        kind = torch.device(device).type
-    except RuntimeError as err:
-        raise SystemExit(f"--device {device!r}: {err}") from err
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {device}: torch sees no CUDA device on this machine")
+        device = str(resolve_device(args.device or "auto"))
+    except TrainingError as err:
+        raise SystemExit(str(err)) from err
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise SystemExit("--runs and --batch must be >= 1, --warmup >= 0")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]

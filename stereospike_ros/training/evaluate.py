@@ -63,10 +63,14 @@ class Predictor(Protocol):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error naming the option."""
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU, or a name torch does not know,
+    is an error naming the option."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise TrainingError(f"--device {str(device)!r} is not a torch device ({err})") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("--device cuda was asked for but torch sees no CUDA device")
     return device

@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:  # before hours of simulating and training, not after
         resolve_device(args.device)
-    except (TrainingError, RuntimeError) as err:
+    except TrainingError as err:
         print(f"benchmark sim: error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
