@@ -607,7 +607,6 @@ class _Unit(nn.Module):
         # the input and output channels it keeps (the others are never nonzero)
         weight, bias = _narrow(c.weight, c.bias, inputs, outputs)
         self.channels = (int(weight.shape[1]), int(weight.shape[0]))
-        self.conv_channels = (c.in_channels, c.out_channels)
         self.winograd: WinogradConv | None = None
         if (
             conv
@@ -756,17 +755,23 @@ class FastStereoSpike(nn.Module):
         self.encoder = nn.ModuleList()
         channels: Tensor | None = None
         kept: list[Tensor | None] = []
+        computed: list[Tensor | None] = []  # every unit's live outputs
+
+        def live(unit: ConvUnit, inputs: Tensor | None) -> Tensor | None:
+            computed.append(live_outputs(unit, inputs))
+            return computed[-1]
+
         for name in ("bottom", "conv1", "conv2", "conv3", "conv4"):
             unit = getattr(model, name)
-            outputs = live_outputs(unit, channels)
+            outputs = live(unit, channels)
             self.encoder.append(_Unit(unit, layout, gemm, inputs=channels, outputs=outputs))
             channels = outputs
             kept.append(channels)
         self.bottleneck = nn.ModuleList()
         self.residual = nn.ModuleList()
         for block in model.bottleneck:
-            hidden = live_outputs(block.unit1, channels)
-            outputs = live_outputs(block.unit2, hidden)
+            hidden = live(block.unit1, channels)
+            outputs = live(block.unit2, hidden)
             self.bottleneck.append(
                 _Unit(block.unit1, layout, gemm, inputs=channels, outputs=hidden)
             )
@@ -783,7 +788,7 @@ class FastStereoSpike(nn.Module):
             ("deconv4", "deconv3", "deconv2", "deconv1"), kept[3::-1], strict=True
         ):
             unit = getattr(model, name)
-            outputs = live_outputs(unit, channels)
+            outputs = live(unit, channels)
             decoder.append((channels, outputs))
             self.post.append(_Unit(unit, layout, False, conv=False))
             if model.config.skips:
@@ -796,9 +801,8 @@ class FastStereoSpike(nn.Module):
         self._kept = _KeptChannels(
             [u.channels for u in (*self.encoder, *self.bottleneck)], decoder, heads
         )
-        self.narrowed = any(
-            u.channels != u.conv_channels for u in (*self.encoder, *self.bottleneck)
-        ) or any(c is not None for pair in decoder for c in pair)
+        # some output channel can never fire (every narrowed tensor comes from one)
+        self.narrowed = any(c is not None for c in computed)
         if skip_silent is None:
             # Pruned networks (channels that never fire) leave few silent per window: the
             # gathers then cost more than they save (measured, README *Pruning silent channels*).
