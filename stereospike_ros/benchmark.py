@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "measure throughput and latency (targets: events, model, node)"
+HELP = "print speed, memory and accuracy figures (targets: events, data, model, node, sim)"
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {

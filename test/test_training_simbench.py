@@ -35,7 +35,7 @@ def test_quick_sim_benchmark_writes_a_table_of_every_method(tmp_path: Path, caps
         assert result["mde_cm"] > 0, name
     assert report["results"]["sgbm"]["coverage"] < 1.0
     # pruned of the channels that never fired on the 30 training windows: an accuracy budget
-    # on the held-out frames (this 1-epoch network barely fires: the README has a real one)
+    # on the held-out frames (this 1-epoch network barely fires: docs/benchmarks.md has a real one)
     full, pruned = (report["results"][n]["mde_cm"] for n in names[:2])
     assert abs(pruned - full) <= 0.05 * full
     assert "never fired on the 30 training windows" in printed
