@@ -67,7 +67,7 @@ TAP_SUM_CHANNELS = 384
 #: Silent channels are skipped in convolutions with at least this many (input, output) channel
 #: pairs and this many dense multiply-accumulates at the planned input size: in smaller ones
 #: the gathers cost about what the dropped channels save, more when most channels fire
-#: (measured on trained checkpoints of widths 0.25-1; README, *Skipping silent channels*).
+#: (measured on trained checkpoints of widths 0.25-1; docs/inference.md, *Skipping silent*).
 SKIP_MIN_PAIRS = 8192
 SKIP_MIN_MACS = 500_000_000
 
@@ -272,7 +272,7 @@ class UpsampleConv(nn.Module):
     computed at the resolution of ``s`` with folded kernels, for one fixed input size.
 
     ``channels_last`` picks the layout of input, intermediate and output tensors: it pays for
-    wide layers, plain NCHW for narrow ones (measured, see the README, *Real-time inference*).
+    wide layers, plain NCHW for narrow ones (measured, see docs/inference.md).
     ``gemm`` (channels-last, at least ``winograd.MIN_CHANNELS`` input channels): the rare
     pattern pairs run as patch GEMMs and the main (dense) pair as
     :class:`~stereospike_ros.model.winograd.WinogradConv`.
@@ -805,7 +805,7 @@ class FastStereoSpike(nn.Module):
         self.narrowed = any(c is not None for c in computed)
         if skip_silent is None:
             # Pruned networks (channels that never fire) leave few silent per window: the
-            # gathers then cost more than they save (measured, README *Pruning silent channels*).
+            # gathers then cost more than they save (measured, docs/inference.md *Pruning*).
             skip_silent = model.bottom.conv.weight.device.type == "cpu" and not self.narrowed
         # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
         self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)

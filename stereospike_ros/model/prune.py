@@ -7,7 +7,7 @@ changes no output on any window where they stayed silent, and
 :class:`~stereospike_ros.model.fast.FastStereoSpike` proves that a channel with no weight and
 no bias above the threshold never fires and never computes it. The outputs differ only on a
 window where a pruned channel would have fired: calibrate on the training recordings, and
-measure the pruned checkpoint on held-out ones (README, *Pruning silent channels*).
+measure the pruned checkpoint on held-out ones (docs/inference.md, *Pruning*).
 """
 
 from __future__ import annotations

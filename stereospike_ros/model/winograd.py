@@ -11,7 +11,7 @@ exact. A stride-2 5x5 convolution is a stride-1 3x3 one over the space-to-depth 
 channels, the 6x6-padded kernel split by phase), so the encoder runs here too.
 
 It only pays for wide layers (transforms are memory-bound): :func:`worth_it` holds the rule,
-measured on this project's CPU (README, *Real-time inference*).
+measured on this project's CPU (docs/inference.md).
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def _resolve_weights(value: str) -> Path:
     if not path.is_file():
         hint = (
             "the bundled model is not in this checkout; it is made by "
-            "`python -m stereospike_ros train ... --export-default` (see the training section "
-            "of the README), or pass --weights FILE.safetensors"
+            "`tools/train_default_model.sh` (see docs/training.md, *The bundled model*), "
+            "or pass --weights FILE.safetensors"
             if path == DEFAULT_WEIGHTS
             else "check the path"
         )
