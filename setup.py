@@ -40,6 +40,7 @@ setup(
     maintainer_email="maintainers@stereospike-ros.org",
     description="Dense depth from stereo event cameras with a spiking neural network (StereoSpike)",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    # colcon test takes pytest from here (setuptools >= 72 dropped tests_require).
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

@@ -177,7 +177,19 @@ def message_class(type_name: str) -> type:
         module = importlib.import_module(f"{parts[0]}.{parts[1]}")
         return getattr(module, parts[2])
     except (ImportError, AttributeError) as err:
-        raise StartupError(f"message type {type_name!r} is not installed: {err}") from err
+        hint = MISSING_PACKAGE_HINTS.get(parts[0], "")
+        raise StartupError(
+            f"message type {type_name!r} is not installed: {err}" + (f"; {hint}" if hint else "")
+        ) from err
+
+
+#: How to get a message package that rosdep cannot install. Imported only when a node is asked
+#: for one of its types, so a workspace without it runs every other path.
+MISSING_PACKAGE_HINTS = {
+    "dvs_msgs": "dvs_msgs is in no ROS 2 distribution: add stereospike_ros/interfaces/dvs_msgs "
+    "to your colcon workspace and build it (docs/ros2-install.md), or use "
+    "event_camera_msgs/EventPacket",
+}
 
 
 def private_node(parent: Node, suffix: str) -> Node:
