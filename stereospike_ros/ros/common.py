@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import CallbackGroup
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
@@ -219,9 +220,18 @@ class PolledSubscription:
     the call behind every subscription callback); rclpy has no public "take" API.
     """
 
-    def __init__(self, node: Node, msg_type: type, topic: str, qos: QoSProfile) -> None:
+    def __init__(
+        self,
+        node: Node,
+        msg_type: type,
+        topic: str,
+        qos: QoSProfile,
+        callback_group: CallbackGroup | None = None,
+    ) -> None:
         self.topic = topic
-        self.subscription = node.create_subscription(msg_type, topic, _never_called, qos, raw=True)
+        self.subscription = node.create_subscription(
+            msg_type, topic, _never_called, qos, raw=True, callback_group=callback_group
+        )
 
     def take_all(self, limit: int = 100_000) -> list[bytes]:
         """The serialized messages waiting now, oldest first (at most ``limit``)."""

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -48,7 +48,6 @@ from stereospike_ros.ros.common import (
     event_qos,
     message_class,
     output_qos,
-    private_node,
     run_node,
 )
 from stereospike_ros.ros.errors import ConversionError, StartupError
@@ -61,10 +60,27 @@ from stereospike_ros.ros.pipeline import DepthEstimator, load_estimator
 from stereospike_ros.ros.sync import ClockOffset, LatestSlot, Timings, header_stamp_ns
 from stereospike_ros.ros.visualize import colorize_depth, depth_to_points, events_to_rgb
 
-__all__ = ["DepthNode", "main"]
+__all__ = ["DepthNode", "PolledGroup", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+
+
+class PolledGroup(CallbackGroup):
+    """The group of subscriptions that the ingest thread drains: executors never wait on them.
+
+    rclpy's executors add an entity to their wait set only when its group ``can_execute`` it,
+    so these subscriptions cost the executor nothing while still belonging to the node.
+    """
+
+    def can_execute(self, entity: object) -> bool:
+        return False
+
+    def beginning_execution(self, entity: object) -> bool:
+        return False
+
+    def ending_execution(self, entity: object) -> None:
+        pass
 
 
 @dataclass
@@ -144,24 +160,26 @@ class DepthNode(Node):
 
         # Event and trigger messages are not delivered by the executor (its wake-up costs
         # ~300 us of Python per message): the ingest thread takes them in batches from
-        # subscriptions that no executor waits on (see PolledSubscription).
-        self._ingest_node = private_node(self, "ingest")
+        # subscriptions that no executor waits on (see PolledSubscription). They belong to this
+        # node, so `ros2 node info` lists them with its other inputs, in a callback group that
+        # tells every executor to leave them alone.
+        polled = PolledGroup()
         msg_type = message_class(self.event_type)
         qos_in = event_qos(p["reliable"], p["qos_depth"])
         self._event_subs = {
             side: PolledSubscription(
-                self._ingest_node, msg_type, self.resolve_topic_name(p[f"{side}_events_topic"]),
-                qos_in,
+                self, msg_type, p[f"{side}_events_topic"], qos_in, polled
             )
             for side in SIDES
         }  # fmt: skip
         self._trigger_sub = None
         if p["trigger_topic"]:
             self._trigger_sub = PolledSubscription(
-                self._ingest_node,
+                self,
                 message_class(p["trigger_type"]),
-                self.resolve_topic_name(p["trigger_topic"]),
+                p["trigger_topic"],
                 event_qos(p["reliable"], 100),
+                polled,
             )
         for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
@@ -186,10 +204,10 @@ class DepthNode(Node):
         self.get_logger().info(
             f"weights {self.weights} ({self.metadata.get('model', {}) or 'model'}) on "
             f"{p['device']}, {p['inference_path']} path; {self.event_type} from "
-            f"{p['left_events_topic']} and "
-            f"{p['right_events_topic']}; {p['window_ms']:g} ms windows "
+            f"{self._event_subs['left'].subscription.topic_name} and "
+            f"{self._event_subs['right'].subscription.topic_name}; {p['window_ms']:g} ms windows "
             + (
-                f"ended by {p['trigger_topic']}"
+                f"ended by {self._trigger_sub.subscription.topic_name}"
                 if p["trigger_topic"]
                 else f"every {self.period_ns / 1e6:g} ms"
             )
@@ -293,7 +311,7 @@ class DepthNode(Node):
 
     def _log_drop(self, err: DroppedMessageError) -> None:
         counters = self.ingest.counters[err.side]
-        topic = self.p[f"{err.side}_events_topic"]
+        topic = self._event_subs[err.side].subscription.topic_name  # resolved: namespace, remaps
         if err.reason == "decode":
             text = f"dropped an undecodable message ({counters.decode_errors} so far): {err}"
         elif err.reason == "geometry":
@@ -528,7 +546,6 @@ class DepthNode(Node):
         self._ingester.join(timeout=5.0)
         self.slot.close()
         self._worker.join(timeout=5.0)
-        self._ingest_node.destroy_node()
 
 
 def _parse_size(text: str) -> tuple[int, int]:
