@@ -56,11 +56,15 @@ def ros_env() -> dict[str, str]:
     return env
 
 
-def start_node(module: str, params: dict[str, object], name: str | None = None) -> subprocess.Popen:
+def start_node(
+    module: str, params: dict[str, object], name: str | None = None, namespace: str | None = None
+) -> subprocess.Popen:
     """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process."""
     args = [sys.executable, "-m", f"stereospike_ros.ros.{module}", "--ros-args"]
     if name:
         args += ["-r", f"__node:={name}"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
     for key, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{key}:={text}"]

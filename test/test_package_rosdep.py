@@ -21,7 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ROSDISTRO = Path(
-    os.environ.get("STEREOSPIKE_ROSDISTRO", ROOT.parent.parent / "shared" / "reference" / "rosdistro")
+    os.environ.get(
+        "STEREOSPIKE_ROSDISTRO", ROOT.parent.parent / "shared" / "reference" / "rosdistro"
+    )
 )
 DISTROS = ("kilted", "jazzy")
 UBUNTU = "noble"

@@ -107,12 +107,20 @@ class DepthNode(Node):
 
     def __init__(self, node_name: str = "depth_node", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        p = declare_parameters(self, DEPTH_NODE_PARAMS)
-        self.p = p
+        self.p = declare_parameters(self, DEPTH_NODE_PARAMS)
+        # Three steps, which the managed node (depth_lifecycle_node) takes on its transitions.
+        self._configure()
+        self._create_outputs()
+        self._start_inputs()
+
+    def _configure(self) -> None:
+        """Load the weights, warm the network up, set up the windows (configure)."""
+        p = self.p
         try:
             self.event_type = normalize_event_type(p["event_type"])
         except ValueError as err:
             raise StartupError(str(err)) from err
+        self._event_msg_type = message_class(self.event_type)  # dvs_msgs is imported only here
         self.weights = resolve_weights(p["weights"])
         self.estimator: DepthEstimator
         self.estimator, self.metadata = load_estimator(
@@ -148,15 +156,26 @@ class DepthNode(Node):
         self._warm_up_cpu_s = 0.0
         self._load_calibration_files()
 
+    def _create_outputs(self) -> None:
+        publisher = self._output_publisher
+        qos_out = output_qos()
+        self.pub_depth = publisher(Image, "~/depth", qos_out)
+        self.pub_info = publisher(CameraInfo, "~/camera_info", qos_out)
+        self.pub_color = publisher(Image, "~/depth_color", qos_out)
+        self.pub_events = publisher(Image, "~/events_image", qos_out)
+        self.pub_points = publisher(PointCloud2, "~/points", qos_out)
+        self.pub_diag = publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _output_publisher(self, msg_type: type, topic: str, qos: object) -> object:
+        """Every output's publisher (the managed node makes them lifecycle publishers)."""
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _start_inputs(self) -> None:
+        """Subscribe and start the ingest and inference threads (activate)."""
+        p = self.p
         io_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        qos_out = output_qos()
-        self.pub_depth = self.create_publisher(Image, "~/depth", qos_out)
-        self.pub_info = self.create_publisher(CameraInfo, "~/camera_info", qos_out)
-        self.pub_color = self.create_publisher(Image, "~/depth_color", qos_out)
-        self.pub_events = self.create_publisher(Image, "~/events_image", qos_out)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._inputs: list = []  # what _stop_inputs destroys
 
         # Event and trigger messages are not delivered by the executor (its wake-up costs
         # ~300 us of Python per message): the ingest thread takes them in batches from
@@ -164,7 +183,9 @@ class DepthNode(Node):
         # node, so `ros2 node info` lists them with its other inputs, in a callback group that
         # tells every executor to leave them alone.
         polled = PolledGroup()
-        msg_type = message_class(self.event_type)
+        msg_type = self._event_msg_type
+        if self.slot.closed:  # started again after _stop_inputs
+            self.slot = LatestSlot()
         qos_in = event_qos(p["reliable"], p["qos_depth"])
         self._event_subs = {
             side: PolledSubscription(
@@ -184,18 +205,26 @@ class DepthNode(Node):
         for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
             if info_topic and not p[f"{side}_calibration_file"]:
-                self.create_subscription(
+                sub = self.create_subscription(
                     CameraInfo,
                     info_topic,
                     lambda msg, side=side: self._on_camera_info(side, msg),
                     event_qos(False, 5),
                     callback_group=io_group,
                 )
+                self._inputs.append(sub)
         self._diag_last = time.monotonic()
         self._skipped_reported = 0
         self._startup_skipped = 0
         self._emitted_reported = 0
-        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group)
+        self._inputs.append(
+            self.create_timer(
+                p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group
+            )
+        )
+        self._inputs += [s.subscription for s in self._event_subs.values()]
+        if self._trigger_sub is not None:
+            self._inputs.append(self._trigger_sub.subscription)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._worker.start()
@@ -546,6 +575,16 @@ class DepthNode(Node):
         self._ingester.join(timeout=5.0)
         self.slot.close()
         self._worker.join(timeout=5.0)
+
+    def _stop_inputs(self) -> None:
+        """Undo ``_start_inputs``: threads stopped, subscriptions and timer destroyed."""
+        self.shutdown()
+        for entity in self._inputs:
+            if hasattr(entity, "timer_period_ns"):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._inputs = []
 
 
 def _parse_size(text: str) -> tuple[int, int]:
