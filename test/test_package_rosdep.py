@@ -1,11 +1,18 @@
 """rosdep can install every dependency package.xml declares, on Kilted and on Jazzy.
 
 Checked offline against the distribution files and rosdep's base/python key files of
-ros/rosdistro (a snapshot in docs/rosdistro/ would go stale; the reference copy lives beside the
-repository when available, else the test is skipped). A key resolves when a package of that
-name is released in the distribution, or the key file maps it for Ubuntu Noble (the platform
-of both distributions). What has no key is named in NO_ROSDEP_KEY and documented with its pip
-command; it must then stay out of package.xml.
+ros/rosdistro. A key resolves when a package of that name is released in the distribution, or
+the key file maps it for Ubuntu Noble (the platform of both distributions). What has no key is
+named in NO_ROSDEP_KEY and documented with its pip command; it must then stay out of
+package.xml.
+
+The rosdistro files (1.2 MB) are not in the repository: ``test/data/rosdep_keys.yaml`` records
+which of package.xml's keys resolve where, and is checked against them wherever they are
+(``STEREOSPIKE_ROSDISTRO``, default ``../../shared/reference/rosdistro``). A new dependency
+fails here until the record is regenerated from those files, which only records keys that
+resolve:
+
+    python test/test_package_rosdep.py /path/to/rosdistro   # rosdistro: a ros/rosdistro clone
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "test" / "data" / "rosdep_keys.yaml"
 ROSDISTRO = Path(
     os.environ.get(
         "STEREOSPIKE_ROSDISTRO", ROOT.parent.parent / "shared" / "reference" / "rosdistro"
@@ -99,23 +107,45 @@ def _imported_top_level_modules() -> set[str]:
     return modules
 
 
-@pytest.fixture(autouse=True)
-def _needs_rosdistro():
+def _declared_keys() -> set[str]:
+    pkg = _package()
+    groups = ("exec_depends", "build_depends", "test_depends", "buildtool_depends")
+    return {d.name for group in groups for d in getattr(pkg, group)}
+
+
+def _record_from(rosdistro: Path) -> dict[str, list[str]]:
+    global ROSDISTRO
+    ROSDISTRO = rosdistro
+    _released.cache_clear()
+    _key_rules.cache_clear()
+    return {d: sorted(k for k in _declared_keys() if _resolves(k, d)) for d in DISTROS}
+
+
+def _needs_rosdistro() -> None:
     if not (ROSDISTRO / "kilted-distribution.yaml").is_file():
         pytest.skip(f"no rosdistro files at {ROSDISTRO} (set STEREOSPIKE_ROSDISTRO)")
 
 
 @pytest.mark.parametrize("distro", DISTROS)
 def test_every_package_xml_key_resolves_in_the_distribution(distro):
-    pkg = _package()
-    keys = {d.name for d in pkg.exec_depends + pkg.build_depends + pkg.test_depends}
-    keys |= {d.name for d in pkg.buildtool_depends + pkg.build_export_depends}
-    missing = sorted(k for k in keys if not _resolves(k, distro))
-    assert not missing, f"rosdep cannot resolve on {distro}: {missing}"
+    keys = _declared_keys()
+    record = yaml.safe_load(RECORD.read_text())
+    missing = sorted(keys - set(record[distro]))
+    assert not missing, f"rosdep cannot resolve on {distro} (per {RECORD.name}): {missing}"
     assert not keys & set(NO_ROSDEP_KEY) and not keys & OPTIONAL
 
 
+def test_the_record_matches_the_rosdistro_files():
+    _needs_rosdistro()
+    record = yaml.safe_load(RECORD.read_text())
+    for distro in DISTROS:
+        missing = sorted(k for k in _declared_keys() if not _resolves(k, distro))
+        assert not missing, f"rosdep cannot resolve on {distro}: {missing}"
+        assert set(record[distro]) == {k for k in record[distro] if _resolves(k, distro)}
+
+
 def test_the_checker_rejects_what_has_no_key():
+    _needs_rosdistro()
     assert not _resolves("dvs_msgs", "kilted") and not _resolves("dvs_msgs", "jazzy")
     assert not _resolves("python3-spikingjelly", "kilted")
     assert _resolves("event_camera_msgs", "jazzy") and _resolves("python3-rosbags-pip", "kilted")
@@ -138,3 +168,19 @@ def test_no_key_list_is_documented_with_its_install_command():
     text = (ROOT / "docs" / "ros2-install.md").read_text()
     for module in NO_ROSDEP_KEY:
         assert re.search(rf"pip install[^\n]*\b{module}\b", text), module
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python test/test_package_rosdep.py ROSDISTRO_DIR")
+    record = _record_from(Path(sys.argv[1]))
+    unresolved = sorted(_declared_keys() - set(record["kilted"]) - set(record["jazzy"]))
+    RECORD.parent.mkdir(exist_ok=True)
+    header = (
+        "# package.xml keys that rosdep resolves, per distribution (Ubuntu Noble), from the\n"
+        "# ros/rosdistro files. Regenerate: python test/test_package_rosdep.py ROSDISTRO_DIR\n"
+    )
+    RECORD.write_text(header + yaml.safe_dump(record, sort_keys=False))
+    print(f"wrote {RECORD}" + (f"; NOT resolvable: {unresolved}" if unresolved else ""))
