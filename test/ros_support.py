@@ -57,7 +57,11 @@ def ros_env() -> dict[str, str]:
 
 
 def start_node(
-    module: str, params: dict[str, object], name: str | None = None, namespace: str | None = None
+    module: str,
+    params: dict[str, object],
+    name: str | None = None,
+    namespace: str | None = None,
+    remaps: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process."""
     args = [sys.executable, "-m", f"stereospike_ros.ros.{module}", "--ros-args"]
@@ -65,6 +69,8 @@ def start_node(
         args += ["-r", f"__node:={name}"]
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
+    for old, new in (remaps or {}).items():
+        args += ["-r", f"{old}:={new}"]
     for key, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{key}:={text}"]

@@ -3,8 +3,8 @@
 A test client drives the lifecycle services (``change_state``, ``get_state``) as
 ``ros2 lifecycle set`` or nav2's lifecycle manager would, feeds events, and checks that depth
 is published only while the node is active. The node runs in a namespace, so the same test
-checks that inputs and outputs follow it and that its event subscriptions show on the node
-itself (``ros2 node info``).
+checks that inputs and outputs follow it, that a command-line remap reaches the event
+subscriptions, and that they show on the node itself (``ros2 node info``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from stereospike_ros.events.types import EVENT_DTYPE  # noqa: E402
 
 NS = "/stereo"
 NODE = f"{NS}/depth_node"
+RIGHT = "/cam1/events"  # the right camera's topic, remapped on the command line
+TOPICS = {"left": f"{NS}/davis/left/events", "right": RIGHT}
 
 
 def _events(t0_ns: int, t1_ns: int, n: int = 200) -> np.ndarray:
@@ -56,8 +58,8 @@ class _Client:
         self.get = self.node.create_client(GetState, f"{NODE}/get_state")
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {
-            side: self.node.create_publisher(EventArray, f"{NS}/davis/{side}/events", qos)
-            for side in ("left", "right")
+            side: self.node.create_publisher(EventArray, topic, qos)
+            for side, topic in TOPICS.items()
         }
         self.depth: list[Image] = []
         self.node.create_subscription(Image, f"{NODE}/depth", self.depth.append, 50)
@@ -104,6 +106,7 @@ def test_lifecycle_node_publishes_only_when_active_in_its_namespace(ros_context,
         {"weights": checkpoint, "threads": 1, "warm_up_size": "32x48", "reliable": True},
         name="depth_node",
         namespace=NS,
+        remaps={"davis/right/events": RIGHT},
     )
     client = _Client(ros_context)
     try:
@@ -128,7 +131,7 @@ def test_lifecycle_node_publishes_only_when_active_in_its_namespace(ros_context,
             lambda: all(p.get_subscription_count() == 1 for p in client.pubs.values()),
         )
         topics = dict(client.node.get_subscriber_names_and_types_by_node("depth_node", NS))
-        assert {f"{NS}/davis/left/events", f"{NS}/davis/right/events"} <= set(topics), topics
+        assert set(TOPICS.values()) <= set(topics), topics
         assert client.feed_until_depth(2), "an active node published no depth"
         assert all(msg.header.frame_id == "cam" for msg in client.depth)
 
