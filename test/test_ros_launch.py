@@ -273,8 +273,9 @@ def test_every_topic_the_package_names_is_relative_so_a_namespace_moves_it():
     for where, topic in named.items():
         assert resolve_topic(topic, "stereo") == f"/stereo/{topic}", where
         assert resolve_topic(topic, "") == f"/{topic}", where
-    published = {t for t in _published_topics("depth_node") if t.startswith("/")}
-    assert published <= GLOBAL_TOPICS, published
+    for module in ("depth_node", "depth_lifecycle_node", "event_player", "depth_evaluator"):
+        published = {t for t in _published_topics(module) if t.startswith("/")}
+        assert published <= GLOBAL_TOPICS, (module, published)
 
 
 def test_replay_topics_meet_in_the_namespace():
