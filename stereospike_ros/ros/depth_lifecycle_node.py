@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.lifecycle import LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
@@ -71,33 +71,41 @@ class DepthLifecycleNode(LifecycleNodeMixin, DepthNode):
     # -- transitions --------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
+        def configure() -> None:
+            self._configured = True  # partly, if it fails: _free undoes what was done
             self._configure()
-        except StartupError as err:
-            self.get_logger().error(f"configure failed: {err}")
-            self._free()
-            return TransitionCallbackReturn.FAILURE
-        self._create_outputs()
-        self._configured = True
-        self.get_logger().info("configured: weights loaded, network warmed up")
-        return super().on_configure(state)
+            self._create_outputs()
+
+        result = self._step("configure", configure, undo=self._free)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.get_logger().info("configured: weights loaded, network warmed up")
+            return super().on_configure(state)
+        return result
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._start_inputs()
-        self._active = True
-        self.get_logger().info("active: subscribed, publishing")
-        return super().on_activate(state)
+        def activate() -> None:
+            self._active = True
+            self._start_inputs()
+
+        result = self._step("activate", activate, undo=self._deactivate)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.get_logger().info("active: subscribed, publishing")
+            return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_inputs()
-        self._active = False
-        self.get_logger().info("inactive: unsubscribed, not publishing")
-        return super().on_deactivate(state)
+        result = self._step("deactivate", self._deactivate)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.get_logger().info("inactive: unsubscribed, not publishing")
+            return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._free()
-        self.get_logger().info("unconfigured: network and publishers freed")
-        return super().on_cleanup(state)
+        result = self._step("cleanup", self._free)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.get_logger().info("unconfigured: network and publishers freed")
+            return super().on_cleanup(state)
+        return result
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
@@ -106,6 +114,31 @@ class DepthLifecycleNode(LifecycleNodeMixin, DepthNode):
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop()
         return TransitionCallbackReturn.SUCCESS  # back to unconfigured
+
+    def _step(
+        self, what: str, step: Callable[[], None], undo: Callable[[], None] | None = None
+    ) -> TransitionCallbackReturn:
+        """Run one transition's work; a failure is logged (rclpy would only return ERROR)."""
+        try:
+            step()
+        except Exception as err:
+            text = str(err) if isinstance(err, StartupError) else repr(err)
+            self.get_logger().error(f"{what} failed: {text}")
+            if undo is not None:
+                try:
+                    undo()
+                except Exception as undo_err:  # the state is already failed; say so and go on
+                    self.get_logger().error(f"undoing {what} failed too: {undo_err!r}")
+            # A bad setting (StartupError) leaves the node where it was, ready to try again.
+            if isinstance(err, StartupError):
+                return TransitionCallbackReturn.FAILURE
+            return TransitionCallbackReturn.ERROR
+        return TransitionCallbackReturn.SUCCESS
+
+    def _deactivate(self) -> None:
+        if self._active:
+            self._active = False
+            self._stop_inputs()
 
     def _free(self) -> None:
         for publisher in self._outputs:
@@ -118,9 +151,7 @@ class DepthLifecycleNode(LifecycleNodeMixin, DepthNode):
 
     def stop(self) -> None:
         """Whatever state it is in: threads stopped, everything freed (process exit)."""
-        if self._active:
-            self._stop_inputs()
-            self._active = False
+        self._deactivate()
         if self._configured:
             self._free()
 

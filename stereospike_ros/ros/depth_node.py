@@ -120,7 +120,9 @@ class DepthNode(Node):
             self.event_type = normalize_event_type(p["event_type"])
         except ValueError as err:
             raise StartupError(str(err)) from err
-        self._event_msg_type = message_class(self.event_type)  # dvs_msgs is imported only here
+        # Message types now, so a missing one fails here; dvs_msgs is imported only if chosen.
+        self._event_msg_type = message_class(self.event_type)
+        self._trigger_msg_type = message_class(p["trigger_type"]) if p["trigger_topic"] else None
         self.weights = resolve_weights(p["weights"])
         self.estimator: DepthEstimator
         self.estimator, self.metadata = load_estimator(
@@ -157,6 +159,7 @@ class DepthNode(Node):
         self._load_calibration_files()
 
     def _create_outputs(self) -> None:
+        """The publishers (configure, for the managed node)."""
         publisher = self._output_publisher
         qos_out = output_qos()
         self.pub_depth = publisher(Image, "~/depth", qos_out)
@@ -175,7 +178,7 @@ class DepthNode(Node):
         p = self.p
         io_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        self._inputs: list = []  # what _stop_inputs destroys
+        self._input_subs: list = []  # what _stop_inputs destroys, with the timer
 
         # Event and trigger messages are not delivered by the executor (its wake-up costs
         # ~300 us of Python per message): the ingest thread takes them in batches from
@@ -193,15 +196,17 @@ class DepthNode(Node):
             )
             for side in SIDES
         }  # fmt: skip
+        self._input_subs += [s.subscription for s in self._event_subs.values()]
         self._trigger_sub = None
         if p["trigger_topic"]:
             self._trigger_sub = PolledSubscription(
                 self,
-                message_class(p["trigger_type"]),
+                self._trigger_msg_type,
                 p["trigger_topic"],
                 event_qos(p["reliable"], 100),
                 polled,
             )
+            self._input_subs.append(self._trigger_sub.subscription)
         for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
             if info_topic and not p[f"{side}_calibration_file"]:
@@ -212,19 +217,14 @@ class DepthNode(Node):
                     event_qos(False, 5),
                     callback_group=io_group,
                 )
-                self._inputs.append(sub)
+                self._input_subs.append(sub)
         self._diag_last = time.monotonic()
         self._skipped_reported = 0
         self._startup_skipped = 0
         self._emitted_reported = 0
-        self._inputs.append(
-            self.create_timer(
-                p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group
-            )
+        self._diag_timer = self.create_timer(
+            p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group
         )
-        self._inputs += [s.subscription for s in self._event_subs.values()]
-        if self._trigger_sub is not None:
-            self._inputs.append(self._trigger_sub.subscription)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._worker.start()
@@ -577,14 +577,15 @@ class DepthNode(Node):
         self._worker.join(timeout=5.0)
 
     def _stop_inputs(self) -> None:
-        """Undo ``_start_inputs``: threads stopped, subscriptions and timer destroyed."""
-        self.shutdown()
-        for entity in self._inputs:
-            if hasattr(entity, "timer_period_ns"):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._inputs = []
+        """Undo ``_start_inputs``, also one that failed half-way: threads stopped,
+        subscriptions and timer destroyed."""
+        if hasattr(self, "_ingester"):
+            self.shutdown()
+        timer = self.__dict__.pop("_diag_timer", None)
+        if timer is not None:
+            self.destroy_timer(timer)
+        for subscription in self.__dict__.pop("_input_subs", []):
+            self.destroy_subscription(subscription)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
