@@ -6,8 +6,8 @@
 #
 #   tools/check_rosdep.sh ROSDISTRO_DIR [--with-dvs-msgs]
 #
-# ROSDISTRO_DIR holds kilted-distribution.yaml, jazzy-distribution.yaml, base.yaml and
-# python.yaml (from a ros/rosdistro clone: rosdep/*.yaml and <distro>/distribution.yaml).
+# ROSDISTRO_DIR is a ros/rosdistro clone (rosdep/{base,python}.yaml, <distro>/distribution.yaml)
+# or a folder of kilted-distribution.yaml, jazzy-distribution.yaml, base.yaml, python.yaml.
 # --with-dvs-msgs adds interfaces/dvs_msgs to the workspace, as docs/ros2-install.md says.
 # rosdep itself: pip install rosdep (or apt install python3-rosdep).
 set -euo pipefail
@@ -19,14 +19,23 @@ ROSDEP=${ROSDEP:-$(command -v rosdep || true)}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
+KEYS=$REF
+[ -f "$REF/rosdep/base.yaml" ] && KEYS=$REF/rosdep
+distribution() {  # the distribution file of $1 in either layout
+  if [ -f "$REF/$1/distribution.yaml" ]; then echo "$REF/$1/distribution.yaml"
+  else echo "$REF/$1-distribution.yaml"; fi
+}
+for f in "$KEYS/base.yaml" "$KEYS/python.yaml" "$(distribution kilted)" "$(distribution jazzy)"; do
+  [ -f "$f" ] || { echo "missing $f" >&2; exit 1; }
+done
 mkdir -p "$TMP/sources.list.d" "$TMP/ws/src" "$TMP/index"
-printf 'yaml file://%s/base.yaml\nyaml file://%s/python.yaml\n' "$REF" "$REF" \
+printf 'yaml file://%s/base.yaml\nyaml file://%s/python.yaml\n' "$KEYS" "$KEYS" \
   > "$TMP/sources.list.d/20-default.list"
 {
   echo "%YAML 1.1"; echo "---"; echo "distributions:"
   for distro in jazzy kilted; do
     mkdir -p "$TMP/index/$distro"
-    ln -s "$REF/$distro-distribution.yaml" "$TMP/index/$distro/distribution.yaml"
+    ln -s "$(distribution "$distro")" "$TMP/index/$distro/distribution.yaml"
     printf '  %s:\n    distribution: [%s/distribution.yaml]\n' "$distro" "$distro"
     printf '    distribution_status: active\n    distribution_type: ros2\n    python_version: 3\n'
   done
