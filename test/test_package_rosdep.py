@@ -12,7 +12,7 @@ which of package.xml's keys resolve where, and is checked against them wherever 
 fails here until the record is regenerated from those files, which only records keys that
 resolve:
 
-    python test/test_package_rosdep.py /path/to/rosdistro   # rosdistro: a ros/rosdistro clone
+    python test/test_package_rosdep.py /path/to/rosdistro   # a ros/rosdistro clone
 """
 
 from __future__ import annotations
@@ -64,9 +64,18 @@ def _package():
     return parse_package(str(ROOT / "package.xml"))
 
 
+def _rosdistro_file(name: str) -> Path:
+    """``kilted-distribution.yaml``, ``base.yaml``...: flat, or as laid out in a rosdistro clone."""
+    if name.endswith("-distribution.yaml"):
+        nested = ROSDISTRO / name.split("-")[0] / "distribution.yaml"
+    else:
+        nested = ROSDISTRO / "rosdep" / name
+    return nested if nested.is_file() else ROSDISTRO / name
+
+
 @cache
 def _released(distro: str) -> set[str]:
-    doc = yaml.safe_load((ROSDISTRO / f"{distro}-distribution.yaml").read_text())
+    doc = yaml.safe_load(_rosdistro_file(f"{distro}-distribution.yaml").read_text())
     names = set()
     for repo_name, repo in doc["repositories"].items():
         release = repo.get("release")
@@ -79,7 +88,7 @@ def _released(distro: str) -> set[str]:
 def _key_rules() -> dict:
     rules: dict = {}
     for name in ("base.yaml", "python.yaml"):
-        rules.update(yaml.safe_load((ROSDISTRO / name).read_text()))
+        rules.update(yaml.safe_load(_rosdistro_file(name).read_text()))
     return rules
 
 
@@ -122,7 +131,7 @@ def _record_from(rosdistro: Path) -> dict[str, list[str]]:
 
 
 def _needs_rosdistro() -> None:
-    if not (ROSDISTRO / "kilted-distribution.yaml").is_file():
+    if not _rosdistro_file("kilted-distribution.yaml").is_file():
         pytest.skip(f"no rosdistro files at {ROSDISTRO} (set STEREOSPIKE_ROSDISTRO)")
 
 
