@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 from conftest import spin_until
-from ros_support import start_node, stop, tiny_checkpoint
+from ros_support import random_events, start_node, stop, tiny_checkpoint
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -25,24 +24,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from stereospike_ros.events import encode_event_array  # noqa: E402
-from stereospike_ros.events.types import EVENT_DTYPE  # noqa: E402
 
 NS = "/stereo"
 NODE = f"{NS}/depth_node"
 RIGHT = "/cam1/events"  # the right camera's topic, remapped on the command line
 TOPICS = {"left": f"{NS}/davis/left/events", "right": RIGHT}
-
-
-def _events(t0_ns: int, t1_ns: int, n: int = 200) -> np.ndarray:
-    rng = np.random.default_rng(t0_ns % 1000)
-    ev = np.zeros(n, dtype=EVENT_DTYPE)
-    ev["t"] = np.sort(rng.integers(t0_ns, t1_ns, n))
-    ev["x"], ev["y"], ev["p"] = (
-        rng.integers(0, 48, n),
-        rng.integers(0, 32, n),
-        rng.integers(0, 2, n),
-    )
-    return ev
 
 
 class _Client:
@@ -84,7 +70,7 @@ class _Client:
         for _ in range(duration_ms // 5):
             t0, t1 = 10**9 + self.t_ms * 10**6, 10**9 + (self.t_ms + 5) * 10**6
             for pub in self.pubs.values():
-                pub.publish(encode_event_array(_events(t0, t1), 32, 48, t1, "cam"))
+                pub.publish(encode_event_array(random_events(t0, t1), 32, 48, t1, "cam"))
             self.t_ms += 5
             self.executor.spin_once(timeout_sec=0.002)
 
