@@ -116,8 +116,16 @@ def test_lifecycle_node_publishes_only_when_active_in_its_namespace(ros_context,
             client.executor,
             lambda: all(p.get_subscription_count() == 1 for p in client.pubs.values()),
         )
-        topics = dict(client.node.get_subscriber_names_and_types_by_node("depth_node", NS))
-        assert set(TOPICS.values()) <= set(topics), topics
+
+        def topics() -> set[str]:
+            by_node = client.node.get_subscriber_names_and_types_by_node
+            try:
+                return {name for name, _ in by_node("depth_node", NS)}
+            except Exception:  # NodeNameNonExistentError until the node's name is discovered
+                return set()
+
+        spin_until(client.executor, lambda: set(TOPICS.values()) <= topics())
+        assert set(TOPICS.values()) <= topics(), topics()
         assert client.feed_until_depth(2), "an active node published no depth"
         assert all(msg.header.frame_id == "cam" for msg in client.depth)
 

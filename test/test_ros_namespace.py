@@ -46,9 +46,14 @@ def test_node_in_a_namespace_shows_its_inputs_and_publishes_there(ros_context, t
             timeout=60.0,
         )
         assert node.poll() is None, stop(node)[1]
+
         # One node, the one users address; its event inputs are listed on it.
-        ours = [(n, ns) for n, ns in client.get_node_names_and_namespaces() if ns == NS]
-        assert ours == [("depth_node", NS)], client.get_node_names_and_namespaces()
+        def ours() -> list:
+            return [(n, ns) for n, ns in client.get_node_names_and_namespaces() if ns == NS]
+
+        # node names travel on their own discovery topic, a moment after the endpoints
+        spin_until(executor, lambda: ours() == [("depth_node", NS)], timeout=10.0)
+        assert ours() == [("depth_node", NS)], client.get_node_names_and_namespaces()
         subs = dict(client.get_subscriber_names_and_types_by_node("depth_node", NS))
         for side in ("left", "right"):
             assert subs[f"{NS}/davis/{side}/events"] == ["dvs_msgs/msg/EventArray"]
