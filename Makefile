@@ -1,5 +1,6 @@
 # The README's two commands are `make demo` and `make test`; both set up .venv first (fast when
-# nothing changed). CI runs `make test` (.ci/run).
+# nothing changed). CI runs `make test` (.ci/run): the pytest suite, then a colcon build + test of
+# the package with its install tree checked (tools/check_colcon.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -10,6 +11,7 @@ setup:
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS) test
+	bash tools/check_colcon.sh $(VENV)
 
 demo: setup
 	$(PY) -m stereospike_ros demo

@@ -13,6 +13,7 @@ CONSOLE_SCRIPTS = [
     "cache = stereospike_ros.cli:cache_main",
     "inspect = stereospike_ros.cli:inspect_main",
     "depth_node = stereospike_ros.ros.depth_node:main",
+    "depth_lifecycle_node = stereospike_ros.ros.depth_lifecycle_node:main",
     "event_player = stereospike_ros.ros.event_player:main",
     "depth_evaluator = stereospike_ros.ros.depth_evaluator:main",
     "demo = stereospike_ros.cli:demo_main",
@@ -40,6 +41,7 @@ setup(
     maintainer_email="maintainers@stereospike-ros.org",
     description="Dense depth from stereo event cameras with a spiking neural network (StereoSpike)",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    # colcon test takes pytest from here (setuptools >= 72 dropped tests_require).
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

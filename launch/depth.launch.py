@@ -6,17 +6,24 @@ arguments below override single values only when given, so editing the YAML keep
     ros2 launch stereospike_ros depth.launch.py device:=cuda rviz:=true
     ros2 launch stereospike_ros depth.launch.py event_type:=event_camera_msgs/EventPacket \
         left_events_topic:=/event_cam_0/events right_events_topic:=/event_cam_1/events
+    ros2 launch stereospike_ros depth.launch.py namespace:=stereo lifecycle:=true autostart:=false
+
+Topic names are relative: with ``namespace:=stereo`` the node reads stereo/davis/left/events
+and publishes /stereo/depth_node/depth (absolute names given as arguments stay as they are);
+rviz2 gets a copy of its configuration with the topics resolved in that namespace.
+``lifecycle:=true`` starts the managed node (configure, activate, ... through its lifecycle
+services); ``autostart:=true`` (default) takes it to active by itself.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
+from stereospike_ros.ros.launch_helpers import namespaced_rviz_config, require_package
 
 PACKAGE = "stereospike_ros"
 
@@ -32,25 +39,44 @@ OVERRIDES = {
 }
 
 
-def _depth_node(context: LaunchContext) -> list:
-    overrides = {}
-    for argument, parameter in OVERRIDES.items():
-        value = LaunchConfiguration(argument).perform(context)
-        if value:
-            overrides[parameter] = value
-    use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
+def _nodes(context: LaunchContext) -> list:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    # Checked before any node starts, so a failed launch leaves nothing running.
+    rviz = arg("rviz").lower() == "true"
+    if rviz:
+        require_package("rviz2", "rviz:=true", "apt install ros-$ROS_DISTRO-rviz2, or rviz:=false")
+    overrides = {
+        parameter: arg(argument) for argument, parameter in OVERRIDES.items() if arg(argument)
+    }
+    use_sim_time = arg("use_sim_time").lower() == "true"
     overrides["use_sim_time"] = use_sim_time
-    return [
-        Node(
-            package=PACKAGE,
-            executable="depth_node",
-            name="depth_node",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), overrides],
-            output="screen",
-            emulate_tty=True,
+    namespace = arg("namespace")
+    common = {
+        "name": "depth_node",
+        "namespace": namespace,
+        "parameters": [arg("params_file"), overrides],
+        "output": "screen",
+        "emulate_tty": True,
+    }
+    if arg("lifecycle").lower() == "true":
+        overrides["autostart"] = arg("autostart").lower() == "true"
+        nodes = [Node(package=PACKAGE, executable="depth_lifecycle_node", **common)]
+    else:
+        nodes = [Node(package=PACKAGE, executable="depth_node", **common)]
+    if rviz:
+        nodes.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                namespace=namespace,
+                arguments=["-d", str(namespaced_rviz_config(arg("rviz_config"), namespace))],
+                parameters=[{"use_sim_time": use_sim_time}],
+            )
         )
-    ]
+    return nodes
 
 
 def generate_launch_description():
@@ -83,19 +109,21 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="follow /clock (replays)"
         ),
-        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false", description="start the managed (lifecycle) node"
+        ),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="lifecycle node: configure and activate at start-up",
+        ),
+        DeclareLaunchArgument(
+            "rviz", default_value="false", description="start rviz2 (must be installed)"
+        ),
         DeclareLaunchArgument(
             "rviz_config",
             default_value=os.path.join(share, "config", "stereospike.rviz"),
-            description="rviz2 configuration",
+            description="rviz2 configuration (relative topics follow the namespace)",
         ),
     ]
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", LaunchConfiguration("rviz_config")],
-        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
-    return LaunchDescription([*arguments, OpaqueFunction(function=_depth_node), rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

@@ -7,7 +7,8 @@
 Starts event_player (events, camera_info, ground-truth depth, /clock), depth_node (through
 depth.launch.py) and depth_evaluator. By default the node's windows end at the ground-truth
 stamps (``trigger:=true``), the MVSEC protocol, so every depth frame is scored on the 50 ms
-of events before it.
+of events before it. With ``namespace:=NS`` all three run in NS and talk over NS/davis/... and
+NS/depth_node/depth (every topic name here is relative).
 """
 
 import os
@@ -19,9 +20,17 @@ from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
+from stereospike_ros.ros.launch_helpers import require_package
 
 PACKAGE = "stereospike_ros"
-DEPTH_TOPIC = "/davis/left/depth_image_rect"
+DEPTH_TOPIC = "davis/left/depth_image_rect"  # relative: follows the namespace
+
+
+def _check_rviz(context: LaunchContext) -> list:
+    # Before any node starts (depth.launch.py checks again), so nothing is left running.
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        require_package("rviz2", "rviz:=true", "apt install ros-$ROS_DISTRO-rviz2, or rviz:=false")
+    return []
 
 
 def _player_and_evaluator(context: LaunchContext) -> list:
@@ -29,12 +38,11 @@ def _player_and_evaluator(context: LaunchContext) -> list:
         return LaunchConfiguration(name).perform(context)
 
     use_sim_time = arg("use_sim_time").lower() == "true"
-    namespace = arg("namespace").strip("/")
-    prediction = f"/{namespace}/depth_node/depth" if namespace else "/depth_node/depth"
     player = Node(
         package=PACKAGE,
         executable="event_player",
         name="event_player",
+        namespace=LaunchConfiguration("namespace"),
         parameters=[
             {
                 "recording": arg("recording"),
@@ -53,9 +61,10 @@ def _player_and_evaluator(context: LaunchContext) -> list:
         package=PACKAGE,
         executable="depth_evaluator",
         name="depth_evaluator",
+        namespace=LaunchConfiguration("namespace"),
         parameters=[
             {
-                "depth_topic": prediction,
+                "depth_topic": "depth_node/depth",
                 "ground_truth_topic": DEPTH_TOPIC,
                 "output": arg("output"),
                 "use_sim_time": use_sim_time,
@@ -89,7 +98,9 @@ def generate_launch_description():
         DeclareLaunchArgument("output", default_value="", description="evaluator JSON summary"),
         DeclareLaunchArgument("weights", default_value="", description="checkpoint file"),
         DeclareLaunchArgument("device", default_value="", description="cpu, cuda, cuda:N"),
-        DeclareLaunchArgument("namespace", default_value="", description="depth_node namespace"),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="namespace of all three nodes"
+        ),
         DeclareLaunchArgument(
             "params_file",
             default_value=os.path.join(share, "config", "depth.yaml"),
@@ -113,4 +124,11 @@ def generate_launch_description():
             ),
         }.items(),
     )
-    return LaunchDescription([*arguments, depth, OpaqueFunction(function=_player_and_evaluator)])
+    return LaunchDescription(
+        [
+            *arguments,
+            OpaqueFunction(function=_check_rviz),
+            depth,
+            OpaqueFunction(function=_player_and_evaluator),
+        ]
+    )

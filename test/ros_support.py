@@ -47,6 +47,20 @@ def small_recording(folder: Path, duration_s: float = 0.6, height: int = 48, wid
     return recording, data
 
 
+def random_events(t0_ns: int, t1_ns: int, n: int = 200, height: int = 32, width: int = 48):
+    """``n`` events spread over [t0_ns, t1_ns) on a ``height`` x ``width`` sensor (seeded)."""
+    import numpy as np
+
+    from stereospike_ros.events.types import EVENT_DTYPE
+
+    rng = np.random.default_rng(t0_ns % 1000)
+    ev = np.zeros(n, dtype=EVENT_DTYPE)
+    ev["t"] = np.sort(rng.integers(t0_ns, t1_ns, n))
+    ev["x"], ev["y"] = rng.integers(0, width, n), rng.integers(0, height, n)
+    ev["p"] = rng.integers(0, 2, n)
+    return ev
+
+
 def ros_env() -> dict[str, str]:
     """This test session's DDS domain (conftest picks it) for child processes, one torch thread."""
     env = dict(os.environ)
@@ -56,11 +70,21 @@ def ros_env() -> dict[str, str]:
     return env
 
 
-def start_node(module: str, params: dict[str, object], name: str | None = None) -> subprocess.Popen:
+def start_node(
+    module: str,
+    params: dict[str, object],
+    name: str | None = None,
+    namespace: str | None = None,
+    remaps: dict[str, str] | None = None,
+) -> subprocess.Popen:
     """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process."""
     args = [sys.executable, "-m", f"stereospike_ros.ros.{module}", "--ros-args"]
     if name:
         args += ["-r", f"__node:={name}"]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    for old, new in (remaps or {}).items():
+        args += ["-r", f"{old}:={new}"]
     for key, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         args += ["-p", f"{key}:={text}"]

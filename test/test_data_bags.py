@@ -133,7 +133,7 @@ def test_mvsec_style_data_and_gt_bags_open_together(rec, tmp_path):
 
 def test_ros2_bag_of_event_packets_is_read_in_bulk(rec, tmp_path):
     store = ros2_typestore()
-    packet_msg = Path(__file__).parent / "interfaces/event_camera_msgs/msg/EventPacket.msg"
+    packet_msg = Path(__file__).parents[1] / "interfaces/event_camera_msgs/msg/EventPacket.msg"
     packet_store = get_typestore(Stores.ROS2_KILTED)
     packet_store.register(
         get_types_from_msg(packet_msg.read_text(), "event_camera_msgs/msg/EventPacket")

@@ -9,12 +9,20 @@ against a live node in test_ros_nodes.py.
 from __future__ import annotations
 
 import ast
+import functools
 import glob
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from stereospike_ros.ros.launch_helpers import (
+    namespaced_rviz_config,
+    require_package,
+    resolve_topic,
+    rviz_topics,
+)
 from stereospike_ros.ros.parameters import (
     DEPTH_NODE_PARAMS,
     EVALUATOR_PARAMS,
@@ -190,22 +198,163 @@ def _published_topics(module: str) -> set[str]:
     tree = ast.parse((ROOT / "stereospike_ros" / "ros" / f"{module}.py").read_text())
     return {
         c.args[1].value
-        for c in _calls(tree, "create_publisher")
+        for name in ("create_publisher", "publisher")
+        for c in _calls(tree, name)
         if len(c.args) > 1 and isinstance(c.args[1], ast.Constant)
     }
 
 
+def _rviz_topics() -> list[str]:
+    return rviz_topics((ROOT / "config" / "stereospike.rviz").read_text())
+
+
 def test_every_rviz_topic_is_published_by_the_depth_node():
     doc = yaml.safe_load((ROOT / "config" / "stereospike.rviz").read_text())
-    displays = doc["Visualization Manager"]["Displays"]
-    topics = {d["Topic"]["Value"] for d in displays if "Topic" in d}
-    published = {t.replace("~", "/depth_node") for t in _published_topics("depth_node")}
+    topics = set(_rviz_topics())
+    published = {t.replace("~", "depth_node") for t in _published_topics("depth_node")}
     assert topics, "the rviz config shows no topic"
     assert topics <= published, f"not published: {sorted(topics - published)}"
-    assert {"/depth_node/depth", "/depth_node/depth_color", "/depth_node/events_image"} <= topics
-    assert "/depth_node/points" in topics
-    classes = {d["Class"] for d in displays}
+    assert {"depth_node/depth", "depth_node/depth_color", "depth_node/events_image"} <= topics
+    assert "depth_node/points" in topics
+    classes = {d["Class"] for d in doc["Visualization Manager"]["Displays"]}
     assert {"rviz_default_plugins/Image", "rviz_default_plugins/PointCloud2"} <= classes
+
+
+# -- namespaces --------------------------------------------------------------------------------
+
+#: Topics that are global by convention and stay absolute in any namespace.
+GLOBAL_TOPICS = {"/diagnostics", "/clock"}
+
+
+def _topic_defaults() -> dict[str, str]:
+    """Every topic-valued parameter default of the three nodes, keyed node.parameter."""
+    return {
+        f"{node}.{name}": param.default
+        for node, params in NODE_PARAMS.items()
+        for name, param in params.items()
+        if name.endswith("_topic") and param.default
+    }
+
+
+def _launch_topic_strings() -> dict[str, str]:
+    """String constants of the launch files that are topic names."""
+    found = {}
+    for path in LAUNCH_FILES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").endswith(
+                "_TOPIC"
+            ):
+                found[f"{path.name}:{node.targets[0].id}"] = ast.literal_eval(node.value)
+            if isinstance(node, ast.Dict):
+                for key, value in zip(node.keys, node.values, strict=True):
+                    if (
+                        isinstance(key, ast.Constant)
+                        and str(key.value).endswith("_topic")
+                        and isinstance(value, ast.Constant)
+                    ):
+                        found[f"{path.name}:{key.value}"] = value.value
+    return found
+
+
+def test_every_topic_the_package_names_is_relative_so_a_namespace_moves_it():
+    yaml_values = yaml.safe_load((ROOT / "config" / "depth.yaml").read_text())["/**"][
+        "ros__parameters"
+    ]
+    named = {
+        **_topic_defaults(),
+        **{f"depth.yaml:{k}": v for k, v in yaml_values.items() if k.endswith("_topic") and v},
+        **_launch_topic_strings(),
+        **{f"rviz:{t}": t for t in _rviz_topics()},
+    }
+    assert len(named) >= 15, named
+    absolute = {k: v for k, v in named.items() if v.startswith("/")}
+    assert not absolute, f"absolute topic names ignore the namespace: {absolute}"
+    for where, topic in named.items():
+        assert resolve_topic(topic, "stereo") == f"/stereo/{topic}", where
+        assert resolve_topic(topic, "") == f"/{topic}", where
+    for module in ("depth_node", "depth_lifecycle_node", "event_player", "depth_evaluator"):
+        published = {t for t in _published_topics(module) if t.startswith("/")}
+        assert published <= GLOBAL_TOPICS, (module, published)
+
+
+def test_replay_topics_meet_in_the_namespace():
+    # player -> depth node (events, trigger) -> evaluator (prediction, ground truth) resolve
+    # to the same names in one namespace, so namespace:=NS moves the whole replay.
+    player = {p.name: p.default for p in PLAYER_PARAMS}
+    node = {p.name: p.default for p in DEPTH_NODE_PARAMS}
+    evaluator = {p.name: p.default for p in EVALUATOR_PARAMS}
+    replay = _launch_topic_strings()
+    for ns in ("", "stereo", "/robot1/stereo"):
+        r = functools.partial(lambda topic, ns: resolve_topic(topic, ns), ns=ns)
+        for side in ("left", "right"):
+            assert r(player[f"{side}_events_topic"]) == r(node[f"{side}_events_topic"])
+            assert r(player[f"{side}_camera_info_topic"]) == r(node[f"{side}_camera_info_topic"])
+        trigger = replay["replay.launch.py:DEPTH_TOPIC"]
+        assert r(trigger) == r(player["depth_topic"]) == r(evaluator["ground_truth_topic"])
+        # the evaluator runs beside depth_node: its relative depth_topic is the node's ~/depth
+        assert r(evaluator["depth_topic"]) == r("depth_node/depth")
+        assert r(replay["replay.launch.py:depth_topic"]) == r("depth_node/depth")
+
+
+def test_launch_files_put_every_node_in_the_namespace_argument():
+    for path in LAUNCH_FILES:
+        tree = ast.parse(path.read_text())
+        text = path.read_text()
+        for call in _calls(tree, "Node"):
+            namespace = _kw(call, "namespace")
+            if namespace is None:  # depth.launch.py passes it through **common
+                assert '"namespace": namespace' in text, f"{path.name}: a Node has no namespace"
+            else:
+                assert "namespace" in ast.unparse(namespace), path.name
+
+
+@pytest.mark.parametrize("namespace", ["", "stereo", "/robot1/stereo/"])
+def test_generated_rviz_config_shows_the_namespaced_depth_node(tmp_path, namespace):
+    generated = namespaced_rviz_config(ROOT / "config" / "stereospike.rviz", namespace, tmp_path)
+    topics = rviz_topics(generated.read_text())
+    prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    published = {t.replace("~", f"{prefix}/depth_node") for t in _published_topics("depth_node")}
+    assert topics == [f"{prefix}/{t}" for t in _rviz_topics()]
+    assert set(topics) <= published
+    # the rest of the view is kept (displays, fixed frame)
+    doc = yaml.safe_load(generated.read_text())
+    original = yaml.safe_load((ROOT / "config" / "stereospike.rviz").read_text())
+    assert (
+        doc["Visualization Manager"]["Global Options"]
+        == (original["Visualization Manager"]["Global Options"])
+    )
+
+
+def test_rviz_is_optional_and_checked_before_any_node_starts(monkeypatch):
+    from catkin_pkg.package import parse_package
+
+    monkeypatch.setenv("AMENT_PREFIX_PATH", sys.prefix)  # the venv's ament index, no rviz2
+
+    pkg = parse_package(str(ROOT / "package.xml"))
+    assert "rviz2" not in {d.name for d in pkg.exec_depends}
+    # this machine has no rviz2: the check names it and how to get it
+    with pytest.raises(RuntimeError, match=r"rviz:=true but rviz2 is not installed \(apt install"):
+        require_package("rviz2", "rviz:=true", "apt install ros-$ROS_DISTRO-rviz2, or rviz:=false")
+    require_package("rclpy", "always", "")  # an installed package passes
+    # depth.launch.py: the check comes before the first Node is created
+    tree = ast.parse((ROOT / "launch" / "depth.launch.py").read_text())
+    check = min(c.lineno for c in _calls(tree, "require_package"))
+    assert check < min(c.lineno for c in _calls(tree, "Node"))
+    # replay.launch.py: its first action after the arguments is the same check
+    replay = (ROOT / "launch" / "replay.launch.py").read_text()
+    assert replay.index("OpaqueFunction(function=_check_rviz)") < replay.index("            depth,")
+
+
+def test_lifecycle_launch_argument_starts_the_managed_node():
+    tree = ast.parse((ROOT / "launch" / "depth.launch.py").read_text())
+    executables = {_kw(c, "executable").value for c in _calls(tree, "Node")}
+    assert {"depth_node", "depth_lifecycle_node"} <= executables
+    assert "depth_lifecycle_node" in _console_scripts()
+    declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
+    assert {"lifecycle", "autostart"} <= declared
+    source = (ROOT / "stereospike_ros" / "ros" / "depth_lifecycle_node.py").read_text()
+    assert 'declare_parameter(\n            "autostart"' in source
 
 
 def test_replay_launch_scores_the_depth_node_output_against_the_player_ground_truth():
@@ -216,4 +365,4 @@ def test_replay_launch_scores_the_depth_node_output_against_the_player_ground_tr
     assert "depth.launch.py" in strings
     gt = NODE_PARAMS["event_player"]["depth_topic"].default
     assert gt == NODE_PARAMS["depth_evaluator"]["ground_truth_topic"].default
-    assert NODE_PARAMS["depth_evaluator"]["depth_topic"].default == "/depth_node/depth"
+    assert NODE_PARAMS["depth_evaluator"]["depth_topic"].default == "depth_node/depth"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with everything stereospike_ros needs, pinned by constraints.txt:
 # ROS 2 Kilted wheels (or a sourced ROS 2 distro), torch (CPU), spikingjelly, the data and
-# test tools, and the two interface packages built from test/interfaces/*.
+# test tools, and the two interface packages built from interfaces/*.
 # Re-running is a no-op (well under a second) when none of its inputs changed.
 #
 #   tools/setup_env.sh            set up or update .venv
@@ -45,7 +45,7 @@ fi
 stamp_inputs() {
   cat "$ROOT/tools/setup_env.sh" "$ROOT/requirements.txt" "$ROOT/requirements-core.txt" \
       "$ROOT/constraints.txt" "$ROOT/setup.py"
-  find "$ROOT/test/interfaces" -type f | LC_ALL=C sort | xargs cat
+  find "$ROOT/interfaces" -type f | LC_ALL=C sort | xargs cat
   echo "distro=${ROS_DISTRO:-wheels} py=$("$PY" -V 2>&1)"
 }
 STAMP=$(stamp_inputs | sha256sum | cut -d' ' -f1)
@@ -94,13 +94,13 @@ for pkg in dvs_msgs event_camera_msgs; do
   if [ $USE_DISTRO = 1 ] && "$VENV/bin/python" -c "import $pkg.msg" 2>/dev/null; then
     log "$pkg comes from the sourced distro"; continue
   fi
-  log "building $pkg from test/interfaces/$pkg"
+  log "building $pkg from interfaces/$pkg"
   build="$VENV/build/$pkg"
   rm -rf "$build"; mkdir -p "$build"
   prefix_path="$VENV"
   [ $USE_DISTRO = 1 ] && prefix_path="$VENV;${AMENT_PREFIX_PATH//:/;}"
   AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" PATH="$VENV/bin:$PATH" \
-    cmake -S "$ROOT/test/interfaces/$pkg" -B "$build" -Wno-dev \
+    cmake -S "$ROOT/interfaces/$pkg" -B "$build" -Wno-dev \
       -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
       -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$prefix_path" \
       -DPython3_EXECUTABLE="$VENV/bin/python" -DPYTHON_INSTALL_DIR="${SITE#"$VENV"/}" \

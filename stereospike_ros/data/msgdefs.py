@@ -3,7 +3,7 @@
 ROS 1 bags embed their definitions (MVSEC's do); ROS 2 bags from older rosbag2 versions do not,
 and rosbags ships no dvs_msgs, so both typestores are built here from the .msg text. The ROS 1
 text is rpg_dvs_ros' (md5 ``5e8beee5a6c107e504c2e78903c224b8`` for EventArray, as in MVSEC's
-bags); the ROS 2 text is the ros-event-camera/dvs_msgs port (test/interfaces/dvs_msgs/msg/).
+bags); the ROS 2 text is the ros-event-camera/dvs_msgs port (interfaces/dvs_msgs/msg/).
 """
 
 from __future__ import annotations

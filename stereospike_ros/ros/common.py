@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import CallbackGroup
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
@@ -177,7 +178,19 @@ def message_class(type_name: str) -> type:
         module = importlib.import_module(f"{parts[0]}.{parts[1]}")
         return getattr(module, parts[2])
     except (ImportError, AttributeError) as err:
-        raise StartupError(f"message type {type_name!r} is not installed: {err}") from err
+        hint = MISSING_PACKAGE_HINTS.get(parts[0], "")
+        raise StartupError(
+            f"message type {type_name!r} is not installed: {err}" + (f"; {hint}" if hint else "")
+        ) from err
+
+
+#: How to get a message package that rosdep cannot install. Imported only when a node is asked
+#: for one of its types, so a workspace without it runs every other path.
+MISSING_PACKAGE_HINTS = {
+    "dvs_msgs": "dvs_msgs is in no ROS 2 distribution: add stereospike_ros/interfaces/dvs_msgs "
+    "to your colcon workspace and build it (docs/ros2-install.md), or use "
+    "event_camera_msgs/EventPacket",
+}
 
 
 def private_node(parent: Node, suffix: str) -> Node:
@@ -207,9 +220,18 @@ class PolledSubscription:
     the call behind every subscription callback); rclpy has no public "take" API.
     """
 
-    def __init__(self, node: Node, msg_type: type, topic: str, qos: QoSProfile) -> None:
+    def __init__(
+        self,
+        node: Node,
+        msg_type: type,
+        topic: str,
+        qos: QoSProfile,
+        callback_group: CallbackGroup | None = None,
+    ) -> None:
         self.topic = topic
-        self.subscription = node.create_subscription(msg_type, topic, _never_called, qos, raw=True)
+        self.subscription = node.create_subscription(
+            msg_type, topic, _never_called, qos, raw=True, callback_group=callback_group
+        )
 
     def take_all(self, limit: int = 100_000) -> list[bytes]:
         """The serialized messages waiting now, oldest first (at most ``limit``)."""

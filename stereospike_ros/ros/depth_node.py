@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -48,7 +48,6 @@ from stereospike_ros.ros.common import (
     event_qos,
     message_class,
     output_qos,
-    private_node,
     run_node,
 )
 from stereospike_ros.ros.errors import ConversionError, StartupError
@@ -61,10 +60,27 @@ from stereospike_ros.ros.pipeline import DepthEstimator, load_estimator
 from stereospike_ros.ros.sync import ClockOffset, LatestSlot, Timings, header_stamp_ns
 from stereospike_ros.ros.visualize import colorize_depth, depth_to_points, events_to_rgb
 
-__all__ = ["DepthNode", "main"]
+__all__ = ["DepthNode", "PolledGroup", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+
+
+class PolledGroup(CallbackGroup):
+    """The group of subscriptions that the ingest thread drains: executors never wait on them.
+
+    rclpy's executors add an entity to their wait set only when its group ``can_execute`` it,
+    so these subscriptions cost the executor nothing while still belonging to the node.
+    """
+
+    def can_execute(self, entity: object) -> bool:
+        return False
+
+    def beginning_execution(self, entity: object) -> bool:
+        return False
+
+    def ending_execution(self, entity: object) -> None:
+        pass
 
 
 @dataclass
@@ -91,12 +107,22 @@ class DepthNode(Node):
 
     def __init__(self, node_name: str = "depth_node", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        p = declare_parameters(self, DEPTH_NODE_PARAMS)
-        self.p = p
+        self.p = declare_parameters(self, DEPTH_NODE_PARAMS)
+        # Three steps, which the managed node (depth_lifecycle_node) takes on its transitions.
+        self._configure()
+        self._create_outputs()
+        self._start_inputs()
+
+    def _configure(self) -> None:
+        """Load the weights, warm the network up, set up the windows (configure)."""
+        p = self.p
         try:
             self.event_type = normalize_event_type(p["event_type"])
         except ValueError as err:
             raise StartupError(str(err)) from err
+        # Message types now, so a missing one fails here; dvs_msgs is imported only if chosen.
+        self._event_msg_type = message_class(self.event_type)
+        self._trigger_msg_type = message_class(p["trigger_type"]) if p["trigger_topic"] else None
         self.weights = resolve_weights(p["weights"])
         self.estimator: DepthEstimator
         self.estimator, self.metadata = load_estimator(
@@ -132,52 +158,73 @@ class DepthNode(Node):
         self._warm_up_cpu_s = 0.0
         self._load_calibration_files()
 
+    def _create_outputs(self) -> None:
+        """The publishers (configure, for the managed node)."""
+        publisher = self._output_publisher
+        qos_out = output_qos()
+        self.pub_depth = publisher(Image, "~/depth", qos_out)
+        self.pub_info = publisher(CameraInfo, "~/camera_info", qos_out)
+        self.pub_color = publisher(Image, "~/depth_color", qos_out)
+        self.pub_events = publisher(Image, "~/events_image", qos_out)
+        self.pub_points = publisher(PointCloud2, "~/points", qos_out)
+        self.pub_diag = publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _output_publisher(self, msg_type: type, topic: str, qos: object) -> object:
+        """Every output's publisher (the managed node makes them lifecycle publishers)."""
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _start_inputs(self) -> None:
+        """Subscribe and start the ingest and inference threads (activate)."""
+        p = self.p
         io_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        qos_out = output_qos()
-        self.pub_depth = self.create_publisher(Image, "~/depth", qos_out)
-        self.pub_info = self.create_publisher(CameraInfo, "~/camera_info", qos_out)
-        self.pub_color = self.create_publisher(Image, "~/depth_color", qos_out)
-        self.pub_events = self.create_publisher(Image, "~/events_image", qos_out)
-        self.pub_points = self.create_publisher(PointCloud2, "~/points", qos_out)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._input_subs: list = []  # what _stop_inputs destroys, with the timer
 
         # Event and trigger messages are not delivered by the executor (its wake-up costs
         # ~300 us of Python per message): the ingest thread takes them in batches from
-        # subscriptions that no executor waits on (see PolledSubscription).
-        self._ingest_node = private_node(self, "ingest")
-        msg_type = message_class(self.event_type)
+        # subscriptions that no executor waits on (see PolledSubscription). They belong to this
+        # node, so `ros2 node info` lists them with its other inputs, in a callback group that
+        # tells every executor to leave them alone.
+        polled = PolledGroup()
+        msg_type = self._event_msg_type
+        if self.slot.closed:  # started again after _stop_inputs
+            self.slot = LatestSlot()
         qos_in = event_qos(p["reliable"], p["qos_depth"])
         self._event_subs = {
             side: PolledSubscription(
-                self._ingest_node, msg_type, self.resolve_topic_name(p[f"{side}_events_topic"]),
-                qos_in,
+                self, msg_type, p[f"{side}_events_topic"], qos_in, polled
             )
             for side in SIDES
         }  # fmt: skip
+        self._input_subs += [s.subscription for s in self._event_subs.values()]
         self._trigger_sub = None
         if p["trigger_topic"]:
             self._trigger_sub = PolledSubscription(
-                self._ingest_node,
-                message_class(p["trigger_type"]),
-                self.resolve_topic_name(p["trigger_topic"]),
+                self,
+                self._trigger_msg_type,
+                p["trigger_topic"],
                 event_qos(p["reliable"], 100),
+                polled,
             )
+            self._input_subs.append(self._trigger_sub.subscription)
         for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
             if info_topic and not p[f"{side}_calibration_file"]:
-                self.create_subscription(
+                sub = self.create_subscription(
                     CameraInfo,
                     info_topic,
                     lambda msg, side=side: self._on_camera_info(side, msg),
                     event_qos(False, 5),
                     callback_group=io_group,
                 )
+                self._input_subs.append(sub)
         self._diag_last = time.monotonic()
         self._skipped_reported = 0
         self._startup_skipped = 0
         self._emitted_reported = 0
-        self.create_timer(p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group)
+        self._diag_timer = self.create_timer(
+            p["diagnostics_period_s"], self._publish_diagnostics, self._diag_group
+        )
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._worker.start()
@@ -186,10 +233,10 @@ class DepthNode(Node):
         self.get_logger().info(
             f"weights {self.weights} ({self.metadata.get('model', {}) or 'model'}) on "
             f"{p['device']}, {p['inference_path']} path; {self.event_type} from "
-            f"{p['left_events_topic']} and "
-            f"{p['right_events_topic']}; {p['window_ms']:g} ms windows "
+            f"{self._event_subs['left'].subscription.topic_name} and "
+            f"{self._event_subs['right'].subscription.topic_name}; {p['window_ms']:g} ms windows "
             + (
-                f"ended by {p['trigger_topic']}"
+                f"ended by {self._trigger_sub.subscription.topic_name}"
                 if p["trigger_topic"]
                 else f"every {self.period_ns / 1e6:g} ms"
             )
@@ -293,7 +340,7 @@ class DepthNode(Node):
 
     def _log_drop(self, err: DroppedMessageError) -> None:
         counters = self.ingest.counters[err.side]
-        topic = self.p[f"{err.side}_events_topic"]
+        topic = self._event_subs[err.side].subscription.topic_name  # resolved: namespace, remaps
         if err.reason == "decode":
             text = f"dropped an undecodable message ({counters.decode_errors} so far): {err}"
         elif err.reason == "geometry":
@@ -528,7 +575,17 @@ class DepthNode(Node):
         self._ingester.join(timeout=5.0)
         self.slot.close()
         self._worker.join(timeout=5.0)
-        self._ingest_node.destroy_node()
+
+    def _stop_inputs(self) -> None:
+        """Undo ``_start_inputs``, also one that failed half-way: threads stopped,
+        subscriptions and timer destroyed."""
+        if hasattr(self, "_ingester"):
+            self.shutdown()
+        timer = self.__dict__.pop("_diag_timer", None)
+        if timer is not None:
+            self.destroy_timer(timer)
+        for subscription in self.__dict__.pop("_input_subs", []):
+            self.destroy_subscription(subscription)
 
 
 def _parse_size(text: str) -> tuple[int, int]:

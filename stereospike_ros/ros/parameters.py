@@ -88,8 +88,8 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "first message, which then skips the windows of that second)",
     ),
     Param("event_type", EVENT_TYPES[0], "event message type", choices=EVENT_TYPES),
-    Param("left_events_topic", "/davis/left/events", "left camera events"),
-    Param("right_events_topic", "/davis/right/events", "right camera events"),
+    Param("left_events_topic", "davis/left/events", "left camera events"),
+    Param("right_events_topic", "davis/right/events", "right camera events"),
     Param(
         "reliable",
         False,
@@ -104,8 +104,8 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         100.0,
     ),
     Param("rectify", False, "rectify events with the cameras' calibration before binning"),
-    Param("left_camera_info_topic", "/davis/left/camera_info", "left CameraInfo ('' = none)"),
-    Param("right_camera_info_topic", "/davis/right/camera_info", "right CameraInfo"),
+    Param("left_camera_info_topic", "davis/left/camera_info", "left CameraInfo ('' = none)"),
+    Param("right_camera_info_topic", "davis/right/camera_info", "right CameraInfo"),
     Param(
         "left_calibration_file",
         "",
@@ -119,7 +119,7 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
     Param(
         "trigger_topic",
         "",
-        "stamps that end windows (e.g. /davis/left/depth_image_rect); '' = fixed rate",
+        "stamps that end windows (e.g. davis/left/depth_image_rect); '' = fixed rate",
     ),
     Param(
         "trigger_type",
@@ -157,11 +157,11 @@ PLAYER_PARAMS: tuple[Param, ...] = (
     Param("recording", "", "MVSEC HDF5 (data file or prefix), ROS 1 .bag, or ROS 2 bag"),
     Param("event_type", EVENT_TYPES[0], "event message type", choices=EVENT_TYPES),
     Param("evt_encoding", "evt3", "EventPacket payload encoding (evt3, libcaer)"),
-    Param("left_events_topic", "/davis/left/events", ""),
-    Param("right_events_topic", "/davis/right/events", ""),
-    Param("left_camera_info_topic", "/davis/left/camera_info", "'' = do not publish"),
-    Param("right_camera_info_topic", "/davis/right/camera_info", "'' = do not publish"),
-    Param("depth_topic", "/davis/left/depth_image_rect", "ground truth ('' = do not publish)"),
+    Param("left_events_topic", "davis/left/events", ""),
+    Param("right_events_topic", "davis/right/events", ""),
+    Param("left_camera_info_topic", "davis/left/camera_info", "'' = do not publish"),
+    Param("right_camera_info_topic", "davis/right/camera_info", "'' = do not publish"),
+    Param("depth_topic", "davis/left/depth_image_rect", "ground truth ('' = do not publish)"),
     Param("left_frame_id", "davis_left_optical_frame", "frame of left events and depth"),
     Param("right_frame_id", "davis_right_optical_frame", ""),
     Param("rate", 1.0, "playback speed factor (0 = as fast as possible)", 0.0, 1000.0),
@@ -196,8 +196,8 @@ PLAYER_PARAMS: tuple[Param, ...] = (
 )
 
 EVALUATOR_PARAMS: tuple[Param, ...] = (
-    Param("depth_topic", "/depth_node/depth", "predicted depth (32FC1 metres)"),
-    Param("ground_truth_topic", "/davis/left/depth_image_rect", "ground-truth depth"),
+    Param("depth_topic", "depth_node/depth", "predicted depth (32FC1 metres)"),
+    Param("ground_truth_topic", "davis/left/depth_image_rect", "ground-truth depth"),
     Param("tolerance_ms", 1.0, "pair stamps closer than this (0 = exact)", 0.0, 10000.0),
     Param("reliable", True, "subscribe RELIABLE (False: BEST_EFFORT)"),
     Param("max_depth", 0.0, "ignore ground truth beyond this (m); 0 = no cut-off", 0.0, 1000.0),
