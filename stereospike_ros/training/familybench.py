@@ -1,0 +1,417 @@
+"""``python -m stereospike_ros benchmark families``: depth on scene families training never saw.
+
+Builds (or reuses) a dataset of randomized recordings (``data.families``): training and
+validation recordings from the ``mixed`` family, and test recordings of every family, the
+held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
+``families.json`` (which family each recording is). Given checkpoints, it scores each of them,
+StereoSGBM (on the pixels it matches) and a constant-depth predictor that knows each
+recording's mean ground-truth depth, family by family, on the same frames, and writes
+``results.md`` / ``results.json``.
+
+Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
+checkpoint is worse than the constant predictor on some family, i.e. when a network has
+regressed to predicting one depth; ``--max-vs-sgbm 0.7`` is the issue's target against SGBM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """How many recordings of which length and size; ``--quick`` takes seconds."""
+
+    height: int
+    width: int
+    train_recordings: int
+    val_recordings: int
+    test_recordings: int  # per family
+    train_duration_s: float
+    test_duration_s: float
+
+
+PLANS = {
+    "full": DatasetPlan(260, 346, 200, 8, 4, 4.0, 2.0),
+    "quick": DatasetPlan(48, 64, 2, 1, 1, 0.5, 0.3),
+}
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
+    return h, w
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="benchmark folder (created)")
+    parser.add_argument("--quick", action="store_true", help="48x64, a few short recordings")
+    parser.add_argument("--size", type=_size, help="HxW of the simulated cameras (260x346)")
+    parser.add_argument("--train-recordings", type=int, help="mixed-family training recordings")
+    parser.add_argument("--val-recordings", type=int, help="mixed-family validation recordings")
+    parser.add_argument("--test-recordings", type=int, help="test recordings per family")
+    parser.add_argument("--train-duration", type=float, help="seconds per training recording")
+    parser.add_argument("--test-duration", type=float, help="seconds per test recording")
+    parser.add_argument("--rig", choices=("mvsec", "random"), default="mvsec")
+    parser.add_argument(
+        "--families", type=_names, help="comma-separated families to test (default: all)"
+    )
+    parser.add_argument(
+        "--checkpoints", type=_names, default=[], help="comma-separated .safetensors to score"
+    )
+    parser.add_argument(
+        "--labels", type=_names, help="comma-separated names of the checkpoints (default: stems)"
+    )
+    parser.add_argument("--max-frames", type=int, help="cap test frames per family")
+    parser.add_argument(
+        "--max-vs-constant",
+        type=float,
+        help="fail (exit 1) when a checkpoint's MDE exceeds this x the constant's on a family",
+    )
+    parser.add_argument(
+        "--max-vs-sgbm",
+        type=float,
+        help="fail (exit 1) when a checkpoint's MDE exceeds this x SGBM's on a held-out family",
+    )
+    parser.add_argument("--build-only", action="store_true", help="write the dataset, score none")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def _plan(args: argparse.Namespace) -> DatasetPlan:
+    values = asdict(PLANS["quick" if args.quick else "full"])
+    if args.size:
+        values["height"], values["width"] = args.size
+    for arg, key in (
+        ("train_recordings", "train_recordings"),
+        ("val_recordings", "val_recordings"),
+        ("test_recordings", "test_recordings"),
+        ("train_duration", "train_duration_s"),
+        ("test_duration", "test_duration_s"),
+    ):
+        if getattr(args, arg) is not None:
+            values[key] = getattr(args, arg)
+    return DatasetPlan(**values)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def planned_recordings(
+    plan: DatasetPlan, families: Iterable[str]
+) -> list[tuple[str, str, int, str]]:
+    """(recording name, family, seed, part): seeds never repeat across parts or families."""
+    out = [(f"mixed_train_{k:04d}", "mixed", k, "train") for k in range(plan.train_recordings)]
+    out += [(f"mixed_val_{k:02d}", "mixed", 100_000 + k, "val") for k in range(plan.val_recordings)]
+    for name in families:
+        out += [
+            (f"{name}_test_{k:02d}", name, 200_000 + k, "test") for k in range(plan.test_recordings)
+        ]
+    return out
+
+
+def build_dataset(
+    plan: DatasetPlan, data_dir: Path, families: Iterable[str], rig: str = "mvsec"
+) -> dict[str, Any]:
+    """Simulate what is missing (an identical ``NAME_sim.json`` means done: a run killed
+    half-way continues); returns figures: recordings, events, seconds, events/s."""
+    from stereospike_ros.data.families import random_config
+    from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
+    from stereospike_ros.data.simulator import simulate
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    made = events = 0
+    seconds = 0.0
+    for name, fam, seed, part in planned_recordings(plan, families):
+        duration = plan.train_duration_s if part != "test" else plan.test_duration_s
+        config = random_config(
+            fam,
+            seed,
+            width=plan.width,
+            height=plan.height,
+            duration_s=duration,
+            rig=rig,
+            recording=name,
+        )
+        wanted = asdict(config)
+        record = data_dir / f"{name}_sim.json"
+        files = [data_dir / f"{name}_data.hdf5", data_dir / f"{name}_gt.hdf5"]
+        done = record.is_file() and all(f.is_file() for f in files)
+        if done and json.loads(record.read_text()).get("config") == wanted:
+            continue
+        start = time.perf_counter()
+        recording = simulate(config)
+        took = time.perf_counter() - start
+        write_mvsec_hdf5(recording, files[0], files[1], overwrite=True)
+        n = len(recording.left_events) + len(recording.right_events)
+        record.write_text(
+            json.dumps(
+                {
+                    "config": wanted,
+                    "family": fam,
+                    "part": part,
+                    "events": n,
+                    "simulate_s": round(took, 3),
+                }
+            )
+            + "\n"
+        )
+        made, events, seconds = made + 1, events + n, seconds + took
+        print(
+            f"simulated {name} ({config.scene}, {config.texture}, {config.motion}): "
+            f"{n:,} events in {took:.1f} s",
+            flush=True,
+        )
+    return {
+        "simulated": made,
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events / seconds if seconds else None,
+    }
+
+
+def write_split_files(
+    plan: DatasetPlan, out: Path, families: Iterable[str]
+) -> tuple[Path, dict[str, str]]:
+    """``split.json`` (train/val: mixed; test: every family) and ``families.json``."""
+    recordings = planned_recordings(plan, families)
+    split = {"name": "families", "sequences": {n: {"part": p} for n, _, _, p in recordings}}
+    path = out / "split.json"
+    path.write_text(json.dumps(split, indent=1) + "\n")
+    by_name = {n: f for n, f, _, _ in recordings}
+    (out / "families.json").write_text(json.dumps(by_name, indent=1) + "\n")
+    return path, by_name
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+class ConstantDepth:
+    """Predicts one depth everywhere: the mean ground truth of the frame's recording.
+
+    A network that has learned nothing about stereo but the scenes' typical depth scores about
+    this; a network worse than it on a family has not learned that family's geometry.
+    """
+
+    name = "constant (recording mean)"
+
+    def __init__(self, means: dict[str, float]) -> None:
+        self.means = means
+        self.sequence = ""
+
+    def tagged(self, frames: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """Pass frames through, remembering whose recording each one is."""
+        for sequence, frame in frames:
+            self.sequence = sequence
+            yield sequence, frame
+
+    def __call__(self, frame: Any) -> Any:
+        from stereospike_ros.training.evaluate import Prediction
+
+        shape = np.asarray(frame.depth).shape
+        return Prediction(torch.full(shape, self.means[self.sequence], dtype=torch.float32))
+
+    def describe(self, height: int, width: int) -> dict[str, Any]:
+        return {"method": "constant", "means_m": self.means}
+
+
+def recording_means(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
+    """Mean valid ground-truth depth of each recording over the given frames."""
+    sums: dict[str, list[float]] = {}
+    for sequence, frame in frames:
+        depth = np.asarray(frame.depth, np.float64)
+        valid = np.isfinite(depth) & (depth > 0)
+        total = sums.setdefault(sequence, [0.0, 0.0])
+        total[0] += float(depth[valid].sum())
+        total[1] += float(valid.sum())
+    return {s: (a / n if n else 1.0) for s, (a, n) in sums.items()}
+
+
+def score_family(
+    root: Path, split: Path, predictors: list[Any], max_frames: int | None
+) -> tuple[list[Any], int]:
+    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames."""
+    from stereospike_ros.training.baselines import SgbmBaseline
+    from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
+
+    with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
+        constant = ConstantDepth(recording_means(data.frames()))
+        methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
+        results = evaluate_many(methods, constant.tagged(data.frames()))
+        return results, data.count
+
+
+COLUMNS = (
+    ("MDE cm", "mde_cm", "{:.1f}"),
+    ("RMSE cm", "rmse_cm", "{:.1f}"),
+    ("delta1", "delta1", "{:.3f}"),
+    ("coverage", "coverage", "{:.2f}"),
+)
+
+
+def family_table(
+    per_family: dict[str, dict[str, dict[str, Any]]], held_out: dict[str, bool]
+) -> str:
+    """One row per (family, method): the per-family table of the docs."""
+    header = ["family", "held out", "method", *(c[0] for c in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fam, methods in per_family.items():
+        for method, metrics in methods.items():
+            cells = [fam, "yes" if held_out[fam] else "no", method]
+            for _, key, fmt in COLUMNS:
+                value = metrics.get(key)
+                finite = value is not None and math.isfinite(value)
+                cells.append(fmt.format(value) if finite else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budget_failures(
+    per_family: dict[str, dict[str, dict[str, Any]]],
+    labels: list[str],
+    held_out: dict[str, bool],
+    max_vs_constant: float | None,
+    max_vs_sgbm: float | None,
+) -> list[str]:
+    """One line per (checkpoint, family) that misses a budget."""
+    failures = []
+    for fam, methods in per_family.items():
+        constant = methods[ConstantDepth.name]["mde_cm"]
+        sgbm = methods["sgbm"]["mde_cm"]
+        for label in labels:
+            mde = methods[label]["mde_cm"]
+            if max_vs_constant is not None and not mde <= max_vs_constant * constant:
+                failures.append(
+                    f"{label} on {fam}: MDE {mde:.1f} cm > {max_vs_constant:g} x "
+                    f"the constant predictor's {constant:.1f} cm"
+                )
+            if max_vs_sgbm is not None and held_out[fam] and not mde <= max_vs_sgbm * sgbm:
+                failures.append(
+                    f"{label} on {fam}: MDE {mde:.1f} cm > {max_vs_sgbm:g} x "
+                    f"SGBM's {sgbm:.1f} cm (on the pixels it matches)"
+                )
+    return failures
+
+
+def run(args: argparse.Namespace) -> int:
+    from stereospike_ros.data.errors import SimulationError
+    from stereospike_ros.data.families import FAMILIES
+    from stereospike_ros.training.baselines import load_model
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import ModelPredictor, resolve_device
+
+    start = time.perf_counter()
+    plan = _plan(args)
+    families = args.families or list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    labels = args.labels or [Path(c).stem for c in args.checkpoints]
+    problems = []
+    if unknown:
+        problems.append(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if len(labels) != len(args.checkpoints):
+        problems.append(f"{len(labels)} --labels for {len(args.checkpoints)} --checkpoints")
+    if len(set(labels)) != len(labels):
+        problems.append(f"--labels must differ, got {labels}")
+    problems += [
+        f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
+    ]
+    try:
+        device = str(resolve_device(args.device))
+    except TrainingError as err:
+        problems.append(str(err))
+    if problems:
+        print(f"benchmark families: error: {problems[0]}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    out: Path = args.out
+    data_dir = out / "data"
+    try:
+        figures = build_dataset(plan, data_dir, families, args.rig)
+    except SimulationError as err:
+        print(f"benchmark families: error: {err}", file=sys.stderr)
+        return 2
+    split, by_name = write_split_files(plan, out, families)
+    if figures["simulated"]:
+        print(
+            f"simulated {figures['simulated']} recordings: {figures['events']:,} events in "
+            f"{figures['seconds']:.0f} s ({figures['events_per_s'] / 1e3:,.0f} k events/s)"
+        )
+    print(f"dataset: {data_dir} with split {split} ({len(by_name)} recordings)")
+    if args.build_only or not args.checkpoints:
+        return 0
+
+    try:
+        predictors = []
+        for label, path in zip(labels, args.checkpoints, strict=True):
+            model, metadata = load_model(path, device=device, input_size=(plan.height, plan.width))
+            predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
+        per_family: dict[str, dict[str, dict[str, Any]]] = {}
+        frames: dict[str, int] = {}
+        for fam in families:
+            fam_split = out / f"split_{fam}.json"
+            tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
+            fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
+            results, frames[fam] = score_family(data_dir, fam_split, predictors, args.max_frames)
+            per_family[fam] = {r.name: r.to_dict() for r in results}
+            print(f"scored {fam}: {frames[fam]} frames", flush=True)
+    except TrainingError as err:
+        print(f"benchmark families: error: {err}", file=sys.stderr)
+        return 2
+
+    held_out = {f: FAMILIES[f].held_out for f in families}
+    table = family_table(per_family, held_out)
+    argv = sys.argv[sys.argv.index("families") + 1 :] if "families" in sys.argv else []
+    text = (
+        "\n".join(
+            [
+                "# StereoSpike per scene family",
+                "",
+                f"Command: `python -m stereospike_ros benchmark families {' '.join(argv)}`  ",
+                f"{plan.height}x{plan.width} px; test frames per family: "
+                + ", ".join(f"{f} {n}" for f, n in frames.items())
+                + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
+                "constant predictor knows each recording's mean depth.",
+                "",
+                table,
+                "",
+                *(f"- {f}: {FAMILIES[f].about}" for f in families),
+            ]
+        )
+        + "\n"
+    )
+    (out / "results.md").write_text(text)
+    report = {
+        "plan": asdict(plan),
+        "families": {f: asdict(FAMILIES[f]) for f in families},
+        "frames": frames,
+        "results": per_family,
+        "checkpoints": dict(zip(labels, args.checkpoints, strict=True)),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(text)
+    failures = budget_failures(per_family, labels, held_out, args.max_vs_constant, args.max_vs_sgbm)
+    for line in failures:
+        print(f"over budget: {line}")
+    print(f"wrote {out / 'results.md'} and results.json in {time.perf_counter() - start:.0f} s")
+    return 1 if failures else 0
