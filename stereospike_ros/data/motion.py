@@ -116,7 +116,7 @@ class Trajectory:
             terms = self.amplitude * self.omega * np.cos(arg)
         else:
             terms = self.amplitude * (np.sin(arg) - np.sin(self.phase))
-        out = np.bincount(self.channel, weights=terms, minlength=6)
+        out = np.bincount(self.channel, weights=terms, minlength=6).astype(np.float64)
         out[:3] += self.drift if derivative else self.drift * t
         return out
 
