@@ -5,7 +5,7 @@ validation recordings from the ``mixed`` family, and test recordings of every fa
 held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
 ``families.json`` (which family each recording is). Given checkpoints, it scores each of them,
 StereoSGBM (on the pixels it matches) and a constant-depth predictor that knows each
-recording's mean ground-truth depth, family by family, on the same frames, and writes
+recording's median ground-truth depth, family by family, on the same frames, and writes
 ``results.md`` / ``results.json``.
 
 Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
@@ -206,16 +206,19 @@ def write_split_files(
 
 
 class ConstantDepth:
-    """Predicts one depth everywhere: the mean ground truth of the frame's recording.
+    """Predicts one depth everywhere: the median ground truth of the frame's recording.
 
-    A network that has learned nothing about stereo but the scenes' typical depth scores about
-    this; a network worse than it on a family has not learned that family's geometry.
+    A network that has learned nothing about stereo but a recording's typical depth scores
+    about this. The median, not the mean, because the median is the single depth with the
+    least mean absolute error (MDE) over the recording's pixels: with skewed depths (a far wall,
+    open sky) a constant at the mean is beaten by other constants, so only the median makes
+    "worse than the constant" mean "no better than any one depth".
     """
 
-    name = "constant (recording mean)"
+    name = "constant (recording median)"
 
-    def __init__(self, means: dict[str, float]) -> None:
-        self.means = means
+    def __init__(self, depths: dict[str, float]) -> None:
+        self.depths = depths
         self.sequence = ""
 
     def tagged(self, frames: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -228,22 +231,22 @@ class ConstantDepth:
         from stereospike_ros.training.evaluate import Prediction
 
         shape = np.asarray(frame.depth).shape
-        return Prediction(torch.full(shape, self.means[self.sequence], dtype=torch.float32))
+        return Prediction(torch.full(shape, self.depths[self.sequence], dtype=torch.float32))
 
     def describe(self, height: int, width: int) -> dict[str, Any]:
-        return {"method": "constant", "means_m": self.means}
+        return {"method": "constant", "depth_m": self.depths}
 
 
-def recording_means(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
-    """Mean valid ground-truth depth of each recording over the given frames."""
-    sums: dict[str, list[float]] = {}
+def recording_medians(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
+    """Median valid ground-truth depth of each recording over the given frames."""
+    values: dict[str, list[np.ndarray]] = {}
     for sequence, frame in frames:
-        depth = np.asarray(frame.depth, np.float64)
-        valid = np.isfinite(depth) & (depth > 0)
-        total = sums.setdefault(sequence, [0.0, 0.0])
-        total[0] += float(depth[valid].sum())
-        total[1] += float(valid.sum())
-    return {s: (a / n if n else 1.0) for s, (a, n) in sums.items()}
+        depth = np.asarray(frame.depth, np.float32)
+        values.setdefault(sequence, []).append(depth[np.isfinite(depth) & (depth > 0)])
+    return {
+        s: float(np.median(np.concatenate(v))) if sum(map(len, v)) else 1.0
+        for s, v in values.items()
+    }
 
 
 def score_family(
@@ -254,7 +257,7 @@ def score_family(
     from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
 
     with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
-        constant = ConstantDepth(recording_means(data.frames()))
+        constant = ConstantDepth(recording_medians(data.frames()))
         methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
         results = evaluate_many(methods, constant.tagged(data.frames()))
         return results, data.count
@@ -391,7 +394,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{plan.height}x{plan.width} px; test frames per family: "
                 + ", ".join(f"{f} {n}" for f, n in frames.items())
                 + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
-                "constant predictor knows each recording's mean depth.",
+                "constant predictor knows each recording's median depth (the best single "
+                "depth for MDE).",
                 "",
                 table,
                 "",
