@@ -244,15 +244,20 @@ class Plane:
         return bool(near and within)
 
     def intersect(self, o, d, window, best_t, best_id, first_id) -> None:  # noqa: ANN001
+        # float32 is exact enough for one division per pixel, and planes often span the
+        # whole image (floors, far walls), where float64 would double the cost
         rows, cols = window
-        n = np.array(self.normal, np.float64)
-        dd = d[:, rows, cols].astype(np.float64)
-        po = np.array(self.point) - o.astype(np.float64)
+        n = np.array(self.normal, np.float32)
+        dd = d[:, rows, cols]
+        po = (np.array(self.point) - o).astype(np.float32)
+        facing = dd[0] * n[0]
+        facing += dd[1] * n[1]
+        facing += dd[2] * n[2]
         with np.errstate(invalid="ignore", divide="ignore"):
-            t = (po @ n) / np.tensordot(n, dd, axes=1)
+            t = np.float32(po @ n) / facing
         if self.radius is not None:
             rel = t * dd - po[:, None, None]
-            t = np.where((rel * rel).sum(axis=0) <= self.radius**2, t, np.nan)
+            t = np.where((rel * rel).sum(axis=0) <= np.float32(self.radius**2), t, np.nan)
         axis = np.full(t.shape, int(np.abs(n).argmax()))
         _commit(t, axis, window, best_t, best_id, first_id)
 

@@ -268,6 +268,7 @@ COLUMNS = (
     ("RMSE cm", "rmse_cm", "{:.1f}"),
     ("delta1", "delta1", "{:.3f}"),
     ("coverage", "coverage", "{:.2f}"),
+    ("firing rate", "firing_rate", "{:.3f}"),
 )
 
 
