@@ -765,8 +765,9 @@ def _procedural(
     elif style == "panel":  # a wall with a panel floating in front of it (the stereo classic)
         wall = z0 + rng.uniform(2.5, 8.0)
         front = z0 + rng.uniform(1.0, 0.6 * (wall - z0))
-        side = rng.uniform(0.5, 0.35 * (front - z0) + 0.8)
-        x, y = rng.uniform(-0.5, 0.5), y_mid + rng.uniform(-0.3, 0.3)
+        # a quarter to two thirds of the view's width (MVSEC's lens sees 1.5 m per metre)
+        side = rng.uniform(0.4, 1.0) * (front - z0)
+        x, y = rng.uniform(-0.3, 0.3) * side, y_mid + rng.uniform(-0.2, 0.2) * side
         boxes = [
             Box(
                 (x - side / 2, y - side / 2, front),

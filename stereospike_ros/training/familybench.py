@@ -45,7 +45,7 @@ class DatasetPlan:
 
 
 PLANS = {
-    "full": DatasetPlan(260, 346, 200, 8, 4, 4.0, 2.0),
+    "full": DatasetPlan(260, 346, 120, 6, 4, 3.0, 2.0),
     "quick": DatasetPlan(48, 64, 2, 1, 1, 0.5, 0.3),
 }
 
@@ -93,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fail (exit 1) when a checkpoint's MDE exceeds this x SGBM's on a held-out family",
     )
     parser.add_argument("--build-only", action="store_true", help="write the dataset, score none")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        metavar="SECONDS",
+        help="only measure simulation speed: SECONDS of each family (and the default room), "
+        "in memory, at --size; prints events/s and wall seconds per simulated second",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
 
@@ -316,6 +323,45 @@ def budget_failures(
     return failures
 
 
+def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float) -> str:
+    """A markdown table of simulation speed per family, the default room beside them (the same
+    run, so the ratio holds on a loaded machine). Recordings of 1 s, seeds 900_000..."""
+    from stereospike_ros.data.families import random_config
+    from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+
+    def measure(configs: Iterable[Any]) -> tuple[float, float, float]:
+        events = wall = simulated = 0.0
+        for config in configs:
+            start = time.perf_counter()
+            recording = simulate(config)
+            wall += time.perf_counter() - start
+            events += len(recording.left_events) + len(recording.right_events)
+            simulated += config.duration_s
+        return events, wall, simulated
+
+    count = max(1, round(seconds))
+    size = {"width": plan.width, "height": plan.height}
+    rows = {}
+    for name in families:
+        rows[name] = measure(
+            random_config(name, 900_000 + k, duration_s=seconds / count, **size)
+            for k in range(count)
+        )
+    focal = MVSEC_FOCAL_PX * plan.width / 346
+    rows["room (default config)"] = measure(
+        SimConfig(seed=k, duration_s=seconds / count, focal_px=focal, **size) for k in range(count)
+    )
+    lines = [
+        "| family | events (both cameras) | k events/s of wall time | wall s per simulated s |",
+        "|---|---|---|---|",
+    ]
+    for name, (events, wall, simulated) in rows.items():
+        lines.append(
+            f"| {name} | {events:,.0f} | {events / wall / 1e3:,.0f} | {wall / simulated:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from stereospike_ros.data.errors import SimulationError
     from stereospike_ros.data.families import FAMILIES
@@ -347,6 +393,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.speed:
+        print(f"simulating {args.speed:g} s per family at {plan.height}x{plan.width}", flush=True)
+        print(simulation_speed(plan, families, args.speed))
+        return 0
 
     out: Path = args.out
     data_dir = out / "data"
