@@ -79,15 +79,7 @@ class Box:
     shade: tuple[float, float, float] = (0.8, 1.0, 0.9)  # per face axis: boxes' faces differ
 
     def corners(self) -> np.ndarray:
-        lo, hi = self.lo, self.hi
-        return np.array(
-            [
-                [(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]]
-                for i in (0, 1)
-                for j in (0, 1)
-                for k in (0, 1)
-            ]
-        )
+        return _bounds_corners(self.lo, self.hi)
 
     def contains(self, point: np.ndarray, margin: float = 0.0) -> bool:
         return bool(
@@ -96,7 +88,8 @@ class Box:
         )
 
 
-def _bounds_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _bounds_corners(lo: Sequence[float], hi: Sequence[float]) -> np.ndarray:
+    """The eight corners (8, 3) of the axis-aligned box ``lo``..``hi``."""
     return np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]]
                      for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # fmt: skip
 

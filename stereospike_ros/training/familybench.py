@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from stereospike_ros.training.simbench import _size
 
 HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
 
@@ -48,14 +49,6 @@ PLANS = {
     "full": DatasetPlan(260, 346, 120, 6, 4, 3.0, 2.0),
     "quick": DatasetPlan(48, 64, 2, 1, 1, 0.5, 0.3),
 }
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
-    return h, w
 
 
 def _names(text: str) -> list[str]:
@@ -235,6 +228,8 @@ class ConstantDepth:
             yield sequence, frame
 
     def __call__(self, frame: Any) -> Any:
+        import torch
+
         from stereospike_ros.training.evaluate import Prediction
 
         shape = np.asarray(frame.depth).shape
@@ -363,6 +358,8 @@ def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from stereospike_ros.data.errors import SimulationError
     from stereospike_ros.data.families import FAMILIES
     from stereospike_ros.training.baselines import load_model
