@@ -274,3 +274,15 @@ def test_every_sensor_effect_is_reproducible_by_seed():
     assert first.metadata["bandwidth_dropped"] == second.metadata["bandwidth_dropped"]
     other = simulate(SimConfig(**{**config.__dict__, "seed": 10}))
     assert not np.array_equal(other.left_events, first.left_events)
+
+
+def test_random_rigs_vary_focal_length_and_baseline():
+    mvsec = random_config("mixed", 3, width=64, height=48)
+    assert mvsec.focal_baseline == pytest.approx(19.941772 * 64 / 346)
+    rigs = [random_config("mixed", s, width=64, height=48, rig="random") for s in range(4)]
+    assert len({round(c.focal_baseline, 6) for c in rigs}) == 4
+    for config in rigs:
+        assert 0.04 <= config.baseline_m <= 0.3
+        assert 0.6 * mvsec.focal_px <= config.focal_px <= 1.6 * mvsec.focal_px
+    with pytest.raises(SimulationError, match="unknown rig"):
+        random_config("mixed", 3, rig="stereolabs")
