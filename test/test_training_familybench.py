@@ -71,7 +71,8 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
     assert "| shapes | yes | flat |" in (bench / "results.md").read_text()
     # a loose budget passes the same numbers: the exit status follows the budget
     argv[-1] = "1000"
-    assert main(argv) == 0
+    assert main([*argv, "--families", "shapes,panel", "--pictures"]) == 0
+    assert sorted(p.name for p in (bench / "pictures").iterdir()) == ["panel.png", "shapes.png"]
 
 
 def test_bad_checkpoint_lists_are_refused_before_simulating(tmp_path: Path, capsys) -> None:

@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-frames", type=int, help="cap test frames per family")
     parser.add_argument(
+        "--pictures",
+        action="store_true",
+        help="draw each family's middle test frame: every method beside the ground truth "
+        "(OUT/pictures/FAMILY.png)",
+    )
+    parser.add_argument(
         "--max-vs-constant",
         type=float,
         help="fail (exit 1) when a checkpoint's MDE exceeds this x the constant's on a family",
@@ -252,16 +258,37 @@ def recording_medians(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
 
 
 def score_family(
-    root: Path, split: Path, predictors: list[Any], max_frames: int | None
+    root: Path,
+    split: Path,
+    predictors: list[Any],
+    max_frames: int | None,
+    picture: Path | None = None,
 ) -> tuple[list[Any], int]:
-    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames."""
+    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames.
+    ``picture``: also draw the middle frame, every method's depth beside the ground truth."""
     from stereospike_ros.training.baselines import SgbmBaseline
     from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
 
     with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
         constant = ConstantDepth(recording_medians(data.frames()))
         methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
-        results = evaluate_many(methods, constant.tagged(data.frames()))
+        middle = data.count // 2 if picture is not None else -1
+        seen: dict[int, tuple[str, Any]] = {}
+
+        def frames() -> Iterator[tuple[str, Any]]:
+            for position, item in enumerate(constant.tagged(data.frames())):
+                if position == middle:
+                    seen[position] = item
+                yield item
+
+        results = evaluate_many(methods, frames(), keep=[middle] if middle >= 0 else [])
+        if picture is not None and middle in seen:
+            from stereospike_ros.training.plots import plot_frame
+
+            sequence, frame = seen[middle]
+            depths = {r.name: r.kept[middle] for r in results if middle in r.kept}
+            title = f"{picture.stem}: {sequence} depth frame {frame.index}"
+            plot_frame(picture, frame.left, frame.right, frame.depth, depths, title)
         return results, data.count
 
 
@@ -423,7 +450,10 @@ def run(args: argparse.Namespace) -> int:
             fam_split = out / f"split_{fam}.json"
             tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
             fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
-            results, frames[fam] = score_family(data_dir, fam_split, predictors, args.max_frames)
+            picture = out / "pictures" / f"{fam}.png" if args.pictures else None
+            results, frames[fam] = score_family(
+                data_dir, fam_split, predictors, args.max_frames, picture
+            )
             per_family[fam] = {r.name: r.to_dict() for r in results}
             print(f"scored {fam}: {frames[fam]} frames", flush=True)
     except TrainingError as err:
