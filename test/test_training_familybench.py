@@ -85,3 +85,23 @@ def test_bad_checkpoint_lists_are_refused_before_simulating(tmp_path: Path, caps
     assert main([*argv, "--families", "mixed,castle"]) == 2
     assert "castle" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_training_continues_when_the_family_dataset_grows(tmp_path: Path) -> None:
+    """A later session adds training recordings and runs the same train command: the run
+    resumes from its last epoch and trains on the grown split."""
+    from stereospike_ros.data.cache import CachedFrames
+
+    build = ["benchmark", "families", "--out", str(tmp_path), *QUICK, "--build-only",
+             "--families", "mixed"]  # fmt: skip
+    train = ["train", "--root", str(tmp_path / "data"), "--split", str(tmp_path / "split.json"),
+             "--out", str(tmp_path / "run"), "--width", "0.125", "--heads", "1", "--quiet",
+             "--steps-per-epoch", "3", "--val-frames", "2", "--threads", "1"]  # fmt: skip
+    assert main(build) == 0
+    assert main([*train, "--epochs", "1"]) == 0
+    assert main([*build, "--train-recordings", "3"]) == 0
+    assert main([*train, "--epochs", "2"]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    cache = CachedFrames(tmp_path / "run" / "cache" / "families_train.h5")
+    assert cache.sequences == ["mixed_train_0000", "mixed_train_0001", "mixed_train_0002"]
