@@ -30,7 +30,8 @@ def constant_network(path: Path, depth_m: float) -> Path:
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("families")
-    assert main(["benchmark", "families", "--out", str(out), *QUICK]) == 0
+    # two processes: what they write is what one would (the configs are drawn up front)
+    assert main(["benchmark", "families", "--out", str(out), *QUICK, "--jobs", "2"]) == 0
     return out
 
 

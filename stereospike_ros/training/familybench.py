@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-duration", type=float, help="seconds per test recording")
     parser.add_argument("--rig", choices=("mvsec", "random"), default="mvsec")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="recordings simulated at once, one process each (1)"
+    )
+    parser.add_argument(
         "--families", type=_names, help="comma-separated families to test (default: all)"
     )
     parser.add_argument(
@@ -135,60 +138,69 @@ def planned_recordings(
     return out
 
 
-def build_dataset(
-    plan: DatasetPlan, data_dir: Path, families: Iterable[str], rig: str = "mvsec"
-) -> dict[str, Any]:
-    """Simulate what is missing (an identical ``NAME_sim.json`` means done: a run killed
-    half-way continues); returns figures: recordings, events, seconds, events/s."""
-    from stereospike_ros.data.families import random_config
+def _make_recording(config: Any, family: str, part: str, data_dir: Path) -> tuple[int, float]:
+    """Simulate one recording and write it with its ``_sim.json`` last (the mark of done)."""
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
     from stereospike_ros.data.simulator import simulate
 
+    start = time.perf_counter()
+    recording = simulate(config)
+    took = time.perf_counter() - start
+    name = config.name
+    write_mvsec_hdf5(
+        recording, data_dir / f"{name}_data.hdf5", data_dir / f"{name}_gt.hdf5", overwrite=True
+    )
+    n = len(recording.left_events) + len(recording.right_events)
+    record = {"config": asdict(config), "family": family, "part": part, "events": n,
+              "simulate_s": round(took, 3)}  # fmt: skip
+    (data_dir / f"{name}_sim.json").write_text(json.dumps(record) + "\n")
+    return n, took
+
+
+def build_dataset(
+    plan: DatasetPlan,
+    data_dir: Path,
+    families: Iterable[str],
+    rig: str = "mvsec",
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Simulate what is missing (an identical ``NAME_sim.json`` means done: a run killed
+    half-way continues), in ``jobs`` processes; returns figures: recordings, events, seconds
+    of simulation (summed over processes), events/s."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from stereospike_ros.data.families import random_config
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    made = events = 0
-    seconds = 0.0
+    missing = []
     for name, fam, seed, part in planned_recordings(plan, families):
         duration = plan.train_duration_s if part != "test" else plan.test_duration_s
-        config = random_config(
-            fam,
-            seed,
-            width=plan.width,
-            height=plan.height,
-            duration_s=duration,
-            rig=rig,
-            recording=name,
-        )
-        wanted = asdict(config)
+        config = random_config(fam, seed, width=plan.width, height=plan.height,
+                               duration_s=duration, rig=rig, recording=name)  # fmt: skip
         record = data_dir / f"{name}_sim.json"
         files = [data_dir / f"{name}_data.hdf5", data_dir / f"{name}_gt.hdf5"]
         done = record.is_file() and all(f.is_file() for f in files)
-        if done and json.loads(record.read_text()).get("config") == wanted:
-            continue
-        start = time.perf_counter()
-        recording = simulate(config)
-        took = time.perf_counter() - start
-        write_mvsec_hdf5(recording, files[0], files[1], overwrite=True)
-        n = len(recording.left_events) + len(recording.right_events)
-        record.write_text(
-            json.dumps(
-                {
-                    "config": wanted,
-                    "family": fam,
-                    "part": part,
-                    "events": n,
-                    "simulate_s": round(took, 3),
-                }
-            )
-            + "\n"
-        )
-        made, events, seconds = made + 1, events + n, seconds + took
-        print(
-            f"simulated {name} ({config.scene}, {config.texture}, {config.motion}): "
-            f"{n:,} events in {took:.1f} s",
-            flush=True,
-        )
+        if not (done and json.loads(record.read_text()).get("config") == asdict(config)):
+            missing.append((config, fam, part))
+    events = 0
+    seconds = 0.0
+
+    def report(config: Any, n: int, took: float) -> None:
+        nonlocal events, seconds
+        events, seconds = events + n, seconds + took
+        print(f"simulated {config.name} ({config.scene}, {config.texture}, {config.motion}): "
+              f"{n:,} events in {took:.1f} s", flush=True)  # fmt: skip
+
+    if jobs <= 1 or len(missing) <= 1:
+        for config, fam, part in missing:
+            report(config, *_make_recording(config, fam, part, data_dir))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [(c, pool.submit(_make_recording, c, f, p, data_dir)) for c, f, p in missing]
+            for config, future in futures:
+                report(config, *future.result())
     return {
-        "simulated": made,
+        "simulated": len(missing),
         "events": events,
         "seconds": seconds,
         "events_per_s": events / seconds if seconds else None,
@@ -425,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     data_dir = out / "data"
     try:
-        figures = build_dataset(plan, data_dir, families, args.rig)
+        figures = build_dataset(plan, data_dir, families, args.rig, args.jobs)
     except SimulationError as err:
         print(f"benchmark families: error: {err}", file=sys.stderr)
         return 2
