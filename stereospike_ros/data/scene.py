@@ -507,10 +507,11 @@ def _place(
     count: int,
     path: np.ndarray,
     clearance: float,
-) -> list[Box]:
-    """``count`` boxes from ``make()`` that keep ``clearance`` metres from every path point."""
+) -> list:
+    """``count`` solids from ``make()`` (anything with ``lo``/``hi`` bounds) whose bounds keep
+    ``clearance`` metres from the bounds of the path."""
     lo, hi = path.min(axis=0) - clearance, path.max(axis=0) + clearance
-    boxes: list[Box] = []
+    boxes: list = []
     for _ in range(count * 20):
         if len(boxes) == count:
             break
@@ -688,13 +689,6 @@ def _frame(
     return shapes
 
 
-def _objects(
-    rng: np.random.Generator, make: callable, count: int, path: np.ndarray, clearance: float
-) -> list[Shape]:
-    """Like ``_place`` for any solid with ``lo``/``hi`` bounds."""
-    return _place(rng, make, count, path, clearance)
-
-
 def _procedural(
     style: str, rng: np.random.Generator, contrast: float, path: np.ndarray, texture: str
 ) -> Scene:
@@ -702,7 +696,10 @@ def _procedural(
     and span 0.5-20 m and beyond; every surface draws its own texture of the family."""
     z0 = float(path[:, 2].max())
     y_mid = float(path[:, 1].mean())
-    surface = lambda: _surface(rng, texture, contrast)  # noqa: E731
+
+    def surface() -> Texture:
+        return _surface(rng, texture, contrast)
+
     boxes: list[Box] = []
     shapes: list[Shape] = []
     if style == "planes":  # slanted boards at every depth before a far wall
@@ -717,7 +714,7 @@ def _procedural(
                 rng.uniform(0.3, 0.5) * (z - z0) + 0.2,
             )
 
-        shapes = _objects(rng, board, int(rng.integers(3, 8)), path, 0.5)
+        shapes = _place(rng, board, int(rng.integers(3, 8)), path, 0.5)
         shapes += _frame(rng, texture, contrast, path, _depth_ahead(rng, 8.0, 40.0), 0.5, 0.3)
     elif style == "clutter":  # many small boxes close by, a wall a few metres away
 
@@ -727,7 +724,7 @@ def _procedural(
             sx, sy, sz = rng.uniform(0.08, 0.6, 3)
             return Box((x - sx, y - sy, z - sz), (x + sx, y + sy, z + sz), surface())
 
-        boxes = _objects(rng, item, int(rng.integers(10, 26)), path, 0.35)
+        boxes = _place(rng, item, int(rng.integers(10, 26)), path, 0.35)
         shapes = _frame(rng, texture, contrast, path, rng.uniform(3.0, 10.0), 0.8, 0.5)
     elif style == "outdoor":  # ground, buildings 5-40 m away, sometimes open sky (no depth)
 
@@ -738,9 +735,10 @@ def _procedural(
             ground = float(path[:, 1].max()) + 1.5
             return Box((x - w / 2, ground - h, z), (x + w / 2, ground, z + t), surface())
 
-        boxes = _objects(rng, building, int(rng.integers(4, 12)), path, 1.0)
+        boxes = _place(rng, building, int(rng.integers(4, 12)), path, 1.0)
         far = _depth_ahead(rng, 40.0, 80.0) if rng.random() < 0.5 else None
         shapes = _frame(rng, texture, contrast, path, far, 1.0, 0.0)
+        # the ground is where the buildings stand, not at _frame's random height
         shapes[0] = Plane((0.0, float(path[:, 1].max()) + 1.5, 0.0), (0.0, -1.0, 0.0), surface())
     elif style == "shapes":  # spheres and cylinders: curved surfaces, never in "planes"/"clutter"
 
@@ -753,7 +751,7 @@ def _procedural(
             top = y_mid - rng.uniform(0.5, 4.0)
             return Cylinder((x, z), r, top, y_mid + rng.uniform(0.5, 2.0), surface())
 
-        shapes = _objects(rng, thing, int(rng.integers(5, 13)), path, 0.4)
+        shapes = _place(rng, thing, int(rng.integers(5, 13)), path, 0.4)
         shapes += _frame(rng, texture, contrast, path, _depth_ahead(rng, 6.0, 30.0), 0.7, 0.3)
     elif style == "panel":  # a wall with a panel floating in front of it (the stereo classic)
         wall = z0 + rng.uniform(2.5, 8.0)
