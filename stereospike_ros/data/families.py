@@ -56,7 +56,8 @@ FAMILIES: dict[str, Family] = {
         Family("shapes", ("shapes",), SEEN_TEXTURE, SEEN_MOTION, True,
                "held-out geometry: spheres and cylinders (curved surfaces)"),
         Family("panel", ("panel",), SEEN_TEXTURE, ("lateral", "hover", "sweep"), True,
-               "held-out geometry: a wall with a panel floating in front of it"),
+               "held-out geometry: a bare wall with a panel floating in front of it (rooms "
+               "hold boards too: the novelty is this scene alone, textures on two planes)"),
         Family("sparse", SEEN_GEOMETRY, ("sparse",), SEEN_MOTION, True,
                "held-out texture statistics: plain surfaces with a few small marks"),
         Family("shake", SEEN_GEOMETRY, SEEN_TEXTURE, ("shake",), True,
