@@ -69,7 +69,11 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
         # one depth everywhere, and no better than the best single depth of each recording
         assert methods["flat"]["mde_cm"] >= constant["mde_cm"], fam
         assert f"over budget: flat on {fam}: MDE" in printed
-    assert "| shapes | yes | flat |" in (bench / "results.md").read_text()
+    table = (bench / "results.md").read_text()
+    assert "| shapes | yes | flat |" in table
+    # the held-out summary: the constant's ratio to itself is 1, the flat network's >= 1
+    assert "| constant (recording median) |" in table.split("Over the held-out families:")[1]
+    assert "| 1.00 (" in table
     # a loose budget passes the same numbers: the exit status follows the budget
     argv[-1] = "1000"
     assert main([*argv, "--families", "shapes,panel", "--pictures"]) == 0

@@ -330,6 +330,33 @@ def family_table(
     return "\n".join(lines)
 
 
+def held_out_summary(
+    per_family: dict[str, dict[str, dict[str, Any]]], held_out: dict[str, bool]
+) -> str:
+    """Per method, the mean over held-out families of MDE and delta1, and its MDE relative to
+    the constant's on each (< 1: better than any single depth): the ranking the paper's
+    generalization claims (SNN vs ANN twin, heads, spike penalty) are read from."""
+    families = [f for f, h in held_out.items() if h]
+    if not families:
+        return ""
+    methods = list(per_family[families[0]])
+    lines = ["| method | mean MDE cm | mean delta1 | MDE / constant's, worst family |",
+             "|---|---|---|---|"]  # fmt: skip
+    for method in methods:
+        mde = [per_family[f][method]["mde_cm"] for f in families]
+        delta1 = [per_family[f][method]["delta1"] for f in families]
+        ratio = [
+            per_family[f][method]["mde_cm"] / per_family[f][ConstantDepth.name]["mde_cm"]
+            for f in families
+        ]
+        worst = max(range(len(families)), key=lambda k: ratio[k])
+        lines.append(
+            f"| {method} | {np.mean(mde):.1f} | {np.mean(delta1):.3f} | "
+            f"{ratio[worst]:.2f} ({families[worst]}) |"
+        )
+    return "\n".join(lines)
+
+
 def budget_failures(
     per_family: dict[str, dict[str, dict[str, Any]]],
     labels: list[str],
@@ -490,6 +517,11 @@ def run(args: argparse.Namespace) -> int:
                 table,
                 "",
                 *(f"- {f}: {FAMILIES[f].about}" for f in families),
+                *(
+                    ["", "Over the held-out families:", "", summary]
+                    if (summary := held_out_summary(per_family, held_out))
+                    else []
+                ),
             ]
         )
         + "\n"
