@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rig", choices=RIGS, default="mvsec", help="with --family: MVSEC's pair or a random one"
     )
-    parser.add_argument("--size", type=_image_size, help="HxW of the cameras (260x346)")
+    parser.add_argument("--size", type=parse_size, help="HxW of the cameras (260x346)")
     parser.add_argument("--scene", choices=SCENE_STYLES, default=d.scene)
     parser.add_argument("--motion", choices=MOTION_STYLES, default=d.motion)
     parser.add_argument(
@@ -124,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _image_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. 260x346) as (height, width), for argparse."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stereospike_ros.training.simbench import _size
+from stereospike_ros.data.simulate_cli import parse_size
 
 HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
 
@@ -58,7 +58,7 @@ def _names(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="benchmark folder (created)")
     parser.add_argument("--quick", action="store_true", help="48x64, a few short recordings")
-    parser.add_argument("--size", type=_size, help="HxW of the simulated cameras (260x346)")
+    parser.add_argument("--size", type=parse_size, help="HxW of the simulated cameras (260x346)")
     parser.add_argument("--train-recordings", type=int, help="mixed-family training recordings")
     parser.add_argument("--val-recordings", type=int, help="mixed-family validation recordings")
     parser.add_argument("--test-recordings", type=int, help="test recordings per family")
