@@ -64,7 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-recordings", type=int, help="test recordings per family")
     parser.add_argument("--train-duration", type=float, help="seconds per training recording")
     parser.add_argument("--test-duration", type=float, help="seconds per test recording")
-    parser.add_argument("--rig", choices=("mvsec", "random"), default="mvsec")
+    parser.add_argument(
+        "--rig",
+        choices=("mvsec", "random"),
+        default="mvsec",
+        help="MVSEC's DAVIS346 pair (default) or a random focal length and baseline each",
+    )
     parser.add_argument(
         "--jobs", type=int, default=1, help="recordings simulated at once, one process each (1)"
     )
@@ -78,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels", type=_names, help="comma-separated names of the checkpoints (default: stems)"
     )
     parser.add_argument("--max-frames", type=int, help="cap test frames per family")
+    parser.add_argument(
+        "--any-size",
+        action="store_true",
+        help="score checkpoints trained at another input size (fully convolutional)",
+    )
     parser.add_argument(
         "--pictures",
         action="store_true",
@@ -481,7 +491,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictors = []
         for label, path in zip(labels, args.checkpoints, strict=True):
-            model, metadata = load_model(path, device=device, input_size=(plan.height, plan.width))
+            model, metadata = load_model(
+                path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
+            )
             predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
         per_family: dict[str, dict[str, dict[str, Any]]] = {}
         frames: dict[str, int] = {}
