@@ -10,7 +10,7 @@ recording's median ground-truth depth, family by family, on the same frames, and
 
 Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
 checkpoint is worse than the constant predictor on some family, i.e. when a network has
-regressed to predicting one depth; ``--max-vs-sgbm 0.7`` is the issue's target against SGBM.
+regressed to predicting one depth; ``--max-vs-sgbm 0.7`` asks for at most 0.7 x SGBM's MDE.
 """
 
 from __future__ import annotations
