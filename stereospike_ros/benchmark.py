@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "print speed, memory and accuracy figures (targets: events, data, model, node, sim)"
+HELP = (
+    "print speed, memory and accuracy figures (targets: events, data, model, node, sim, families)"
+)
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {
@@ -18,6 +20,7 @@ TARGETS: dict[str, str] = {
     "model": "stereospike_ros.model.benchmark",
     "node": "stereospike_ros.ros.benchmark_node",
     "sim": "stereospike_ros.training.simbench",
+    "families": "stereospike_ros.training.familybench",
 }
 
 

@@ -1,19 +1,22 @@
-"""Smooth 6-DoF camera trajectories: each coordinate a sum of sinusoids, seeded.
+"""Smooth 6-DoF camera trajectories: each coordinate a sum of sinusoids (plus a drift), seeded.
 
 Sums of sinusoids are smooth to every order, bounded (the camera stays in its room however long
 the recording), have exact velocities for the simulator's adaptive time step, and a seed gives
-a different but statistically similar flight each time.
+a different but statistically similar flight each time. A constant drift velocity adds what
+sinusoids cannot: forward flight and a walk, which leave their start for good.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
 
-MOTION_STYLES = ("hover", "forward", "sweep", "vertical", "lateral", "static")
+MOTION_STYLES = (
+    "hover", "forward", "sweep", "vertical", "lateral", "static", "flight", "shake", "rotate",
+)  # fmt: skip
 
 # channel order: x, y, z (metres, world frame: x right, y down, z forward), yaw, pitch, roll (rad)
 _DEG = np.pi / 180.0
@@ -52,6 +55,37 @@ _STYLES: dict[str, list[tuple[int, float, float, float | None]]] = {
     # pure translations without rotation: the physics tests' known-answer motions
     "vertical": [(1, 0.10, 0.50, None)],
     "lateral": [(0, 0.10, 0.50, None)],
+    # a drone flying ahead (the drift below), weaving and banking as it goes
+    "flight": [
+        (0, 0.30, 0.25, None),
+        (1, 0.10, 0.40, None),
+        (3, 6 * _DEG, 0.20, None),
+        (4, 3 * _DEG, 0.50, None),
+        (5, 5 * _DEG, 0.30, None),
+    ],
+    # a hand-held rig: a slow pan and walk, with tremor (4-9 Hz) on every axis
+    "shake": [
+        (3, 10 * _DEG, 0.20, None),
+        (4, 4 * _DEG, 0.25, None),
+        (3, 1.0 * _DEG, 5.0, None),
+        (4, 1.0 * _DEG, 6.5, None),
+        (5, 1.5 * _DEG, 4.0, None),
+        (0, 0.006, 7.0, None),
+        (1, 0.006, 9.0, None),
+        (2, 0.004, 5.5, None),
+    ],
+    # rotation about the camera centre only: flow without translation parallax
+    "rotate": [
+        (3, 20 * _DEG, 0.20, None),
+        (4, 8 * _DEG, 0.30, None),
+        (5, 10 * _DEG, 0.25, None),
+    ],
+}
+
+#: style -> constant velocity (m/s, world frame) added to the sinusoids, before scale
+_DRIFT: dict[str, tuple[float, float, float]] = {
+    "flight": (0.0, 0.0, 1.5),
+    "shake": (0.15, 0.0, 0.25),
 }
 
 
@@ -74,6 +108,7 @@ class Trajectory:
     omega: np.ndarray  # (K,) rad/s
     phase: np.ndarray  # (K,)
     channel: np.ndarray  # (K,) int, 0..5
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) m/s, constant
 
     def _channels(self, t: float, derivative: bool) -> np.ndarray:
         arg = self.omega * t + self.phase
@@ -81,7 +116,9 @@ class Trajectory:
             terms = self.amplitude * self.omega * np.cos(arg)
         else:
             terms = self.amplitude * (np.sin(arg) - np.sin(self.phase))
-        return np.bincount(self.channel, weights=terms, minlength=6)
+        out = np.bincount(self.channel, weights=terms, minlength=6).astype(np.float64)
+        out[:3] += self.drift if derivative else self.drift * t
+        return out
 
     def pose(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Camera centre (3,) and camera-to-world rotation (3, 3) at time ``t`` seconds."""
@@ -115,4 +152,7 @@ def make_trajectory(style: str, rng: np.random.Generator, scale: float = 1.0) ->
     omega = 2 * np.pi * np.array([f for _, _, f, _ in terms]) * rng.uniform(0.85, 1.15, k)
     random_phase = rng.uniform(0, 2 * np.pi, k)
     phase = np.array([random_phase[i] if p is None else p for i, (_, _, _, p) in enumerate(terms)])
-    return Trajectory(amplitude, omega, phase, channel)
+    if style not in _DRIFT:  # the original styles draw nothing more: their recordings stay put
+        return Trajectory(amplitude, omega, phase, channel)
+    drift = np.array(_DRIFT[style]) * rng.uniform(0.6, 1.4) * scale
+    return Trajectory(amplitude, omega, phase, channel, drift)

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
+from stereospike_ros.data.families import FAMILIES, RIGS, random_config
 from stereospike_ros.data.motion import MOTION_STYLES
 from stereospike_ros.data.recording import StereoRecording
 from stereospike_ros.data.scene import SCENE_STYLES
-from stereospike_ros.data.simulator import SimConfig, simulate
+from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+from stereospike_ros.data.textures import TEXTURE_FAMILIES
 
 HELP = "simulate a stereo event-camera recording with ground-truth depth (MVSEC HDF5, bags)"
 
@@ -32,8 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=d.name, help="file stem: NAME_data.hdf5, NAME_gt.hdf5")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (scene, motion)")
     parser.add_argument("--duration", type=float, default=d.duration_s, help="seconds")
+    parser.add_argument(
+        "--family",
+        choices=tuple(FAMILIES),
+        help="draw scene, texture, motion, speed and sensor effects at random from a scene "
+        "family (seeded by --seed); replaces the scene, motion and sensor options",
+    )
+    parser.add_argument(
+        "--rig", choices=RIGS, default="mvsec", help="with --family: MVSEC's pair or a random one"
+    )
+    parser.add_argument("--size", type=parse_size, help="HxW of the cameras (260x346)")
     parser.add_argument("--scene", choices=SCENE_STYLES, default=d.scene)
     parser.add_argument("--motion", choices=MOTION_STYLES, default=d.motion)
+    parser.add_argument(
+        "--texture", choices=("default", *TEXTURE_FAMILIES), default=d.texture,
+        help="texture family of every surface (default: each scene's own patterns)",
+    )  # fmt: skip
     parser.add_argument(
         "--motion-scale", type=float, default=d.motion_scale, help="multiplies motion amplitudes"
     )
@@ -65,6 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="background activity, events per pixel per second",
     )
     parser.add_argument(
+        "--hot-pixels", type=float, default=d.hot_pixel_fraction,
+        help="fraction of pixels that fire on their own",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hot-pixel-rate", type=float, default=d.hot_pixel_rate_hz,
+        help="events per second of each hot pixel",
+    )  # fmt: skip
+    parser.add_argument(
+        "--jitter-us", type=float, default=d.jitter_s * 1e6,
+        help="timestamp jitter, uniform +- microseconds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-rate", type=float, default=d.max_rate_eps,
+        help="readout bandwidth, events/s per camera (0: unlimited)",
+    )  # fmt: skip
+    parser.add_argument(
         "--plane-depth", type=float, default=d.plane_depth_m, help="scene plane: metres"
     )
     parser.add_argument(
@@ -92,8 +124,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. 260x346) as (height, width), for argparse."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
+    return h, w
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     """The SimConfig that the command line describes."""
+    height, width = args.size or (_DEFAULTS.height, _DEFAULTS.width)
+    if args.family:
+        return random_config(
+            args.family, args.seed, width=width, height=height, duration_s=args.duration,
+            rig=args.rig, recording=args.name,
+        )  # fmt: skip
     return SimConfig(
         name=args.name,
         seed=args.seed,
@@ -109,6 +156,14 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         plane_depth_m=args.plane_depth,
         plane_size_m=args.plane_size,
         max_flow_px=args.max_flow,
+        texture=args.texture,
+        hot_pixel_fraction=args.hot_pixels,
+        hot_pixel_rate_hz=args.hot_pixel_rate,
+        jitter_s=args.jitter_us / 1e6,
+        max_rate_eps=args.max_rate,
+        width=width,
+        height=height,
+        focal_px=MVSEC_FOCAL_PX * width / 346,
     )
 
 
@@ -206,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     record = {
         "config": asdict(config),
         "seed": config.seed,
+        "family": args.family,
+        "bandwidth_dropped": recording.metadata["bandwidth_dropped"],
         "focal_baseline": config.focal_baseline,
         "counts": counts,
         "render_steps": recording.metadata["render_steps"],
@@ -215,9 +272,13 @@ def run(args: argparse.Namespace) -> int:
     files["json"].write_text(json.dumps(record, indent=2) + "\n")
     total = time.perf_counter() - start
 
+    family = f"family {args.family!r}: " if args.family else ""
     print(
-        f"simulated {config.duration_s:g} s of scene {config.scene!r}, motion {config.motion!r} "
-        f"(seed {config.seed}) in {sim_wall:.1f} s ({recording.metadata['render_steps']} renders)"
+        f"simulated {config.duration_s:g} s of {family}scene {config.scene!r}, "
+        f"motion {config.motion!r}, texture {config.texture!r} (seed {config.seed}) in "
+        f"{sim_wall:.1f} s ({recording.metadata['render_steps']} renders, "
+        f"{(counts['left_events'] + counts['right_events']) / max(sim_wall, 1e-9) / 1e3:,.0f} "
+        "k events per second of simulation)"
     )
     for side in ("left", "right"):
         on = counts[f"{side}_on_fraction"]

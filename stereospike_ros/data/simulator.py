@@ -25,6 +25,7 @@ from stereospike_ros.data.errors import SimulationError
 from stereospike_ros.data.motion import MOTION_STYLES, Trajectory, make_trajectory
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
 from stereospike_ros.data.scene import SCENE_STYLES, PinholeCamera, Scene, build_scene
+from stereospike_ros.data.textures import TEXTURE_FAMILIES
 from stereospike_ros.events.types import EVENT_DTYPE
 
 #: MVSEC indoor_flying: rectified focal length (px) and f x B = 19.941772 px*m
@@ -41,14 +42,20 @@ class SimConfig:
     name: str = "sim"
     seed: int = 0
     duration_s: float = 2.0
-    scene: str = "room"  # room, corridor, boxes, plane
-    motion: str = "hover"  # hover, forward, sweep, vertical, lateral, static
+    scene: str = "room"  # see scene.SCENE_STYLES
+    motion: str = "hover"  # see motion.MOTION_STYLES
+    texture: str = "default"  # a textures.TEXTURE_FAMILIES name, or each style's own patterns
     motion_scale: float = 1.0  # multiplies every translation and rotation amplitude
     contrast: float = 0.5  # texture contrast: half-range of log reflectance
     threshold: float = 0.2  # contrast threshold on log irradiance (ON and OFF)
     threshold_sigma: float = 0.03  # per-pixel threshold mismatch (std, log units)
     refractory_s: float = 1e-4  # per pixel, after each event
     noise_rate_hz: float = 0.0  # background activity per pixel per second (Poisson)
+    hot_pixel_fraction: float = 0.0  # share of pixels that fire on their own, at hot_pixel_rate_hz
+    hot_pixel_rate_hz: float = 100.0
+    jitter_s: float = 0.0  # timestamp jitter, uniform in [-jitter_s, +jitter_s]
+    max_rate_eps: float = 0.0  # readout bandwidth, events/s per camera (0: unlimited)
+    max_depth_m: float | None = None  # ground truth beyond this is NaN (a lidar's range)
     width: int = 346
     height: int = 260
     focal_px: float = MVSEC_FOCAL_PX
@@ -73,7 +80,7 @@ class SimConfig:
                 raise SimulationError(f"SimConfig.{name} must be a positive number, got {value!r}")
         non_negative = (
             "motion_scale", "contrast", "threshold_sigma", "refractory_s", "noise_rate_hz",
-            "start_ns",
+            "start_ns", "hot_pixel_fraction", "hot_pixel_rate_hz", "jitter_s", "max_rate_eps",
         )  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
@@ -81,8 +88,18 @@ class SimConfig:
                 raise SimulationError(f"SimConfig.{name} must be >= 0, got {value!r}")
         if self.scene not in SCENE_STYLES:
             raise SimulationError(f"SimConfig.scene {self.scene!r} is not one of {SCENE_STYLES}")
+        if self.texture != "default" and self.texture not in TEXTURE_FAMILIES:
+            raise SimulationError(
+                f"SimConfig.texture {self.texture!r} is not one of {('default', *TEXTURE_FAMILIES)}"
+            )
+        if self.hot_pixel_fraction > 1:
+            raise SimulationError(
+                f"SimConfig.hot_pixel_fraction must be <= 1, got {self.hot_pixel_fraction!r}"
+            )
         if self.motion not in MOTION_STYLES:
             raise SimulationError(f"SimConfig.motion {self.motion!r} is not one of {MOTION_STYLES}")
+        if self.max_depth_m is not None and not self.max_depth_m > 0:
+            raise SimulationError(f"SimConfig.max_depth_m must be > 0, got {self.max_depth_m!r}")
         if self.plane_size_m is not None and not self.plane_size_m > 0:
             raise SimulationError(f"SimConfig.plane_size_m must be > 0, got {self.plane_size_m!r}")
         if self.min_render_hz > self.max_render_hz:
@@ -201,6 +218,47 @@ def background_activity(
     return events
 
 
+def hot_pixels(
+    rng: np.random.Generator, fraction: float, rate_hz: float, width: int, height: int,
+    t0_ns: int, t1_ns: int,
+) -> np.ndarray:  # fmt: skip
+    """Events of hot pixels: ``fraction`` of the pixels, each firing Poisson at ``rate_hz``
+    with one polarity of its own, whatever the scene does (a leaky or broken comparator)."""
+    n_hot = round(fraction * width * height)
+    pixel = rng.choice(width * height, n_hot, replace=False)
+    polarity = rng.integers(0, 2, n_hot)
+    counts = rng.poisson(rate_hz * (t1_ns - t0_ns) / _NS, n_hot)
+    owner = np.repeat(np.arange(n_hot), counts)
+    events = np.empty(owner.size, EVENT_DTYPE)
+    events["x"] = pixel[owner] % width
+    events["y"] = pixel[owner] // width
+    events["t"] = rng.integers(t0_ns, t1_ns + 1, owner.size)
+    events["p"] = polarity[owner]
+    return events
+
+
+def jitter_timestamps(
+    rng: np.random.Generator, events: np.ndarray, jitter_ns: int, t0_ns: int, t1_ns: int
+) -> np.ndarray:
+    """Each timestamp moved by a uniform integer in [-jitter_ns, jitter_ns], kept in [t0, t1]
+    and re-sorted (the arbiter's and the host clock's timing noise)."""
+    out = events.copy()
+    shift = rng.integers(-jitter_ns, jitter_ns + 1, len(out))
+    out["t"] = np.clip(out["t"] + shift, t0_ns, t1_ns)
+    return out[np.argsort(out["t"], kind="stable")]
+
+
+def limit_bandwidth(events: np.ndarray, max_rate_eps: float, bin_ns: int = 1_000_000) -> np.ndarray:
+    """Drop what a readout of ``max_rate_eps`` events/s cannot pass: per ``bin_ns`` bin of the
+    sorted stream, events past ``max_rate_eps * bin`` are lost (a saturated bus drops the
+    latest). Returns the kept events, still sorted."""
+    cap = max(1, int(max_rate_eps * bin_ns / _NS))
+    bins = events["t"] // bin_ns
+    starts = np.searchsorted(bins, bins, side="left")
+    rank = np.arange(len(events)) - starts  # position within its bin (the stream is sorted)
+    return events[rank < cap]
+
+
 def _log(irradiance: np.ndarray) -> np.ndarray:
     return np.log(irradiance + np.float32(_LOG_EPS))
 
@@ -270,6 +328,7 @@ def build_world(config: SimConfig) -> _World:
         path,
         config.plane_depth_m,
         config.plane_size_m,
+        config.texture,
     )
     camera = PinholeCamera.centred(config.width, config.height, config.focal_px)
     return _World(scene, trajectory, camera, config.baseline_m)
@@ -291,6 +350,28 @@ def _keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_trim_threshold, 64 << 20)) and bool(mallopt(m_mmap_threshold, 32 << 20))
+
+
+def apply_sensor_effects(
+    events: np.ndarray, config: SimConfig, rng: np.random.Generator, t0_ns: int, t1_ns: int
+) -> tuple[np.ndarray, int]:
+    """Hot pixels, then timestamp jitter, then the readout's bandwidth cap (in a camera's
+    order: the pixel fires, the arbiter stamps, the bus passes or drops); and how many the
+    cap dropped. A config without these effects draws nothing and returns ``events``."""
+    if config.hot_pixel_fraction > 0:
+        hot = hot_pixels(
+            rng, config.hot_pixel_fraction, config.hot_pixel_rate_hz, config.width,
+            config.height, t0_ns, t1_ns,
+        )  # fmt: skip
+        events = np.concatenate([events, hot])
+        events = events[np.argsort(events["t"], kind="stable")]
+    jitter_ns = round(config.jitter_s * _NS)
+    if jitter_ns > 0:
+        events = jitter_timestamps(rng, events, jitter_ns, t0_ns, t1_ns)
+    if config.max_rate_eps > 0:
+        kept = limit_bandwidth(events, config.max_rate_eps)
+        return kept, len(events) - len(kept)
+    return events, 0
 
 
 def simulate(config: SimConfig, progress: bool = False) -> StereoRecording:
@@ -336,7 +417,10 @@ def simulate(config: SimConfig, progress: bool = False) -> StereoRecording:
             if events.size:
                 out.append(events)
         if next_depth < len(depth_ts) and t_next == depth_ts[next_depth]:
-            depth_frames.append(depth_l)
+            if config.max_depth_m is None:
+                depth_frames.append(depth_l)
+            else:
+                depth_frames.append(np.where(depth_l <= config.max_depth_m, depth_l, np.nan))
             next_depth += 1
         bar.update(round((t_next - start) / 1e6) - bar.n)
         t_ns, steps = t_next, steps + 1
@@ -344,6 +428,10 @@ def simulate(config: SimConfig, progress: bool = False) -> StereoRecording:
 
     streams = []
     noise_rng = np.random.default_rng(noise_seed)
+    # children 5.. of the seed: independent of the draws above, so adding an effect to a
+    # config leaves its scene, motion and noise as they were
+    effects_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(6)[5])
+    dropped = []
     for out in chunks:
         events = np.concatenate(out) if out else np.empty(0, EVENT_DTYPE)
         if config.noise_rate_hz > 0:
@@ -352,6 +440,8 @@ def simulate(config: SimConfig, progress: bool = False) -> StereoRecording:
             )
             events = np.concatenate([events, noise])
             events = events[np.argsort(events["t"], kind="stable")]
+        events, lost = apply_sensor_effects(events, config, effects_rng, start + 1, end)
+        dropped.append(lost)
         streams.append(events)
 
     fb, f = config.focal_baseline, config.focal_px
@@ -374,6 +464,7 @@ def simulate(config: SimConfig, progress: bool = False) -> StereoRecording:
         "config": asdict(config),
         "focal_baseline": fb,
         "render_steps": steps,
+        "bandwidth_dropped": dropped,
         "wall_s": round(wall, 3),
     }
     return StereoRecording(

@@ -19,7 +19,16 @@ TILE_TEXELS = 256
 TILE_METRES = 2.56
 MIP_LEVELS = 5  # footprints of 1, 2, 4, 8 and 16 texels
 
-PATTERNS = ("noise", "checker", "stripes", "blobs", "tiles", "grid")
+PATTERNS = ("noise", "checker", "stripes", "blobs", "tiles", "grid", "smooth", "fine", "dots")
+
+#: texture families of the randomized scenes: name -> the patterns a surface draws from.
+#: They differ in statistics (spectrum, sparsity, structure), so a family can be held out.
+TEXTURE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "smooth": ("smooth",),  # large soft blobs: gradients at 0.3-1 m scales only
+    "fine": ("fine", "noise"),  # centimetre grain: strong gradients everywhere
+    "structured": ("checker", "stripes", "tiles", "grid", "blobs"),  # edges and repeats
+    "sparse": ("dots",),  # a plain surface with a few small marks: most pixels see nothing
+}
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,21 @@ def _grid(rng: np.random.Generator, n: int) -> np.ndarray:
     return _blur(np.where(edge[:, None] | edge[None, :], 0.0, 1.0), 1)
 
 
+def _dots(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Sparse marks on a plain surface: 15-60 small discs and short strokes per tile."""
+    i = np.arange(n)
+    out = np.zeros((n, n))
+    for _ in range(int(rng.integers(15, 61))):
+        cx, cy = rng.integers(0, n, 2)
+        r = rng.uniform(1.5, 5.0)  # 1.5-5 cm
+        dx = np.minimum(np.abs(i - cx), n - np.abs(i - cx))
+        dy = np.minimum(np.abs(i - cy), n - np.abs(i - cy))
+        stretch = rng.uniform(1.0, 4.0)  # some marks are strokes
+        dist2 = (dx[None, :] / stretch) ** 2 + dy[:, None] ** 2
+        out += rng.choice([-1.0, 1.0]) * (dist2 < r * r)
+    return _blur(out, 1)
+
+
 def _normalise(img: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(img, [1, 99])
     return np.clip((img - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
@@ -236,6 +260,14 @@ def make_texture(
     noise = _value_noise(rng, n, (2, 4, 8, 16, 32, 64, 128))
     if pattern == "noise":
         img = noise
+    elif pattern == "smooth":
+        img = _value_noise(rng, n, (2, 4, 8))
+    elif pattern == "fine":
+        img = _value_noise(rng, n, (32, 64, 128))
+    elif pattern == "dots":
+        # the plain part stays exactly plain (percentiles would stretch it): marks at +-contrast
+        log_reflectance = np.log(base) + contrast * np.clip(_dots(rng, n), -1.0, 1.0)
+        return Texture(np.exp(log_reflectance).astype(np.float32), tile_m / n)
     else:
         structured = {
             "checker": _checker,

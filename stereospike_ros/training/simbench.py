@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stereospike_ros.data.simulate_cli import parse_size
+
 HELP = "simulate, train StereoSpike variants, score them against SGBM: a markdown table"
 
 #: (name, scene, motion, seed, part): training, validation and test recordings. Test seeds
@@ -64,20 +66,12 @@ PRESETS = {
 }
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
-    return h, w
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="benchmark folder (created)")
     parser.add_argument(
         "--quick", action="store_true", help="64x80, tiny widths, 2 short epochs: minutes"
     )
-    parser.add_argument("--size", type=_size, help="HxW of the simulated cameras (260x346)")
+    parser.add_argument("--size", type=parse_size, help="HxW of the simulated cameras (260x346)")
     parser.add_argument("--epochs", type=int, help="training epochs per network (10)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
     parser.add_argument("--full-width", type=float, help="width of the big network (1.0)")

@@ -1,0 +1,555 @@
+"""``python -m stereospike_ros benchmark families``: depth on scene families training never saw.
+
+Builds (or reuses) a dataset of randomized recordings (``data.families``): training and
+validation recordings from the ``mixed`` family, and test recordings of every family, the
+held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
+``families.json`` (which family each recording is). Given checkpoints, it scores each of them,
+StereoSGBM (on the pixels it matches) and a constant-depth predictor that knows each
+recording's median ground-truth depth, family by family, on the same frames, and writes
+``results.md`` / ``results.json``.
+
+Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
+checkpoint is worse than the constant predictor on some family, i.e. when a network has
+regressed to predicting one depth; ``--max-vs-sgbm 0.7`` asks for at most 0.7 x SGBM's MDE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stereospike_ros.data.simulate_cli import parse_size
+
+HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """How many recordings of which length and size; ``--quick`` takes seconds."""
+
+    height: int
+    width: int
+    train_recordings: int
+    val_recordings: int
+    test_recordings: int  # per family
+    train_duration_s: float
+    test_duration_s: float
+
+
+PLANS = {
+    "full": DatasetPlan(260, 346, 120, 6, 4, 3.0, 2.0),
+    "quick": DatasetPlan(48, 64, 2, 1, 1, 0.5, 0.3),
+}
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="benchmark folder (created)")
+    parser.add_argument("--quick", action="store_true", help="48x64, a few short recordings")
+    parser.add_argument("--size", type=parse_size, help="HxW of the simulated cameras (260x346)")
+    parser.add_argument("--train-recordings", type=int, help="mixed-family training recordings")
+    parser.add_argument("--val-recordings", type=int, help="mixed-family validation recordings")
+    parser.add_argument("--test-recordings", type=int, help="test recordings per family")
+    parser.add_argument("--train-duration", type=float, help="seconds per training recording")
+    parser.add_argument("--test-duration", type=float, help="seconds per test recording")
+    parser.add_argument(
+        "--rig",
+        choices=("mvsec", "random"),
+        default="mvsec",
+        help="MVSEC's DAVIS346 pair (default) or a random focal length and baseline each",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="recordings simulated at once, one process each (1)"
+    )
+    parser.add_argument(
+        "--families", type=_names, help="comma-separated families to test (default: all)"
+    )
+    parser.add_argument(
+        "--checkpoints", type=_names, default=[], help="comma-separated .safetensors to score"
+    )
+    parser.add_argument(
+        "--labels", type=_names, help="comma-separated names of the checkpoints (default: stems)"
+    )
+    parser.add_argument("--max-frames", type=int, help="cap test frames per family")
+    parser.add_argument(
+        "--any-size",
+        action="store_true",
+        help="score checkpoints trained at another input size (fully convolutional)",
+    )
+    parser.add_argument(
+        "--pictures",
+        action="store_true",
+        help="draw each family's middle test frame: every method beside the ground truth "
+        "(OUT/pictures/FAMILY.png)",
+    )
+    parser.add_argument(
+        "--max-vs-constant",
+        type=float,
+        help="fail (exit 1) when a checkpoint's MDE exceeds this x the constant's on a family",
+    )
+    parser.add_argument(
+        "--max-vs-sgbm",
+        type=float,
+        help="fail (exit 1) when a checkpoint's MDE exceeds this x SGBM's on a held-out family",
+    )
+    parser.add_argument("--build-only", action="store_true", help="write the dataset, score none")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        metavar="SECONDS",
+        help="only measure simulation speed: SECONDS of each family (and the default room), "
+        "in memory, at --size; prints events/s and wall seconds per simulated second",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def _plan(args: argparse.Namespace) -> DatasetPlan:
+    values = asdict(PLANS["quick" if args.quick else "full"])
+    if args.size:
+        values["height"], values["width"] = args.size
+    for arg, key in (
+        ("train_recordings", "train_recordings"),
+        ("val_recordings", "val_recordings"),
+        ("test_recordings", "test_recordings"),
+        ("train_duration", "train_duration_s"),
+        ("test_duration", "test_duration_s"),
+    ):
+        if getattr(args, arg) is not None:
+            values[key] = getattr(args, arg)
+    return DatasetPlan(**values)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+def planned_recordings(
+    plan: DatasetPlan, families: Iterable[str]
+) -> list[tuple[str, str, int, str]]:
+    """(recording name, family, seed, part): seeds never repeat across parts or families."""
+    out = [(f"mixed_train_{k:04d}", "mixed", k, "train") for k in range(plan.train_recordings)]
+    out += [(f"mixed_val_{k:02d}", "mixed", 100_000 + k, "val") for k in range(plan.val_recordings)]
+    for name in families:
+        out += [
+            (f"{name}_test_{k:02d}", name, 200_000 + k, "test") for k in range(plan.test_recordings)
+        ]
+    return out
+
+
+def _make_recording(config: Any, family: str, part: str, data_dir: Path) -> tuple[int, float]:
+    """Simulate one recording and write it with its ``_sim.json`` last (the mark of done)."""
+    from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
+    from stereospike_ros.data.simulator import simulate
+
+    start = time.perf_counter()
+    recording = simulate(config)
+    took = time.perf_counter() - start
+    name = config.name
+    write_mvsec_hdf5(
+        recording, data_dir / f"{name}_data.hdf5", data_dir / f"{name}_gt.hdf5", overwrite=True
+    )
+    n = len(recording.left_events) + len(recording.right_events)
+    record = {"config": asdict(config), "family": family, "part": part, "events": n,
+              "simulate_s": round(took, 3)}  # fmt: skip
+    (data_dir / f"{name}_sim.json").write_text(json.dumps(record) + "\n")
+    return n, took
+
+
+def build_dataset(
+    plan: DatasetPlan,
+    data_dir: Path,
+    families: Iterable[str],
+    rig: str = "mvsec",
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Simulate what is missing (an identical ``NAME_sim.json`` means done: a run killed
+    half-way continues), in ``jobs`` processes; returns figures: recordings, events, seconds
+    of simulation (summed over processes), events/s."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from stereospike_ros.data.families import random_config
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    missing = []
+    for name, fam, seed, part in planned_recordings(plan, families):
+        duration = plan.train_duration_s if part != "test" else plan.test_duration_s
+        config = random_config(fam, seed, width=plan.width, height=plan.height,
+                               duration_s=duration, rig=rig, recording=name)  # fmt: skip
+        record = data_dir / f"{name}_sim.json"
+        files = [data_dir / f"{name}_data.hdf5", data_dir / f"{name}_gt.hdf5"]
+        done = record.is_file() and all(f.is_file() for f in files)
+        if not (done and json.loads(record.read_text()).get("config") == asdict(config)):
+            missing.append((config, fam, part))
+    events = 0
+    seconds = 0.0
+
+    def report(config: Any, n: int, took: float) -> None:
+        nonlocal events, seconds
+        events, seconds = events + n, seconds + took
+        print(f"simulated {config.name} ({config.scene}, {config.texture}, {config.motion}): "
+              f"{n:,} events in {took:.1f} s", flush=True)  # fmt: skip
+
+    if jobs <= 1 or len(missing) <= 1:
+        for config, fam, part in missing:
+            report(config, *_make_recording(config, fam, part, data_dir))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [(c, pool.submit(_make_recording, c, f, p, data_dir)) for c, f, p in missing]
+            for config, future in futures:
+                report(config, *future.result())
+    return {
+        "simulated": len(missing),
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events / seconds if seconds else None,
+    }
+
+
+def write_split_files(
+    plan: DatasetPlan, out: Path, families: Iterable[str]
+) -> tuple[Path, dict[str, str]]:
+    """``split.json`` (train/val: mixed; test: every family) and ``families.json``."""
+    recordings = planned_recordings(plan, families)
+    split = {"name": "families", "sequences": {n: {"part": p} for n, _, _, p in recordings}}
+    path = out / "split.json"
+    path.write_text(json.dumps(split, indent=1) + "\n")
+    by_name = {n: f for n, f, _, _ in recordings}
+    (out / "families.json").write_text(json.dumps(by_name, indent=1) + "\n")
+    return path, by_name
+
+
+# -- scoring ---------------------------------------------------------------------------------
+
+
+class ConstantDepth:
+    """Predicts one depth everywhere: the median ground truth of the frame's recording.
+
+    A network that has learned nothing about stereo but a recording's typical depth scores
+    about this. The median, not the mean, because the median is the single depth with the
+    least mean absolute error (MDE) over the recording's pixels: with skewed depths (a far wall,
+    open sky) a constant at the mean is beaten by other constants, so only the median makes
+    "worse than the constant" mean "no better than any one depth".
+    """
+
+    name = "constant (recording median)"
+
+    def __init__(self, depths: dict[str, float]) -> None:
+        self.depths = depths
+        self.sequence = ""
+
+    def tagged(self, frames: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """Pass frames through, remembering whose recording each one is."""
+        for sequence, frame in frames:
+            self.sequence = sequence
+            yield sequence, frame
+
+    def __call__(self, frame: Any) -> Any:
+        import torch
+
+        from stereospike_ros.training.evaluate import Prediction
+
+        shape = np.asarray(frame.depth).shape
+        return Prediction(torch.full(shape, self.depths[self.sequence], dtype=torch.float32))
+
+    def describe(self, height: int, width: int) -> dict[str, Any]:
+        return {"method": "constant", "depth_m": self.depths}
+
+
+def recording_medians(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
+    """Median valid ground-truth depth of each recording over the given frames."""
+    values: dict[str, list[np.ndarray]] = {}
+    for sequence, frame in frames:
+        depth = np.asarray(frame.depth, np.float32)
+        values.setdefault(sequence, []).append(depth[np.isfinite(depth) & (depth > 0)])
+    return {
+        s: float(np.median(np.concatenate(v))) if sum(map(len, v)) else 1.0
+        for s, v in values.items()
+    }
+
+
+def score_family(
+    root: Path,
+    split: Path,
+    predictors: list[Any],
+    max_frames: int | None,
+    picture: Path | None = None,
+) -> tuple[list[Any], int]:
+    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames.
+    ``picture``: also draw the middle frame, every method's depth beside the ground truth."""
+    from stereospike_ros.training.baselines import SgbmBaseline
+    from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
+
+    with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
+        constant = ConstantDepth(recording_medians(data.frames()))
+        methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
+        middle = data.count // 2 if picture is not None else -1
+        seen: dict[int, tuple[str, Any]] = {}
+
+        def frames() -> Iterator[tuple[str, Any]]:
+            for position, item in enumerate(constant.tagged(data.frames())):
+                if position == middle:
+                    seen[position] = item
+                yield item
+
+        results = evaluate_many(methods, frames(), keep=[middle] if middle >= 0 else [])
+        if picture is not None and middle in seen:
+            from stereospike_ros.training.plots import plot_frame
+
+            sequence, frame = seen[middle]
+            depths = {r.name: r.kept[middle] for r in results if middle in r.kept}
+            title = f"{picture.stem}: {sequence} depth frame {frame.index}"
+            plot_frame(picture, frame.left, frame.right, frame.depth, depths, title)
+        return results, data.count
+
+
+COLUMNS = (
+    ("MDE cm", "mde_cm", "{:.1f}"),
+    ("RMSE cm", "rmse_cm", "{:.1f}"),
+    ("delta1", "delta1", "{:.3f}"),
+    ("coverage", "coverage", "{:.2f}"),
+    ("firing rate", "firing_rate", "{:.3f}"),
+)
+
+
+def family_table(
+    per_family: dict[str, dict[str, dict[str, Any]]], held_out: dict[str, bool]
+) -> str:
+    """One row per (family, method): the per-family table of the docs."""
+    header = ["family", "held out", "method", *(c[0] for c in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for fam, methods in per_family.items():
+        for method, metrics in methods.items():
+            cells = [fam, "yes" if held_out[fam] else "no", method]
+            for _, key, fmt in COLUMNS:
+                value = metrics.get(key)
+                finite = value is not None and math.isfinite(value)
+                cells.append(fmt.format(value) if finite else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def held_out_summary(
+    per_family: dict[str, dict[str, dict[str, Any]]], held_out: dict[str, bool]
+) -> str:
+    """Per method, the mean over held-out families of MDE and delta1, and its MDE relative to
+    the constant's on each (< 1: better than any single depth): the ranking the paper's
+    generalization claims (SNN vs ANN twin, heads, spike penalty) are read from."""
+    families = [f for f, h in held_out.items() if h]
+    if not families:
+        return ""
+    methods = list(per_family[families[0]])
+    lines = ["| method | mean MDE cm | mean delta1 | MDE / constant's, worst family |",
+             "|---|---|---|---|"]  # fmt: skip
+    for method in methods:
+        mde = [per_family[f][method]["mde_cm"] for f in families]
+        delta1 = [per_family[f][method]["delta1"] for f in families]
+        ratio = [
+            per_family[f][method]["mde_cm"] / per_family[f][ConstantDepth.name]["mde_cm"]
+            for f in families
+        ]
+        worst = max(range(len(families)), key=lambda k: ratio[k])
+        lines.append(
+            f"| {method} | {np.mean(mde):.1f} | {np.mean(delta1):.3f} | "
+            f"{ratio[worst]:.2f} ({families[worst]}) |"
+        )
+    return "\n".join(lines)
+
+
+def budget_failures(
+    per_family: dict[str, dict[str, dict[str, Any]]],
+    labels: list[str],
+    held_out: dict[str, bool],
+    max_vs_constant: float | None,
+    max_vs_sgbm: float | None,
+) -> list[str]:
+    """One line per (checkpoint, family) that misses a budget."""
+    failures = []
+    for fam, methods in per_family.items():
+        constant = methods[ConstantDepth.name]["mde_cm"]
+        sgbm = methods["sgbm"]["mde_cm"]
+        for label in labels:
+            mde = methods[label]["mde_cm"]
+            if max_vs_constant is not None and not mde <= max_vs_constant * constant:
+                failures.append(
+                    f"{label} on {fam}: MDE {mde:.1f} cm > {max_vs_constant:g} x "
+                    f"the constant predictor's {constant:.1f} cm"
+                )
+            if max_vs_sgbm is not None and held_out[fam] and not mde <= max_vs_sgbm * sgbm:
+                failures.append(
+                    f"{label} on {fam}: MDE {mde:.1f} cm > {max_vs_sgbm:g} x "
+                    f"SGBM's {sgbm:.1f} cm (on the pixels it matches)"
+                )
+    return failures
+
+
+def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float) -> str:
+    """A markdown table of simulation speed per family, the default room beside them (the same
+    run, so the ratio holds on a loaded machine). Recordings of 1 s, seeds 900_000..."""
+    from stereospike_ros.data.families import random_config
+    from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+
+    def measure(configs: Iterable[Any]) -> tuple[float, float, float]:
+        events = wall = simulated = 0.0
+        for config in configs:
+            start = time.perf_counter()
+            recording = simulate(config)
+            wall += time.perf_counter() - start
+            events += len(recording.left_events) + len(recording.right_events)
+            simulated += config.duration_s
+        return events, wall, simulated
+
+    count = max(1, round(seconds))
+    size = {"width": plan.width, "height": plan.height}
+    rows = {}
+    for name in families:
+        rows[name] = measure(
+            random_config(name, 900_000 + k, duration_s=seconds / count, **size)
+            for k in range(count)
+        )
+    focal = MVSEC_FOCAL_PX * plan.width / 346
+    rows["room (default config)"] = measure(
+        SimConfig(seed=k, duration_s=seconds / count, focal_px=focal, **size) for k in range(count)
+    )
+    lines = [
+        "| family | events (both cameras) | k events/s of wall time | wall s per simulated s |",
+        "|---|---|---|---|",
+    ]
+    for name, (events, wall, simulated) in rows.items():
+        lines.append(
+            f"| {name} | {events:,.0f} | {events / wall / 1e3:,.0f} | {wall / simulated:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from stereospike_ros.data.errors import SimulationError
+    from stereospike_ros.data.families import FAMILIES
+    from stereospike_ros.training.baselines import load_model
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import ModelPredictor, resolve_device
+
+    start = time.perf_counter()
+    plan = _plan(args)
+    families = args.families or list(FAMILIES)
+    unknown = [f for f in families if f not in FAMILIES]
+    labels = args.labels or [Path(c).stem for c in args.checkpoints]
+    problems = []
+    if unknown:
+        problems.append(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if len(labels) != len(args.checkpoints):
+        problems.append(f"{len(labels)} --labels for {len(args.checkpoints)} --checkpoints")
+    if len(set(labels)) != len(labels):
+        problems.append(f"--labels must differ, got {labels}")
+    problems += [
+        f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
+    ]
+    try:
+        device = str(resolve_device(args.device))
+    except TrainingError as err:
+        problems.append(str(err))
+    if problems:
+        print(f"benchmark families: error: {problems[0]}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.speed:
+        print(f"simulating {args.speed:g} s per family at {plan.height}x{plan.width}", flush=True)
+        print(simulation_speed(plan, families, args.speed))
+        return 0
+
+    out: Path = args.out
+    data_dir = out / "data"
+    try:
+        figures = build_dataset(plan, data_dir, families, args.rig, args.jobs)
+    except SimulationError as err:
+        print(f"benchmark families: error: {err}", file=sys.stderr)
+        return 2
+    split, by_name = write_split_files(plan, out, families)
+    if figures["simulated"]:
+        print(
+            f"simulated {figures['simulated']} recordings: {figures['events']:,} events in "
+            f"{figures['seconds']:.0f} s ({figures['events_per_s'] / 1e3:,.0f} k events/s)"
+        )
+    print(f"dataset: {data_dir} with split {split} ({len(by_name)} recordings)")
+    if args.build_only or not args.checkpoints:
+        return 0
+
+    try:
+        predictors = []
+        for label, path in zip(labels, args.checkpoints, strict=True):
+            model, metadata = load_model(
+                path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
+            )
+            predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
+        per_family: dict[str, dict[str, dict[str, Any]]] = {}
+        frames: dict[str, int] = {}
+        for fam in families:
+            fam_split = out / f"split_{fam}.json"
+            tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
+            fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
+            picture = out / "pictures" / f"{fam}.png" if args.pictures else None
+            results, frames[fam] = score_family(
+                data_dir, fam_split, predictors, args.max_frames, picture
+            )
+            per_family[fam] = {r.name: r.to_dict() for r in results}
+            print(f"scored {fam}: {frames[fam]} frames", flush=True)
+    except TrainingError as err:
+        print(f"benchmark families: error: {err}", file=sys.stderr)
+        return 2
+
+    held_out = {f: FAMILIES[f].held_out for f in families}
+    table = family_table(per_family, held_out)
+    argv = sys.argv[sys.argv.index("families") + 1 :] if "families" in sys.argv else []
+    text = (
+        "\n".join(
+            [
+                "# StereoSpike per scene family",
+                "",
+                f"Command: `python -m stereospike_ros benchmark families {' '.join(argv)}`  ",
+                f"{plan.height}x{plan.width} px; test frames per family: "
+                + ", ".join(f"{f} {n}" for f, n in frames.items())
+                + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
+                "constant predictor knows each recording's median depth (the best single "
+                "depth for MDE).",
+                "",
+                table,
+                "",
+                *(f"- {f}: {FAMILIES[f].about}" for f in families),
+                *(
+                    ["", "Over the held-out families:", "", summary]
+                    if (summary := held_out_summary(per_family, held_out))
+                    else []
+                ),
+            ]
+        )
+        + "\n"
+    )
+    (out / "results.md").write_text(text)
+    report = {
+        "plan": asdict(plan),
+        "families": {f: asdict(FAMILIES[f]) for f in families},
+        "frames": frames,
+        "results": per_family,
+        "checkpoints": dict(zip(labels, args.checkpoints, strict=True)),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(text)
+    failures = budget_failures(per_family, labels, held_out, args.max_vs_constant, args.max_vs_sgbm)
+    for line in failures:
+        print(f"over budget: {line}")
+    print(f"wrote {out / 'results.md'} and results.json in {time.perf_counter() - start:.0f} s")
+    return 1 if failures else 0

@@ -1,0 +1,112 @@
+"""benchmark families: a family-split dataset, per-family scores, and budgets that can fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereospike_ros.cli import main
+from stereospike_ros.data.families import FAMILIES
+from stereospike_ros.model.checkpoint import save_checkpoint
+from stereospike_ros.model.network import build_model
+
+QUICK = ["--quick", "--threads", "1"]
+
+
+def constant_network(path: Path, depth_m: float) -> Path:
+    """A real network whose heads ignore their input: it predicts ``depth_m`` everywhere, as a
+    network that has regressed to a constant would."""
+    torch.manual_seed(0)
+    model = build_model("stereospike", width=0.125, heads=(1,))
+    with torch.no_grad():
+        model.predict["depth1"].weight.zero_()
+        model.predict["depth1"].bias.fill_(depth_m)
+    return save_checkpoint(path, model, window_ms=50.0, input_size=(48, 64))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("families")
+    # two processes: what they write is what one would (the configs are drawn up front)
+    assert main(["benchmark", "families", "--out", str(out), *QUICK, "--jobs", "2"]) == 0
+    return out
+
+
+def test_dataset_holds_mixed_training_and_every_family_for_test(bench: Path) -> None:
+    split = json.loads((bench / "split.json").read_text())["sequences"]
+    families = json.loads((bench / "families.json").read_text())
+    assert {n for n, s in split.items() if s["part"] == "train"} == {
+        "mixed_train_0000",
+        "mixed_train_0001",
+    }
+    assert {families[n] for n, s in split.items() if s["part"] != "test"} == {"mixed"}
+    assert {families[n] for n, s in split.items() if s["part"] == "test"} == set(FAMILIES)
+    for name in split:
+        record = json.loads((bench / "data" / f"{name}_sim.json").read_text())
+        assert record["family"] == families[name] and record["events"] > 0
+    # a second run finds every recording done and simulates nothing
+    stamp = (bench / "data" / "mixed_train_0000_data.hdf5").stat().st_mtime_ns
+    assert main(["benchmark", "families", "--out", str(bench), *QUICK, "--build-only"]) == 0
+    assert (bench / "data" / "mixed_train_0000_data.hdf5").stat().st_mtime_ns == stamp
+
+
+def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys) -> None:
+    flat = constant_network(bench / "flat.safetensors", 3.0)
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints",
+            f"{flat},{flat}", "--labels", "flat,flat copy", "--max-vs-constant", "1.0"]  # fmt: skip
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    report = json.loads((bench / "results.json").read_text())
+    assert list(report["results"]) == list(FAMILIES)
+    for fam, methods in report["results"].items():
+        assert list(methods) == ["flat", "flat copy", "sgbm", "constant (recording median)"]
+        constant = methods["constant (recording median)"]
+        assert constant["coverage"] == 1.0 and constant["frames"] == 6, fam
+        assert methods["sgbm"]["coverage"] < 1.0
+        # one depth everywhere, and no better than the best single depth of each recording
+        assert methods["flat"]["mde_cm"] >= constant["mde_cm"], fam
+        assert f"over budget: flat on {fam}: MDE" in printed
+    table = (bench / "results.md").read_text()
+    assert "| shapes | yes | flat |" in table
+    # the held-out summary: the constant's ratio to itself is 1, the flat network's >= 1
+    assert "| constant (recording median) |" in table.split("Over the held-out families:")[1]
+    assert "| 1.00 (" in table
+    # a loose budget passes the same numbers: the exit status follows the budget
+    argv[-1] = "1000"
+    assert main([*argv, "--families", "shapes,panel", "--pictures"]) == 0
+    assert sorted(p.name for p in (bench / "pictures").iterdir()) == ["panel.png", "shapes.png"]
+
+
+def test_bad_checkpoint_lists_are_refused_before_simulating(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b"
+    argv = ["benchmark", "families", "--out", str(out), *QUICK]
+    assert main([*argv, "--checkpoints", "a.safetensors,b.safetensors", "--labels", "x"]) == 2
+    assert "1 --labels for 2 --checkpoints" in capsys.readouterr().err
+    assert main([*argv, "--checkpoints", str(tmp_path / "none.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*argv, "--families", "mixed,castle"]) == 2
+    assert "castle" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_training_continues_when_the_family_dataset_grows(tmp_path: Path) -> None:
+    """A later session adds training recordings and runs the same train command: the run
+    resumes from its last epoch and trains on the grown split."""
+    from stereospike_ros.data.cache import CachedFrames
+
+    build = ["benchmark", "families", "--out", str(tmp_path), *QUICK, "--build-only",
+             "--families", "mixed"]  # fmt: skip
+    train = ["train", "--root", str(tmp_path / "data"), "--split", str(tmp_path / "split.json"),
+             "--out", str(tmp_path / "run"), "--width", "0.125", "--heads", "1", "--quiet",
+             "--steps-per-epoch", "3", "--val-frames", "2", "--threads", "1"]  # fmt: skip
+    assert main(build) == 0
+    assert main([*train, "--epochs", "1"]) == 0
+    assert main([*build, "--train-recordings", "3"]) == 0
+    assert main([*train, "--epochs", "2"]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    cache = CachedFrames(tmp_path / "run" / "cache" / "families_train.h5")
+    assert cache.sequences == ["mixed_train_0000", "mixed_train_0001", "mixed_train_0002"]
