@@ -158,19 +158,24 @@ def build_rectifier(
         entry = carried
     if entry is None:
         log.info("%s: no calibration given or carried; %s events are used unrectified", what, side)
-        return Rectifier.identity(height, width)
+        rectifier = Rectifier.identity(height, width)
+        rectifier.source = "identity (no calibration given or carried)"
+        return rectifier
     if isinstance(entry, CameraCalibration):
         if (entry.height, entry.width) != (height, width):
             raise FormatError(
                 f"{what}: {side} calibration is {entry.height}x{entry.width} but the recording "
                 f"is {height}x{width}"
             )
-        return Rectifier.from_camera_info(
+        rectifier = Rectifier.from_camera_info(
             entry.height, entry.width, entry.K, entry.D, entry.R, entry.P, entry.distortion_model
         )
+        given = "given" if isinstance(source, Mapping) else "carried by the recording"
+        rectifier.source = f"camera_info {given} ({entry.distortion_model})"
+        return rectifier
     x_map, y_map = entry  # type: ignore[misc]
     if isinstance(x_map, np.ndarray) and isinstance(y_map, np.ndarray):
-        rectifier = Rectifier.from_maps(x_map, y_map)
+        rectifier = Rectifier.from_maps(x_map, y_map, source="maps given as arrays")
     else:
         for path in (x_map, y_map):
             if not Path(path).is_file():

@@ -58,13 +58,17 @@ class Rectifier:
         self._beyond = ~(((1 << self._y_bits) - 1) << 16 | ((1 << self._x_bits) - 1)) & 0xFFFFFFFF
         self.dropped = 0
         self.last_dropped = 0
+        #: what the table was built from, for messages ("identity", "MVSEC maps ...", ...)
+        self.source = "lookup table"
 
     # ---- constructors
     @classmethod
     def identity(cls, height: int, width: int) -> Rectifier:
         """Already-rectified events (simulator, pre-rectified recordings)."""
         y, x = np.mgrid[0:height, 0:width].astype(np.uint32)
-        return cls(height, width, ((y << 16) | x).ravel())
+        rectifier = cls(height, width, ((y << 16) | x).ravel())
+        rectifier.source = "identity"
+        return rectifier
 
     @classmethod
     def from_maps(
@@ -86,13 +90,15 @@ class Rectifier:
         height, width = x_map.shape
         out_h = height if out_height is None else out_height
         out_w = width if out_width is None else out_width
-        return cls(height, width, _pack(x_map, y_map, out_h, out_w), out_h, out_w)
+        rectifier = cls(height, width, _pack(x_map, y_map, out_h, out_w), out_h, out_w)
+        rectifier.source = source
+        return rectifier
 
     @classmethod
     def from_mvsec_maps(cls, x_map_path: str | Path, y_map_path: str | Path) -> Rectifier:
         """MVSEC ``*_x_map.txt`` / ``*_y_map.txt`` (260 x 346 text floats indexed [y, x])."""
         maps = [_load_map(Path(p)) for p in (x_map_path, y_map_path)]
-        return cls.from_maps(*maps, source=f"{x_map_path}, {y_map_path}")
+        return cls.from_maps(*maps, source=f"MVSEC maps {x_map_path}, {y_map_path}")
 
     @classmethod
     def from_camera_info(
@@ -137,7 +143,9 @@ class Rectifier:
         else:
             rect = cv2.undistortPoints(pts, K, D, R=R, P=P, criteria=criteria)
         rect = rect.reshape(height, width, 2)
-        return cls(height, width, _pack(rect[..., 0], rect[..., 1], height, width))
+        rectifier = cls(height, width, _pack(rect[..., 0], rect[..., 1], height, width))
+        rectifier.source = f"camera_info ({distortion_model})"
+        return rectifier
 
     @classmethod
     def from_calibration(cls, calibration: Any) -> Rectifier:
@@ -154,6 +162,33 @@ class Rectifier:
             )
         except AttributeError as err:
             raise CalibrationError(f"{type(calibration).__name__} lacks a field: {err}") from err
+
+    # ---- inspection
+    def lut(self) -> np.ndarray:
+        """(height, width) uint32: ``y << 16 | x`` of each raw pixel's rectified pixel, or
+        0xFFFFFFFF where it leaves the image."""
+        table = self._lut.reshape(1 << self._y_bits, 1 << self._x_bits)
+        return table[: self.height, : self.width].copy()
+
+    def maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x_map, y_map) float32 (H, W): the integer rectified pixel of each raw pixel, NaN
+        where it leaves the image. ``Rectifier.from_maps`` of them rebuilds this table exactly
+        (that is how the event player hands its rectification to the depth node)."""
+        lut = self.lut()
+        valid = lut != _INVALID
+        x_map = np.where(valid, lut & 0xFFFF, np.nan).astype(np.float32)
+        y_map = np.where(valid, lut >> 16, np.nan).astype(np.float32)
+        return x_map, y_map
+
+    def pixels_differing(self, other: Rectifier) -> int:
+        """How many raw pixels the two tables send to different places (all, if the sizes
+        differ)."""
+        if (self.height, self.width) != (other.height, other.width):
+            return self.height * self.width
+        return int((self.lut() != other.lut()).sum())
+
+    def is_identity(self) -> bool:
+        return self.pixels_differing(Rectifier.identity(self.height, self.width)) == 0
 
     # ---- use
     def rectified_pixel(self, x: int, y: int) -> tuple[int, int] | None:
