@@ -29,7 +29,12 @@ OVERRIDES = {
     "left_events_topic": "left_events_topic",
     "right_events_topic": "right_events_topic",
     "trigger_topic": "trigger_topic",
+    "rectify": "rectify",
+    "replay_watermarks": "replay_watermarks",
+    "reliable": "reliable",
 }
+# Boolean parameters among them: the launch argument's 'true'/'false' becomes a bool.
+BOOLEANS = ("rectify", "replay_watermarks", "reliable")
 
 
 def _depth_node(context: LaunchContext) -> list:
@@ -37,7 +42,7 @@ def _depth_node(context: LaunchContext) -> list:
     for argument, parameter in OVERRIDES.items():
         value = LaunchConfiguration(argument).perform(context)
         if value:
-            overrides[parameter] = value
+            overrides[parameter] = value.lower() == "true" if parameter in BOOLEANS else value
     use_sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
     overrides["use_sim_time"] = use_sim_time
     return [
@@ -83,6 +88,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="follow /clock (replays)"
         ),
+        DeclareLaunchArgument("rectify", default_value="", description="rectify events"),
+        DeclareLaunchArgument(
+            "replay_watermarks", default_value="", description="behind event_player: true"
+        ),
+        DeclareLaunchArgument("reliable", default_value="", description="RELIABLE events"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2"),
         DeclareLaunchArgument(
             "rviz_config",
