@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import spin_until
-from ros_support import small_recording, start_node, stop, tiny_checkpoint
+from ros_support import ros_env, small_recording, start_node, stop, tiny_checkpoint
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -200,3 +202,31 @@ def test_bag_replay_answers_every_frame_as_evaluate_does(ros_context, replay_dat
     # the same frames as the HDF5 pair: the three formats hold one recording
     hdf5, bag = replay_data["offline"]["hdf5"], replay_data["offline"][which]
     assert [r["mde_cm"] for r in bag.per_frame] == [r["mde_cm"] for r in hdf5.per_frame]
+
+
+def test_node_command_runs_a_node_without_the_ros2_cli(tmp_path):
+    """``python -m stereospike_ros node NAME --ros-args ...`` runs the node's own main."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stereospike_ros", "node", "depth_node", "--ros-args", "-p",
+         f"weights:={tmp_path / 'missing.safetensors'}"],
+        capture_output=True, text=True, timeout=120, env=ros_env(),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot start: weights file" in result.stdout + result.stderr
+    assert "missing.safetensors" in result.stdout + result.stderr
+
+
+def test_demo_replays_a_users_recording_and_prints_the_evaluators_result(replay_data, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stereospike_ros", "demo",
+         "--recording", str(replay_data["inputs"]["hdf5"]),
+         "--weights", str(replay_data["checkpoint"]), "--out", str(tmp_path), "--rate", "0",
+         "--images", "0", "--timeout", "200"],
+        capture_output=True, text=True, timeout=240, env=ros_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    frames = len(replay_data["offline"]["hdf5"].per_frame)
+    mde = replay_data["offline"]["hdf5"].metrics["mde_cm"]
+    assert "rectification MVSEC maps" in result.stdout
+    assert f"MDE {mde:.1f} cm over {frames} of {frames} ground-truth frames" in result.stdout
+    assert f"frames expected {frames}, answered {frames}, missing 0" in result.stdout
