@@ -111,10 +111,12 @@ def _replay(ros_context, data: dict, which: str, slow_s: float = 0.0, evaluator=
         assert spin_until(
             executor,
             lambda: (
-                listener.count_publishers("/depth_node/depth") == 1
-                and listener.count_subscribers("/davis/right/events") == 1
-            )
-            or node.poll() is not None,
+                (
+                    listener.count_publishers("/depth_node/depth") == 1
+                    and listener.count_subscribers("/davis/right/events") == 1
+                )
+                or node.poll() is not None
+            ),
             timeout=90.0,
         )
         assert node.poll() is None, stop(node)[1]
@@ -168,9 +170,7 @@ def test_offline_rectification_is_not_the_identity(replay_data):
     with open_eval_data(replay_data["inputs"]["hdf5"], rectify=False) as data:
         raw = evaluate(model, data.frames(), keep=range(data.count))
     rectified = replay_data["offline"]["hdf5"]
-    assert any(
-        not np.allclose(raw.kept[i], rectified.kept[i], atol=1e-4) for i in rectified.kept
-    )
+    assert any(not np.allclose(raw.kept[i], rectified.kept[i], atol=1e-4) for i in rectified.kept)
 
 
 def test_slowed_node_in_lockstep_answers_every_hdf5_frame_as_evaluate_does(
