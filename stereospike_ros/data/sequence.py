@@ -69,8 +69,9 @@ class StereoSequence(Protocol):
         """The camera's CameraInfo, when the recording carries or was given one."""
         ...
 
-    def rectifier(self, side: Side) -> object:
-        """A ``stereospike_ros.events.Rectifier`` from raw to rectified pixels."""
+    def rectifier(self, side: Side, rounding: str = "nearest") -> object:
+        """A ``stereospike_ros.events.Rectifier`` from raw to rectified pixels (``rounding``:
+        nearest, or truncate as the StereoSpike authors do)."""
         ...
 
     def close(self) -> None: ...
@@ -131,6 +132,7 @@ def build_rectifier(
     width: int,
     carried: CameraCalibration | None,
     what: str,
+    rounding: str = "nearest",
 ) -> object:
     """The Rectifier for ``side``: explicit source, else the carried CameraInfo, else identity.
 
@@ -168,19 +170,30 @@ def build_rectifier(
                 f"is {height}x{width}"
             )
         rectifier = Rectifier.from_camera_info(
-            entry.height, entry.width, entry.K, entry.D, entry.R, entry.P, entry.distortion_model
+            entry.height,
+            entry.width,
+            entry.K,
+            entry.D,
+            entry.R,
+            entry.P,
+            entry.distortion_model,
+            rounding=rounding,
         )
         given = "given" if isinstance(source, Mapping) else "carried by the recording"
         rectifier.source = f"camera_info {given} ({entry.distortion_model})"
         return rectifier
     x_map, y_map = entry  # type: ignore[misc]
     if isinstance(x_map, np.ndarray) and isinstance(y_map, np.ndarray):
-        rectifier = Rectifier.from_maps(x_map, y_map, source="maps given as arrays")
+        rectifier = Rectifier.from_maps(
+            x_map, y_map, source="maps given as arrays", rounding=rounding
+        )
     else:
         for path in (x_map, y_map):
             if not Path(path).is_file():
                 raise MissingInputError(f"rectification map {path} (for {what}) does not exist")
-        rectifier = Rectifier.from_mvsec_maps(x_map, y_map)
+        rectifier = Rectifier.from_mvsec_maps(x_map, y_map, rounding=rounding)
+    if rounding != "nearest":
+        rectifier.source += f", {rounding}d"
     return rectifier
 
 
