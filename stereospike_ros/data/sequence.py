@@ -77,6 +77,20 @@ class StereoSequence(Protocol):
     def close(self) -> None: ...
 
 
+#: f x B of MVSEC's indoor_flying cameras (px*m); its files carry no camera_info
+MVSEC_FOCAL_BASELINE = 19.941772
+
+
+def focal_baseline_of(sequence: StereoSequence) -> float | None:
+    """f x B (px*m) from the right camera's projection, or MVSEC's constant for its scenes."""
+    calib = sequence.calibration("right")
+    if calib is not None and float(-calib.P[0, 3]) > 0:
+        return float(-calib.P[0, 3])
+    if sequence.name.startswith("indoor_flying"):
+        return MVSEC_FOCAL_BASELINE
+    return None
+
+
 def check_side(side: str) -> Side:
     if side not in SIDES:
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")

@@ -49,6 +49,20 @@ def add_data_arguments(parser: argparse.ArgumentParser, part: str) -> None:
     parser.add_argument(
         "--fill-holes", type=int, default=0, metavar="PX", help="fill GT holes < PX px (off)"
     )
+    add_protocol_argument(parser)
+
+
+def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
+    """``--protocol`` (cache, train, evaluate, prune): how recordings become frames."""
+    from stereospike_ros.data.protocol import PROTOCOLS
+
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="default: windows before each depth stamp, nearest-pixel rectification; paper: "
+        "the StereoSpike authors' (ground-truth area closing 24 px, 50 ms grid from the "
+        "first event, truncated coordinates); see docs/protocol.md (default)",
+    )
 
 
 def open_data(args: argparse.Namespace, window_ms: float) -> Any:
@@ -69,6 +83,7 @@ def open_data(args: argparse.Namespace, window_ms: float) -> Any:
         fill_holes_px=args.fill_holes,
         rectify=not args.no_rectify,
         focal_baseline=getattr(args, "focal_baseline", None),
+        protocol=args.protocol,
     )
 
 
