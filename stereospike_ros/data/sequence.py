@@ -195,6 +195,8 @@ def build_rectifier(
         )
         given = "given" if isinstance(source, Mapping) else "carried by the recording"
         rectifier.source = f"camera_info {given} ({entry.distortion_model})"
+        if rounding != "nearest":
+            rectifier.source += f", {rounding}d"
         return rectifier
     x_map, y_map = entry  # type: ignore[misc]
     if isinstance(x_map, np.ndarray) and isinstance(y_map, np.ndarray):
