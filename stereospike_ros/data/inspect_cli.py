@@ -56,8 +56,7 @@ def _inspect(args: argparse.Namespace) -> int:
         found = recordings_in(paths[0])
         if not found:
             raise MissingInputError(
-                f"{paths[0]} holds no recording (X_data.hdf5, .bag, ROS 2 bag folder, .mcap, "
-                ".db3)"
+                f"{paths[0]} holds no recording (X_data.hdf5, .bag, ROS 2 bag folder, .mcap, .db3)"
             )
         for i, path in enumerate(found):
             if i:

@@ -134,6 +134,38 @@ class ModelPredictor:
         }
 
 
+def pick_threads(
+    model: nn.Module, size: tuple[int, int], device: torch.device, repeats: int = 2
+) -> tuple[int, dict[int, float]]:
+    """Set torch's CPU threads to the faster of 1 and its default for this model at batch 1.
+
+    At batch 1 torch's intra-op threads often cost more than they save (small convolutions,
+    a machine shared with the data reading): measured, not assumed. Returns the chosen count
+    and the median seconds per forward of each candidate (timed interleaved, after one
+    warm-up each). On a GPU, or with one core, nothing is measured.
+    """
+    default = torch.get_num_threads()
+    if device.type != "cpu" or default <= 1:
+        return default, {}
+    in_channels = getattr(getattr(model, "config", None), "in_channels", 4)
+    x = torch.zeros(1, in_channels, *size)
+    times: dict[int, list[float]] = {1: [], default: []}
+    with torch.inference_mode():
+        for threads in times:  # warm-up: first calls allocate and plan
+            torch.set_num_threads(threads)
+            model(x)
+        for _ in range(repeats):
+            for threads in times:
+                torch.set_num_threads(threads)
+                start = time.perf_counter()
+                model(x)
+                times[threads].append(time.perf_counter() - start)
+    medians = {n: float(np.median(t)) for n, t in times.items()}
+    best = min(medians, key=medians.__getitem__)
+    torch.set_num_threads(best)
+    return best, medians
+
+
 def as_predictor(model_or_predictor: nn.Module | Predictor, device: str = "cpu") -> Predictor:
     if isinstance(model_or_predictor, nn.Module):
         return ModelPredictor(model_or_predictor, device=device)
