@@ -81,8 +81,8 @@ def main() -> None:
                 mde = result.metrics["mde_cm"]
                 reference = mde if reference is None else reference
                 rows.append((label, variant, mde, mde - reference, result.metrics["frames"]))
-                print(f"{label:22s} {variant:26s} {mde:7.2f} cm  ({time.perf_counter() - start:.0f} s)",
-                      flush=True)  # fmt: skip
+                seconds = time.perf_counter() - start
+                print(f"{label:22s} {variant:26s} {mde:7.2f} cm ({seconds:.0f} s)", flush=True)
     print("\n| recording | protocol | MDE cm | change cm | frames |")
     print("|---|---|---|---|---|")
     for label, variant, mde, delta, frames in rows:
