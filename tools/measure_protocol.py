@@ -3,11 +3,13 @@
     PYTHONPATH=. .venv/bin/python tools/measure_protocol.py [--weights W] [--duration 3]
 
 Simulates two recordings (room, hover) and writes them raw with per-pixel rectification maps
-whose rectified coordinate is the simulated pixel plus a uniform offset in [-0.5, 0.5) (so
-rounding to the nearest pixel gives back the simulated pixel exactly, and truncation moves
-about half the events by one pixel, as real MVSEC maps with their fractional coordinates
-would): A has ground truth at exactly 20 Hz and dense, B at 19.8 Hz (50.5 ms period) with
-LiDAR-like holes punched into the ground truth (2 % of pixels as seeds of 1-3 px blobs).
+whose rectified coordinate is the simulated pixel plus an offset in (-0.5, 0.5), so rounding to
+the nearest pixel gives back the simulated pixel exactly and truncation moves the events with
+a negative offset one pixel left. ``--maps smooth`` (default): the offset varies smoothly
+across the image, differently in each camera, like the fractional part of real maps;
+``--maps random``: independent per pixel (a worst case). A has ground truth at exactly 20 Hz
+and dense, B at 19.8 Hz (50.5 ms period) with LiDAR-like holes punched into the ground truth
+(2 % of pixels as seeds of 1-3 px blobs).
 Then evaluates one checkpoint under the default protocol, each paper difference alone, and
 the whole paper protocol, and prints one table (MDE in cm, change from default).
 """
@@ -39,7 +41,15 @@ VARIANTS = {
 }
 
 
-def _write(folder: Path, name: str, config: SimConfig, holes: bool, seed: int) -> Path:
+def _offsets(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    if kind == "random":
+        return rng.uniform(-0.49, 0.49, (h, w))
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    fx, fy, phase = rng.uniform(40, 120), rng.uniform(40, 120), rng.uniform(0, 2 * np.pi)
+    return 0.49 * np.sin(2 * np.pi * (x / fx + y / fy) + phase)
+
+
+def _write(folder: Path, name: str, config: SimConfig, holes: bool, seed: int, maps: str) -> Path:
     recording = simulate(config)
     rng = np.random.default_rng(seed)
     if holes:
@@ -50,7 +60,7 @@ def _write(folder: Path, name: str, config: SimConfig, holes: bool, seed: int) -
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     for side in ("left", "right"):
         for axis, base in (("x", x), ("y", y)):
-            offset = rng.uniform(-0.5, 0.5, (h, w))
+            offset = _offsets(rng, h, w, maps)
             np.savetxt(folder / f"{name}_{side}_{axis}_map.txt", base + offset, fmt="%.5f")
     write_mvsec_hdf5(recording, folder / f"{name}_data.hdf5", folder / f"{name}_gt.hdf5")
     return folder / f"{name}_data.hdf5"
@@ -60,15 +70,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--duration", type=float, default=3.0, help="simulated seconds (3)")
+    parser.add_argument("--maps", choices=("smooth", "random"), default="smooth")
     args = parser.parse_args()
     model, _ = load_checkpoint(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         base = SimConfig(name="a", seed=7, duration_s=args.duration, scene="room", motion="hover")
         recordings = {
-            "A: 20 Hz, dense GT": _write(folder, "a", base, holes=False, seed=1),
+            "A: 20 Hz, dense GT": _write(folder, "a", base, False, 1, args.maps),
             "B: 19.8 Hz, GT holes": _write(
-                folder, "b", replace(base, name="b", depth_rate_hz=1 / 0.0505), holes=True, seed=2
+                folder, "b", replace(base, name="b", depth_rate_hz=1 / 0.0505), True, 2, args.maps
             ),
         }
         rows = []
