@@ -148,6 +148,7 @@ class EventPlayer(Node):
             durability=DurabilityPolicy.TRANSIENT_LOCAL,
         )
         self.rectifiers = {}
+        self.pub_rectification = {}  # kept: a latched sample lives as long as its publisher
         for side in SIDES:
             if self.p["rectify"]:
                 try:
@@ -164,15 +165,9 @@ class EventPlayer(Node):
             self.get_logger().info(f"{side} rectification: {rectifier.source}")
             if not topic:
                 continue
-            pub = self.create_publisher(Image, topic, qos)
-            x_map, y_map = rectifier.maps()
-            stamp = 0
-            pub.publish(
-                convert.image_from_array(
-                    np.stack([x_map, y_map], axis=-1), "32FC2", stamp, self.p[f"{side}_frame_id"]
-                )
-            )
-            setattr(self, f"_pub_rectification_{side}", pub)  # kept alive: it is latched
+            pub = self.pub_rectification[side] = self.create_publisher(Image, topic, qos)
+            maps = np.stack(rectifier.maps(), axis=-1)
+            pub.publish(convert.image_from_array(maps, "32FC2", 0, self.p[f"{side}_frame_id"]))
 
     def _on_answer(self, buf: bytes) -> None:
         try:
@@ -198,7 +193,7 @@ class EventPlayer(Node):
             empty = np.zeros(0, dtype=EVENT_DTYPE)
             self.pub_events[side].publish(self._encode(empty, stamp, self.p[f"{side}_frame_id"]))
 
-    def _lockstep_wait(self, before_ns: int, shift: int) -> None:
+    def _lockstep_wait(self, before_ns: int) -> None:
         """Wait for the answers to the frames stamped before ``before_ns`` (events up to it
         were sent: say so first, in case the last slot ended earlier)."""
         due = [s for s in self._pending if s <= before_ns]
@@ -239,12 +234,8 @@ class EventPlayer(Node):
         wanted = [(pub, self.p["wait_for_subscribers"]) for pub in self.pub_events.values()]
         if self.pub_depth is not None:
             wanted.append((self.pub_depth, self.p["wait_for_depth_subscribers"]))
-        wanted = [(pub, n) for pub, n in wanted if n > 0]
-        wanted += [
-            (getattr(self, f"_pub_rectification_{side}"), self.p["wait_for_subscribers"])
-            for side in SIDES
-            if hasattr(self, f"_pub_rectification_{side}") and self.p["wait_for_subscribers"]
-        ]
+        # the node's maps subscriptions too: its events must not arrive before its rectification
+        wanted += [(pub, self.p["wait_for_subscribers"]) for pub in self.pub_rectification.values()]
         wanted = [(pub, n) for pub, n in wanted if n > 0]
         answer = self.p["answer_topic"] if self.p["lockstep"] else ""
 
@@ -259,13 +250,13 @@ class EventPlayer(Node):
             if not missing():
                 return True
             time.sleep(0.05)
-        missing = missing()
-        if missing:
+        absent = missing()
+        if absent:
             self.get_logger().warning(
-                f"too few subscribers on {', '.join(missing)} after "
+                f"too few subscribers on {', '.join(absent)} after "
                 f"{self.p['wait_timeout_s']:g} s; playing anyway"
             )
-        return not missing
+        return not absent
 
     def play(self) -> PlayStats:
         """Replay (with loops) in this thread; returns the counts of what was sent."""
@@ -288,7 +279,7 @@ class EventPlayer(Node):
                 if self._stop.is_set():
                     break
                 if lockstep:
-                    self._lockstep_wait(slot.t_start_ns + shift, shift)
+                    self._lockstep_wait(slot.t_start_ns + shift)
                 if loop_start is None:
                     loop_start = slot.t_start_ns
                 if t_first is None:
@@ -312,7 +303,7 @@ class EventPlayer(Node):
                 # Closes the last window: nothing more comes before the last frame's stamp.
                 self._watermark(max(last_end + shift, last_stamp or 0))
                 if lockstep:
-                    self._lockstep_wait(max(last_end + shift, last_stamp or 0), shift)
+                    self._lockstep_wait(max(last_end + shift, last_stamp or 0))
             if not self.p["loop"] or loop_start is None:
                 break
             shift += last_end - loop_start
