@@ -230,3 +230,50 @@ def test_demo_replays_a_users_recording_and_prints_the_evaluators_result(replay_
     assert "rectification MVSEC maps" in result.stdout
     assert f"MDE {mde:.1f} cm over {frames} of {frames} ground-truth frames" in result.stdout
     assert f"frames expected {frames}, answered {frames}, missing 0" in result.stdout
+
+
+def test_node_applies_or_reports_the_players_rectification_maps(ros_context, replay_data, capfd):
+    """Latched maps arriving on the rectification topic: used with rectify, reported without."""
+    from rclpy.parameter import Parameter
+    from rclpy.qos import DurabilityPolicy
+
+    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.ros.depth_node import DepthNode
+
+    with open_sequence(replay_data["inputs"]["hdf5"]) as sequence:
+        expected = sequence.rectifier("left")
+    talker = rclpy.create_node("maps_talker", context=ros_context)
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    pub = talker.create_publisher(Image, "/davis/left/rectification_map", latched)
+    maps = np.stack(expected.maps(), axis=-1)
+    pub.publish(convert.image_from_array(maps, "32FC2", 0, "left"))  # before the node exists
+    for rectify in (False, True):
+        overrides = [
+            Parameter("weights", value=str(replay_data["checkpoint"])),
+            Parameter("threads", value=1),
+            Parameter("warm_up_size", value=""),
+            Parameter("rectify", value=rectify),
+            Parameter("right_rectification_topic", value=""),
+            Parameter("right_camera_info_topic", value="/unused/camera_info"),
+        ]
+        node = DepthNode(context=ros_context, parameter_overrides=overrides)
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        executor.add_node(talker)
+        try:
+            assert spin_until(executor, lambda node=node: "left" in node.maps, timeout=20.0)
+            spin_until(executor, lambda: False, timeout=0.2)
+        finally:
+            executor.shutdown()
+            node.shutdown()
+            node.destroy_node()
+        err = capfd.readouterr().err
+        if rectify:
+            assert node.ingest.rectifiers["left"].pixels_differing(expected) == 0
+            assert "left rectification from /davis/left/rectification_map" in err
+        else:
+            assert node.ingest.rectifiers["left"] is None
+            assert "rectify is false here: this depth will differ from evaluate's" in err
+    talker.destroy_node()
