@@ -189,6 +189,7 @@ class _Diagnostics:
         import rclpy
 
         self.executor.shutdown(timeout_sec=1.0)
+        self.thread.join(timeout=2.0)  # a C++ wait still running at exit aborts the process
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
