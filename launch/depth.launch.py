@@ -36,7 +36,12 @@ OVERRIDES = {
     "left_events_topic": "left_events_topic",
     "right_events_topic": "right_events_topic",
     "trigger_topic": "trigger_topic",
+    "rectify": "rectify",
+    "replay_watermarks": "replay_watermarks",
+    "reliable": "reliable",
 }
+# Boolean parameters among them: the launch argument's 'true'/'false' becomes a bool.
+BOOLEANS = ("rectify", "replay_watermarks", "reliable")
 
 
 def _nodes(context: LaunchContext) -> list:
@@ -47,9 +52,11 @@ def _nodes(context: LaunchContext) -> list:
     rviz = arg("rviz").lower() == "true"
     if rviz:
         require_package("rviz2", "rviz:=true", "apt install ros-$ROS_DISTRO-rviz2, or rviz:=false")
-    overrides = {
-        parameter: arg(argument) for argument, parameter in OVERRIDES.items() if arg(argument)
-    }
+    overrides: dict[str, object] = {}
+    for argument, parameter in OVERRIDES.items():
+        value = arg(argument)
+        if value:
+            overrides[parameter] = value.lower() == "true" if parameter in BOOLEANS else value
     use_sim_time = arg("use_sim_time").lower() == "true"
     overrides["use_sim_time"] = use_sim_time
     namespace = arg("namespace")
@@ -120,6 +127,11 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "rviz", default_value="false", description="start rviz2 (must be installed)"
         ),
+        DeclareLaunchArgument("rectify", default_value="", description="rectify events"),
+        DeclareLaunchArgument(
+            "replay_watermarks", default_value="", description="behind event_player: true"
+        ),
+        DeclareLaunchArgument("reliable", default_value="", description="RELIABLE events"),
         DeclareLaunchArgument(
             "rviz_config",
             default_value=os.path.join(share, "config", "stereospike.rviz"),

@@ -7,8 +7,12 @@
 Starts event_player (events, camera_info, ground-truth depth, /clock), depth_node (through
 depth.launch.py) and depth_evaluator. By default the node's windows end at the ground-truth
 stamps (``trigger:=true``), the MVSEC protocol, so every depth frame is scored on the 50 ms
-of events before it. With ``namespace:=NS`` all three run in NS and talk over NS/davis/... and
-NS/depth_node/depth (every topic name here is relative).
+of events before it. The player publishes the recording's rectification (as ``evaluate``
+applies it; ``calibration:=FOLDER`` of MVSEC maps for bags) and the node applies it; with
+``lockstep:=true`` (default) the player waits for each answer, so every frame is scored and
+the MDE equals ``evaluate``'s on any machine (``lockstep:=false``: real time, skips counted).
+With ``namespace:=NS`` all three run in NS and talk over NS/davis/... and NS/depth_node/depth
+(every topic name here is relative).
 """
 
 import os
@@ -52,6 +56,9 @@ def _player_and_evaluator(context: LaunchContext) -> list:
                 "loop": arg("loop").lower() == "true",
                 "depth_topic": DEPTH_TOPIC,
                 "wait_for_subscribers": 1,
+                "calibration": arg("calibration"),
+                "lockstep": arg("lockstep").lower() == "true",
+                "answer_topic": prediction,
             }
         ],
         output="screen",
@@ -93,6 +100,12 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("loop", default_value="false", description="replay forever"),
         DeclareLaunchArgument(
+            "lockstep", default_value="true", description="wait for each answer (lossless)"
+        ),
+        DeclareLaunchArgument(
+            "calibration", default_value="", description="folder of MVSEC rectification maps"
+        ),
+        DeclareLaunchArgument(
             "trigger", default_value="true", description="end windows at ground-truth stamps"
         ),
         DeclareLaunchArgument("output", default_value="", description="evaluator JSON summary"),
@@ -119,6 +132,9 @@ def generate_launch_description():
             "event_type": LaunchConfiguration("event_type"),
             "use_sim_time": LaunchConfiguration("use_sim_time"),
             "rviz": LaunchConfiguration("rviz"),
+            "rectify": "true",
+            "replay_watermarks": "true",
+            "reliable": "true",
             "trigger_topic": PythonExpression(
                 ["'", DEPTH_TOPIC, "' if '", LaunchConfiguration("trigger"), "' == 'true' else ''"]
             ),

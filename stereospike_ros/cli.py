@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "cache": "stereospike_ros.data.cache_cli",
     "inspect": "stereospike_ros.data.inspect_cli",
     "demo": "stereospike_ros.ros.demo",
+    "node": "stereospike_ros.ros.node_cli",
     "simulate": "stereospike_ros.data.simulate_cli",
     "evaluate": "stereospike_ros.training.evaluate_cli",
     "prune": "stereospike_ros.training.prune_cli",

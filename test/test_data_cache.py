@@ -143,3 +143,28 @@ def test_unknown_recordings_in_a_split_are_named(root):
     (root / "nine.json").write_text(json.dumps(split))
     with pytest.raises(MissingInputError, match="seq9"):
         build_split_cache(root / "nine.json", root, root / "cache", progress=False)
+
+
+def test_cache_carries_f_times_b_rectification_origin_and_protocol(root):
+    """A baseline needing f x B (sgbm) runs on a cache alone; its protocol is recorded."""
+    from stereospike_ros.data.protocol import area_closing
+    from stereospike_ros.training.errors import TrainingError
+    from stereospike_ros.training.evaluate import open_eval_data
+
+    items = [(root / "seq1", range(6))]
+    path = build_cache(items, root / "paper.h5", options=CacheOptions(protocol="paper"))
+    cached = CachedFrames(path)
+    assert cached.focal_baseline == pytest.approx(3.0)  # tiny_recording: f 30 px, B 0.1 m
+    assert cached.calibrations == [
+        {side: "camera_info carried by the recording (plumb_bob), truncated" for side in
+         ("left", "right")}
+    ]  # fmt: skip
+    assert cached.options["protocol"] == "paper"
+    with open_sequence(root / "seq1") as seq:
+        raw = next(iter(seq.depth_frames([0]))).depth
+    np.testing.assert_array_equal(cached[0][1][0].numpy(), area_closing(raw, 24))
+    with open_eval_data(path) as data:
+        assert data.focal_baseline == pytest.approx(3.0)
+        assert data.description["protocol"] == "paper"
+    with pytest.raises(TrainingError, match="cached with the 'paper' protocol"):
+        open_eval_data(path, protocol="default")

@@ -34,7 +34,28 @@ def test_inspect_prints_size_frames_and_exact_event_counts(root, name, capsys):
     first, last = rec.left_events["t"][[0, -1]]
     assert f"left  events {len(rec.left_events)} in [{first}, {last}] ns" in out
     assert f"right events {len(rec.right_events)} in" in out
-    assert "left  calib plumb_bob, fx 30.00" in out
+    assert "left  camera_info plumb_bob, fx 30.00" in out
+    # what is applied: the camera_info the file carries (pinhole, no distortion)
+    assert "left  rectification camera_info carried by the recording (plumb_bob)" in out
+    assert "f x B       3.0000 px*m" in out
+
+
+def test_inspect_of_a_folder_summarizes_every_recording_and_names_maps_in_use(
+    root, tmp_path, capsys
+):
+    path, rec = root
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("frames, ") == 2 and "flight2" in out and "'flight'" in out
+    h, w = rec.height, rec.width
+    for side in ("left", "right"):
+        for axis in ("x", "y"):
+            np.savetxt(tmp_path / f"m_{side}_{axis}_map.txt", np.zeros((h, w)))
+    assert main(["inspect", str(path / "flight"), "--calibration", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"left  rectification MVSEC maps {tmp_path / 'm_left_x_map.txt'}" in out
+    assert main(["inspect", str(tmp_path)]) == 2  # a folder of maps holds no recording
+    assert "holds no recording" in capsys.readouterr().err
 
 
 def test_inspect_of_a_missing_recording_says_what_was_tried(tmp_path, capsys):

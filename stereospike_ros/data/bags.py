@@ -329,7 +329,7 @@ class BagSequence:
         self.name = name or sequence_name(self.paths[0])
         self.topics = topics
         self._calibration_source = calibration
-        self._rectifiers: dict[str, object] = {}
+        self._rectifiers: dict[tuple[str, str], object] = {}
         self._stamps: np.ndarray | None = None
         self._seek_offset: dict[str, int | None] = {}
         self._reader = self._open_reader()
@@ -566,18 +566,19 @@ class BagSequence:
             return source[side]
         return self._infos[check_side(side)]
 
-    def rectifier(self, side: Side) -> object:
+    def rectifier(self, side: Side, rounding: str = "nearest") -> object:
         side = check_side(side)
-        if side not in self._rectifiers:
-            self._rectifiers[side] = build_rectifier(
+        if (side, rounding) not in self._rectifiers:
+            self._rectifiers[side, rounding] = build_rectifier(
                 self._calibration_source,
                 side,
                 self.height,
                 self.width,
                 self._infos[side],
                 f"bag {self.what}",
+                rounding,
             )
-        return self._rectifiers[side]
+        return self._rectifiers[side, rounding]
 
     # -- lifetime ---------------------------------------------------------------------------
 

@@ -30,7 +30,14 @@ from tqdm import tqdm
 from stereospike_ros import __version__
 from stereospike_ros.data.errors import CacheError, MissingInputError
 from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, FrameStats, iter_frames
-from stereospike_ros.data.sequence import CalibrationSource, PathLike, open_sequence
+from stereospike_ros.data.protocol import get_protocol
+from stereospike_ros.data.sequence import (
+    SIDES,
+    CalibrationSource,
+    PathLike,
+    focal_baseline_of,
+    open_sequence,
+)
 from stereospike_ros.data.splits import PARTS, Split, load_split
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,7 @@ class CacheOptions:
     fill_holes_px: int = 0
     rectify: bool = True
     compression: str | None = "lzf"
+    protocol: str = "default"  # stereospike_ros.data.protocol: default or paper
 
 
 #: (recording as open_sequence takes it, depth-frame indices)
@@ -72,7 +80,10 @@ def _input_files(source: PathLike | Sequence[PathLike]) -> list[Path]:
 def cache_key(items: Sequence[CacheItem], options: CacheOptions) -> str:
     """Hash of format version, options, indices and input files' paths, sizes and mtimes."""
     h = hashlib.sha256()
-    h.update(json.dumps({"format": CACHE_FORMAT, "options": asdict(options)}).encode())
+    fields = asdict(options)
+    if fields["protocol"] == "default":  # caches made before protocols existed stay current
+        del fields["protocol"]
+    h.update(json.dumps({"format": CACHE_FORMAT, "options": fields}).encode())
     for source, indices in items:
         for path in _input_files(source):
             st = path.stat()
@@ -138,6 +149,9 @@ def _convert(
     f.attrs["channels"] = ",".join(CHANNELS)
     names: list[str] = []
     sources: list[str] = []
+    focal_baselines: list[float | None] = []  # f x B per recording (px*m), for baselines
+    calibrations: list[dict[str, str]] = []  # where each recording's rectification came from
+    rounding = get_protocol(options.protocol).rounding
     stats = FrameStats()
     ds: dict[str, h5py.Dataset] = {}
     row = 0
@@ -162,6 +176,16 @@ def _convert(
                     fill_holes_px=options.fill_holes_px,
                     rectify=options.rectify,
                     stats=stats,
+                    protocol=options.protocol,
+                )
+                focal_baselines.append(focal_baseline_of(sequence))
+                calibrations.append(
+                    {
+                        side: sequence.rectifier(side, rounding).source
+                        if options.rectify
+                        else "none (rectify off)"
+                        for side in SIDES
+                    }
                 )
                 for frame in frames:
                     ds["x"][row, :2] = frame.left
@@ -181,6 +205,8 @@ def _convert(
     f.attrs["sequences"] = json.dumps(names)
     f.attrs["sources"] = json.dumps(sources)
     f.attrs["stats"] = json.dumps(asdict(stats))
+    f.attrs["focal_baselines"] = json.dumps(focal_baselines)
+    f.attrs["calibrations"] = json.dumps(calibrations)
     if row != total:
         raise CacheError(f"wrote {row} frames, expected {total}")
 
@@ -292,11 +318,21 @@ class CachedFrames(Dataset):
             self.height, self.width = (int(v) for v in f["x"].shape[2:])
             self.sequences = json.loads(f.attrs["sequences"])
             self.options = json.loads(f.attrs["options"])
+            #: per recording: f x B (px*m) and the origin of its rectification (absent in
+            #: caches written before they were recorded)
+            self.focal_baselines = json.loads(f.attrs.get("focal_baselines", "[]"))
+            self.calibrations = json.loads(f.attrs.get("calibrations", "[]"))
         self._file: h5py.File | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
         return self._len
+
+    @property
+    def focal_baseline(self) -> float | None:
+        """The recordings' common f x B, or None when unknown or not one value."""
+        values = set(self.focal_baselines)
+        return values.pop() if len(values) == 1 and None not in values else None
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():

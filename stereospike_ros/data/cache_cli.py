@@ -32,7 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="PX",
-        help="fill ground-truth NaN holes smaller than PX pixels (authors: 24; default off)",
+        help="fill ground-truth NaN holes smaller than PX pixels from the nearest valid one "
+        "(off; the authors' own filling is --protocol paper)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("default", "paper"),
+        default="default",
+        help="paper: the StereoSpike authors' frames (ground-truth area closing 24 px, 50 ms "
+        "grid from the first event, truncated coordinates); see docs/protocol.md",
     )
     parser.add_argument(
         "--no-rectify", action="store_true", help="keep raw pixel coordinates (pre-rectified data)"
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         fill_holes_px=args.fill_holes,
         rectify=not args.no_rectify,
         compression=None if args.compression == "none" else args.compression,
+        protocol=args.protocol,
     )
     start = time.perf_counter()
     try:

@@ -6,9 +6,11 @@ polarity into (2, H, W) uint16 (channel 0 ON, 1 OFF) - the same window as
 ``events.StereoWindower`` with the depth stamps as triggers. The sequence is read once, in
 chunks, per camera; only windows that overlap the chunk in hand are kept in memory.
 
-Ground-truth hole filling (off by default): the authors fill holes smaller than 24 px by area
-closing. ``fill_holes_px=N`` fills every 4-connected NaN region of fewer than N pixels with the
-depth of its nearest valid pixel (``fill_small_holes``); larger regions stay NaN (unknown).
+Ground-truth hole filling (off by default): ``fill_holes_px=N`` fills every 4-connected NaN
+region of fewer than N pixels with the depth of its nearest valid pixel (``fill_small_holes``);
+larger regions stay NaN (unknown). ``protocol="paper"`` instead cuts frames exactly as the
+authors' code does (area closing of the ground truth, fixed binning grid, truncated
+coordinates): see ``stereospike_ros.data.protocol``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from stereospike_ros.data.protocol import DataProtocol, area_closing, get_protocol
 from stereospike_ros.data.sequence import DEFAULT_CHUNK, SIDES, Side, StereoSequence
 from stereospike_ros.events.histogram import accumulate_into
 
@@ -78,11 +81,17 @@ def _side_windows(
     rectify: bool,
     chunk_size: int,
     stats: FrameStats,
+    protocol: DataProtocol,
+    offsets: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """The (2, H, W) histogram of ``[end - window_ns, end)`` for each of the increasing ``ends``."""
+    """The (2, H, W) histogram of ``[end - window_ns, end)`` for each of the increasing ``ends``
+    (with the paper protocol: of its grid window, see :func:`_grid_windows`)."""
     h, w = sequence.height, sequence.width
-    rectifier = sequence.rectifier(side) if rectify else None
+    rectifier = sequence.rectifier(side, protocol.rounding) if rectify else None
     starts = ends - window_ns
+    if protocol.binning == "grid" and len(ends):
+        grid = _grid_windows(sequence, side, ends, offsets, window_ns, rectifier, chunk_size)
+        starts, ends = grid
     hists: dict[int, np.ndarray] = {}
     done = 0  # windows before this one have been yielded
     if not len(ends):
@@ -122,6 +131,36 @@ def _side_windows(
         done += 1
 
 
+def _grid_windows(
+    sequence: StereoSequence,
+    side: Side,
+    stamps: np.ndarray,
+    offsets: np.ndarray | None,
+    window_ns: int,
+    rectifier: object,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' windows for frames at ``stamps`` (ns, increasing): a grid anchored at the
+    camera's first event (that survives rectification) after ``stamps[0] - window``; frame k
+    (``offsets``: frame index minus the first one's; default 0, 1, 2, ...) covers the open
+    interval ``(t0 + k w, t0 + (k + 1) w)`` (ns: ``[t0 + k w + 1, ...)``), cut at the last
+    stamp. Frames are counted by index, not by stamp, as the authors count them."""
+    anchor = int(stamps[0]) - window_ns
+    t0 = None
+    for chunk in sequence.iter_events(side, chunk_size, anchor + 1, int(stamps[-1])):
+        if rectifier is not None:
+            chunk = rectifier(chunk)
+        if len(chunk):
+            t0 = int(chunk["t"].min())
+            break
+    k = np.arange(len(stamps), dtype=np.int64) if offsets is None else offsets.astype(np.int64)
+    if t0 is None:  # no event: empty windows
+        return np.full_like(stamps, anchor), np.full_like(stamps, anchor)
+    starts = t0 + k * window_ns + 1
+    ends = np.minimum(t0 + (k + 1) * window_ns, int(stamps[-1]))
+    return starts, np.maximum(ends, starts)
+
+
 def iter_frames(
     sequence: StereoSequence,
     indices: Iterable[int] | None = None,
@@ -131,12 +170,15 @@ def iter_frames(
     rectify: bool = True,
     chunk_size: int = DEFAULT_CHUNK,
     stats: FrameStats | None = None,
+    protocol: DataProtocol | str | None = None,
 ) -> Iterator[Frame]:
     """Frames for the depth frames ``indices`` (default all), streaming the sequence once.
 
     ``rectify=False`` keeps raw sensor coordinates (only right for pre-rectified recordings
     such as the simulator's). ``stats`` (a :class:`FrameStats`) is filled as frames go out.
+    ``protocol``: ``default`` or ``paper`` (a :class:`DataProtocol` or its name).
     """
+    protocol = get_protocol(protocol)
     if window_ns <= 0:
         raise ValueError(f"window_ns must be positive, got {window_ns}")
     stats = stats if stats is not None else FrameStats()
@@ -152,11 +194,16 @@ def iter_frames(
     ends = stamps[chosen]
     if (np.diff(ends) < 0).any():
         raise ValueError(f"{sequence.name}: depth stamps are not in time order")
-    left = _side_windows(sequence, "left", ends, window_ns, rectify, chunk_size, stats)
-    right = _side_windows(sequence, "right", ends, window_ns, rectify, chunk_size, stats)
+    offsets = chosen - chosen[0] if len(chosen) else None
+    left, right = (
+        _side_windows(sequence, s, ends, window_ns, rectify, chunk_size, stats, protocol, offsets)
+        for s in SIDES
+    )
     depths = sequence.depth_frames(chosen.tolist())
     for hist_l, hist_r, frame in zip(left, right, depths, strict=True):
         depth = frame.depth
+        if protocol.gt_closing_px:
+            depth = area_closing(depth, protocol.gt_closing_px)
         if fill_holes_px:
             depth, filled = fill_small_holes(depth, fill_holes_px)
             stats.holes_filled_px += filled

@@ -219,7 +219,7 @@ class MvsecHdf5Sequence:
         self.gt_path = Path(gt_path) if gt_path is not None else None
         self.name = name or sequence_name(self.data_path)
         self._calibration_source = calibration
-        self._rectifiers: dict[str, object] = {}
+        self._rectifiers: dict[tuple[str, str], object] = {}
         self._data = _open_h5(self.data_path, "data")
         self._gt: h5py.File | None = None
         try:
@@ -399,21 +399,22 @@ class MvsecHdf5Sequence:
             return source[side]
         return self._carried_calibration(check_side(side))
 
-    def rectifier(self, side: Side) -> object:
+    def rectifier(self, side: Side, rounding: str = "nearest") -> object:
         side = check_side(side)
-        if side not in self._rectifiers:
+        if (side, rounding) not in self._rectifiers:
             source = self._calibration_source
             if source is None:
                 source = self._find_maps()
-            self._rectifiers[side] = build_rectifier(
+            self._rectifiers[side, rounding] = build_rectifier(
                 source,
                 side,
                 self.height,
                 self.width,
                 self._carried_calibration(side),
                 str(self.data_path),
+                rounding,
             )
-        return self._rectifiers[side]
+        return self._rectifiers[side, rounding]
 
     def _find_maps(self) -> CalibrationSource:
         scenario = re.sub(r"\d+$", "", self.name)

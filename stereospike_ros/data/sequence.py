@@ -69,11 +69,26 @@ class StereoSequence(Protocol):
         """The camera's CameraInfo, when the recording carries or was given one."""
         ...
 
-    def rectifier(self, side: Side) -> object:
-        """A ``stereospike_ros.events.Rectifier`` from raw to rectified pixels."""
+    def rectifier(self, side: Side, rounding: str = "nearest") -> object:
+        """A ``stereospike_ros.events.Rectifier`` from raw to rectified pixels (``rounding``:
+        nearest, or truncate as the StereoSpike authors do)."""
         ...
 
     def close(self) -> None: ...
+
+
+#: f x B of MVSEC's indoor_flying cameras (px*m); its files carry no camera_info
+MVSEC_FOCAL_BASELINE = 19.941772
+
+
+def focal_baseline_of(sequence: StereoSequence) -> float | None:
+    """f x B (px*m) from the right camera's projection, or MVSEC's constant for its scenes."""
+    calib = sequence.calibration("right")
+    if calib is not None and float(-calib.P[0, 3]) > 0:
+        return float(-calib.P[0, 3])
+    if sequence.name.startswith("indoor_flying"):
+        return MVSEC_FOCAL_BASELINE
+    return None
 
 
 def check_side(side: str) -> Side:
@@ -131,6 +146,7 @@ def build_rectifier(
     width: int,
     carried: CameraCalibration | None,
     what: str,
+    rounding: str = "nearest",
 ) -> object:
     """The Rectifier for ``side``: explicit source, else the carried CameraInfo, else identity.
 
@@ -158,24 +174,42 @@ def build_rectifier(
         entry = carried
     if entry is None:
         log.info("%s: no calibration given or carried; %s events are used unrectified", what, side)
-        return Rectifier.identity(height, width)
+        rectifier = Rectifier.identity(height, width)
+        rectifier.source = "identity (no calibration given or carried)"
+        return rectifier
     if isinstance(entry, CameraCalibration):
         if (entry.height, entry.width) != (height, width):
             raise FormatError(
                 f"{what}: {side} calibration is {entry.height}x{entry.width} but the recording "
                 f"is {height}x{width}"
             )
-        return Rectifier.from_camera_info(
-            entry.height, entry.width, entry.K, entry.D, entry.R, entry.P, entry.distortion_model
+        rectifier = Rectifier.from_camera_info(
+            entry.height,
+            entry.width,
+            entry.K,
+            entry.D,
+            entry.R,
+            entry.P,
+            entry.distortion_model,
+            rounding=rounding,
         )
+        given = "given" if isinstance(source, Mapping) else "carried by the recording"
+        rectifier.source = f"camera_info {given} ({entry.distortion_model})"
+        if rounding != "nearest":
+            rectifier.source += f", {rounding}d"
+        return rectifier
     x_map, y_map = entry  # type: ignore[misc]
     if isinstance(x_map, np.ndarray) and isinstance(y_map, np.ndarray):
-        rectifier = Rectifier.from_maps(x_map, y_map)
+        rectifier = Rectifier.from_maps(
+            x_map, y_map, source="maps given as arrays", rounding=rounding
+        )
     else:
         for path in (x_map, y_map):
             if not Path(path).is_file():
                 raise MissingInputError(f"rectification map {path} (for {what}) does not exist")
-        rectifier = Rectifier.from_mvsec_maps(x_map, y_map)
+        rectifier = Rectifier.from_mvsec_maps(x_map, y_map, rounding=rounding)
+    if rounding != "nearest":
+        rectifier.source += f", {rounding}d"
     return rectifier
 
 

@@ -76,6 +76,8 @@ class StereoIngest:
         max_queue_age_s: float = 0.25,
         on_start: Callable[[tuple[int, int], str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        watermarks: bool = False,
+        late_trigger_ns: int = 0,
     ) -> None:
         if event_type not in EVENT_TYPES:
             raise EventsError(f"event_type {event_type!r} is not one of {EVENT_TYPES}")
@@ -88,7 +90,12 @@ class StereoIngest:
             "max_buffered_events": max_buffered_events,
             "silence_timeout_ns": silence_timeout_ns,
             "backwards_tolerance_ns": backwards_tolerance_ns,
+            "late_trigger_ns": late_trigger_ns,
         }
+        # Replay only (event_player): a message's header stamp promises that every event of
+        # its camera before it was sent, so windows complete at it (StereoWindower.advance).
+        self.watermarks = watermarks
+        self._watermark: dict[str, int] = {}
         self.rectify = rectify
         self.rectifiers: dict[str, Rectifier | None] = dict.fromkeys(SIDES)
         self.tolerance_ns = backwards_tolerance_ns
@@ -135,10 +142,12 @@ class StereoIngest:
                 header = parse_event_array_header(buf)
                 geometry, frame_id = (header.height, header.width), header.frame_id
                 count, first_t, last_t = header.count, header.first_t, header.last_t
+                stamp = header.stamp_ns
             else:
                 batch = self._decoders[side].decode(buf)
                 geometry, frame_id = (int(batch.height), int(batch.width)), batch.frame_id
                 events = batch.events
+                stamp = int(batch.stamp_ns)
                 count = len(events)
                 first_t = int(events["t"][0]) if count else None
                 last_t = int(events["t"][-1]) if count else None
@@ -164,6 +173,9 @@ class StereoIngest:
             self._queues[side].add_decoded(events)
         c.events += count
         c.period_events += count
+        if self.watermarks:  # the latest, not the largest: a looping replay starts again
+            self._watermark[side] = stamp
+            self._queued_since.setdefault(side, now)
         if last_t is None:
             return None
         newest = self._newest_t.get(side)
@@ -191,7 +203,10 @@ class StereoIngest:
             due = self.windower.due_ns()  # type: ignore[union-attr]
         if due is None:
             return True
-        return len(self._newest_t) == 2 and min(self._newest_t.values()) >= due
+        newest = {
+            side: max(self._newest_t.get(side, -1), self._watermark.get(side, -1)) for side in SIDES
+        }
+        return min(newest.values()) >= due
 
     def flush(self) -> list[StereoWindow]:
         """Decode every queued message in one pass per camera and push it to the windower."""
@@ -206,6 +221,9 @@ class StereoIngest:
                 events = kernels.rectify_events(self.rectifiers[side], events, inplace=True)
             with self.lock:
                 windows += self.windower.push(side, events)  # type: ignore[union-attr]
+        for side, stamp in self._watermark.items():
+            with self.lock:
+                windows += self.windower.advance(side, stamp)  # type: ignore[union-attr]
         return windows
 
     def pending_events(self) -> dict[str, int]:

@@ -58,13 +58,17 @@ class Rectifier:
         self._beyond = ~(((1 << self._y_bits) - 1) << 16 | ((1 << self._x_bits) - 1)) & 0xFFFFFFFF
         self.dropped = 0
         self.last_dropped = 0
+        #: what the table was built from, for messages ("identity", "MVSEC maps ...", ...)
+        self.source = "lookup table"
 
     # ---- constructors
     @classmethod
     def identity(cls, height: int, width: int) -> Rectifier:
         """Already-rectified events (simulator, pre-rectified recordings)."""
         y, x = np.mgrid[0:height, 0:width].astype(np.uint32)
-        return cls(height, width, ((y << 16) | x).ravel())
+        rectifier = cls(height, width, ((y << 16) | x).ravel())
+        rectifier.source = "identity"
+        return rectifier
 
     @classmethod
     def from_maps(
@@ -74,8 +78,13 @@ class Rectifier:
         out_height: int | None = None,
         out_width: int | None = None,
         source: str = "maps",
+        rounding: str = "nearest",
     ) -> Rectifier:
-        """``x_map[y, x]``, ``y_map[y, x]``: rectified float coordinates of raw pixel (x, y)."""
+        """``x_map[y, x]``, ``y_map[y, x]``: rectified float coordinates of raw pixel (x, y).
+
+        ``rounding``: ``nearest`` pixel (default) or ``truncate`` (``int()``, the StereoSpike
+        authors' code: a rectified coordinate in [k, k + 1) lands on pixel k).
+        """
         x_map = np.asarray(x_map, dtype=np.float64)
         y_map = np.asarray(y_map, dtype=np.float64)
         if x_map.ndim != 2 or x_map.shape != y_map.shape or x_map.size == 0:
@@ -86,13 +95,19 @@ class Rectifier:
         height, width = x_map.shape
         out_h = height if out_height is None else out_height
         out_w = width if out_width is None else out_width
-        return cls(height, width, _pack(x_map, y_map, out_h, out_w), out_h, out_w)
+        packed = _pack(x_map, y_map, out_h, out_w, rounding)
+        rectifier = cls(height, width, packed, out_h, out_w)
+        rectifier.source = source
+        return rectifier
 
     @classmethod
-    def from_mvsec_maps(cls, x_map_path: str | Path, y_map_path: str | Path) -> Rectifier:
+    def from_mvsec_maps(
+        cls, x_map_path: str | Path, y_map_path: str | Path, rounding: str = "nearest"
+    ) -> Rectifier:
         """MVSEC ``*_x_map.txt`` / ``*_y_map.txt`` (260 x 346 text floats indexed [y, x])."""
         maps = [_load_map(Path(p)) for p in (x_map_path, y_map_path)]
-        return cls.from_maps(*maps, source=f"{x_map_path}, {y_map_path}")
+        source = f"MVSEC maps {x_map_path}, {y_map_path}"
+        return cls.from_maps(*maps, source=source, rounding=rounding)
 
     @classmethod
     def from_camera_info(
@@ -104,6 +119,7 @@ class Rectifier:
         R: Any,  # noqa: N803 (CameraInfo field names)
         P: Any,  # noqa: N803 (CameraInfo field names)
         distortion_model: str = "plumb_bob",
+        rounding: str = "nearest",
     ) -> Rectifier:
         """From ``sensor_msgs/CameraInfo`` fields; ``plumb_bob`` or ``equidistant`` (fisheye).
 
@@ -137,7 +153,9 @@ class Rectifier:
         else:
             rect = cv2.undistortPoints(pts, K, D, R=R, P=P, criteria=criteria)
         rect = rect.reshape(height, width, 2)
-        return cls(height, width, _pack(rect[..., 0], rect[..., 1], height, width))
+        rectifier = cls(height, width, _pack(rect[..., 0], rect[..., 1], height, width, rounding))
+        rectifier.source = f"camera_info ({distortion_model})"
+        return rectifier
 
     @classmethod
     def from_calibration(cls, calibration: Any) -> Rectifier:
@@ -154,6 +172,33 @@ class Rectifier:
             )
         except AttributeError as err:
             raise CalibrationError(f"{type(calibration).__name__} lacks a field: {err}") from err
+
+    # ---- inspection
+    def lut(self) -> np.ndarray:
+        """(height, width) uint32: ``y << 16 | x`` of each raw pixel's rectified pixel, or
+        0xFFFFFFFF where it leaves the image."""
+        table = self._lut.reshape(1 << self._y_bits, 1 << self._x_bits)
+        return table[: self.height, : self.width].copy()
+
+    def maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x_map, y_map) float32 (H, W): the integer rectified pixel of each raw pixel, NaN
+        where it leaves the image. ``Rectifier.from_maps`` of them rebuilds this table exactly
+        (that is how the event player hands its rectification to the depth node)."""
+        lut = self.lut()
+        valid = lut != _INVALID
+        x_map = np.where(valid, lut & 0xFFFF, np.nan).astype(np.float32)
+        y_map = np.where(valid, lut >> 16, np.nan).astype(np.float32)
+        return x_map, y_map
+
+    def pixels_differing(self, other: Rectifier) -> int:
+        """How many raw pixels the two tables send to different places (all, if the sizes
+        differ)."""
+        if (self.height, self.width) != (other.height, other.width):
+            return self.height * self.width
+        return int((self.lut() != other.lut()).sum())
+
+    def is_identity(self) -> bool:
+        return self.pixels_differing(Rectifier.identity(self.height, self.width)) == 0
 
     # ---- use
     def rectified_pixel(self, x: int, y: int) -> tuple[int, int] | None:
@@ -222,11 +267,21 @@ _RECORD = np.dtype((np.void, EVENT_DTYPE.itemsize))
 _XY = np.dtype({"names": ["xy"], "formats": ["<u4"], "offsets": [0], "itemsize": 13})
 
 
-def _pack(x_map: np.ndarray, y_map: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Round to the nearest pixel; pack (y << 16 | x), INVALID where it leaves the image."""
+ROUNDINGS = ("nearest", "truncate")
+
+
+def _pack(
+    x_map: np.ndarray, y_map: np.ndarray, out_h: int, out_w: int, rounding: str = "nearest"
+) -> np.ndarray:
+    """Round to the nearest pixel (or truncate); pack (y << 16 | x), INVALID where it leaves
+    the image. Truncation keeps [0, size): ``int()`` of a coordinate in (-1, 0) would give 0,
+    but the authors drop negative coordinates before truncating, as this does."""
+    if rounding not in ROUNDINGS:
+        raise CalibrationError(f"rounding {rounding!r} is not one of {ROUNDINGS}")
+    offset = 0.5 if rounding == "nearest" else 0.0
     with np.errstate(invalid="ignore"):
-        rx = np.floor(x_map + 0.5)
-        ry = np.floor(y_map + 0.5)
+        rx = np.floor(x_map + offset)
+        ry = np.floor(y_map + offset)
         valid = (rx >= 0) & (rx < out_w) & (ry >= 0) & (ry < out_h)  # NaN compares False
     packed = np.full(x_map.shape, _INVALID, dtype=np.uint32)
     packed[valid] = (ry[valid].astype(np.uint32) << 16) | rx[valid].astype(np.uint32)

@@ -14,6 +14,11 @@ window's end, and only then is the window counted. Scheduling rules (what the no
   buffered up to ``max_buffered_events``, dropping its oldest events (``dropped_memory``).
   When the silent camera comes back, pending windows whose data was dropped, and windows in
   which neither camera has any event, are skipped (``windows_skipped``), not emitted half-empty.
+  In trigger mode an empty window is still emitted: every trigger gets its answer, as the
+  offline evaluation predicts on every ground-truth frame.
+- ``advance(side, t)`` is a promise that ``side`` has delivered every event before ``t`` (a
+  replay's watermark): windows ending by ``t`` then complete without waiting for a later event,
+  so the last window of a recording is not lost.
 - Events outside the sensor are dropped on arrival (``dropped_out_of_bounds``).
 - An event more than ``backwards_tolerance_ns`` before its camera's newest event (a bag that
   loops) restarts that camera and the schedule, with a logged warning; the other camera, if it
@@ -106,6 +111,7 @@ class StereoWindower:
         schedule: str = "rate",
         backwards_tolerance_ns: int = 1_000_000,
         clock: Callable[[], int] = time.monotonic_ns,
+        late_trigger_ns: int = 0,
     ) -> None:
         if height <= 0 or width <= 0 or window_ns <= 0:
             raise EventsError(f"bad geometry/window: {height} x {width}, window {window_ns} ns")
@@ -123,6 +129,9 @@ class StereoWindower:
         self.schedule = schedule
         self.backwards_tolerance_ns = int(backwards_tolerance_ns)
         self.clock = clock
+        # Trigger mode keeps this much sensor time of events beyond the frontier's window, so
+        # a trigger that arrives after the events passing it (another topic) still finds them.
+        self.late_trigger_ns = max(0, int(late_trigger_ns))
         self.counters = WindowerCounters()
         self._triggers: list[int] = []
         self._reset_state()
@@ -148,6 +157,14 @@ class StereoWindower:
         while len(events):
             events = self._cut_at_backwards_jump(side, events, windows)
         return windows
+
+    def advance(self, side: str, t_ns: int) -> list[StereoWindow]:
+        """``side`` has delivered every event before ``t_ns``: complete the windows it allows."""
+        s = self._sides[side]
+        if s.stale_until is not None or (s.frontier is not None and s.frontier >= t_ns):
+            return []
+        s.frontier = int(t_ns)
+        return self._emit()
 
     def due_ns(self) -> int | None:
         """Sensor time both cameras must reach before a ``push`` can complete a window.
@@ -307,7 +324,8 @@ class StereoWindower:
             hist_l = self._histogram(left, start, end)
             hist_r = self._histogram(right, start, end)
             self._advance()
-            if lost or (not hist_l.any() and not hist_r.any()):
+            empty = self.schedule == "rate" and not hist_l.any() and not hist_r.any()
+            if lost or empty:
                 self.counters.windows_skipped += 1
             else:
                 self.counters.windows_emitted += 1
@@ -356,6 +374,8 @@ class StereoWindower:
         end = self._pending_end()
         frontier = min(s.frontier for s in self._sides.values() if s.frontier is not None)
         keep_from = (frontier if end is None else min(end, frontier)) - self.window_ns
+        if self.schedule == "trigger":
+            keep_from -= self.late_trigger_ns
         for s in self._sides.values():
             while s.chunks and s.chunks[0].t_max < keep_from:
                 s.count -= len(s.chunks.popleft().events)

@@ -6,7 +6,8 @@ Per depth output and per sample, with ``R = prediction - target`` over the ``n``
 - gradient matching: ``(1/n) sum over valid pixels of |SobelX * R| + |SobelY * R|``, Sobel
   kernels ``[[1, 0, -1], [2, 0, -2], [1, 0, -1]]`` and its transpose, zero padding 1.
 
-Invalid pixels (target NaN or +-Inf, REP 117) enter the Sobel filter as a residual of 0, like
+Invalid pixels (target NaN or +-Inf, REP 117, or <= 0 m: the metrics' rule, so loss and
+metrics score the same pixels) enter the Sobel filter as a residual of 0, like
 the zero padding at the border, and contribute no term of their own. The per-output loss is
 ``regression + 0.5 * gradient``, summed over the partial depths the model returns
 (``depth4`` .. ``depth1``). The optional spike penalty adds ``weight * sum over penalised
@@ -31,6 +32,11 @@ from stereospike_ros.model.network import ModelOutput
 _SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 
 
+def valid_depth(target: Tensor) -> Tensor:
+    """Ground-truth pixels that count: finite and > 0 m (as ``model.metrics`` counts them)."""
+    return torch.isfinite(target) & (target > 0)
+
+
 def _as_map(t: Tensor, what: str) -> Tensor:
     if t.dim() == 3:
         t = t.unsqueeze(1)
@@ -47,7 +53,7 @@ def _residual(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tenso
         raise ModelError(
             f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape"
         )
-    valid = torch.isfinite(target)
+    valid = valid_depth(target)
     target = torch.where(valid, target, torch.zeros((), dtype=target.dtype, device=target.device))
     mask = valid.to(prediction.dtype)
     residual = (prediction - target) * mask
@@ -107,7 +113,7 @@ def stereospike_loss(
     depths = _depths(output)
     any_depth = next(iter(depths.values()))
     target = _as_map(target, "target")
-    has_valid = torch.isfinite(target).flatten(1).any(dim=1).to(any_depth.dtype)
+    has_valid = valid_depth(target).flatten(1).any(dim=1).to(any_depth.dtype)
     samples = has_valid.sum().clamp(min=1.0)
 
     parts: dict[str, float] = {}
@@ -131,6 +137,6 @@ def stereospike_loss(
     parts["regression"] = float(regression_sum.detach())
     parts["gradient"] = float(gradient_sum.detach())
     parts["spike_penalty"] = float(penalty.detach())
-    parts["valid_pixels"] = float(torch.isfinite(target).sum())
+    parts["valid_pixels"] = float(valid_depth(target).sum())
     parts["total"] = float(total.detach())
     return total, parts

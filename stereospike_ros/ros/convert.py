@@ -25,6 +25,7 @@ __all__ = [
     "ns_to_time",
     "point_cloud_from_xyz",
     "point_cloud_to_xyz",
+    "rectifier_from_image",
     "time_to_ns",
 ]
 
@@ -43,6 +44,7 @@ IMAGE_ENCODINGS: dict[str, tuple[str, int]] = {
     "8UC3": ("u1", 3),
     "rgba8": ("u1", 4),
     "bgra8": ("u1", 4),
+    "32FC2": ("f4", 2),
     "32FC3": ("f4", 3),
 }
 
@@ -143,6 +145,20 @@ def depth_from_image(msg: Image) -> np.ndarray:
     raise ConversionError(
         f"image with encoding {msg.encoding!r} is not a depth image (32FC1, 64FC1 or 16UC1)"
     )
+
+
+def rectifier_from_image(msg: Image) -> object:
+    """A ``Rectifier`` from a 32FC2 image of rectified (x, y) per raw pixel (NaN = dropped),
+    as the event player publishes the recording's rectification."""
+    from stereospike_ros.events import EventsError, Rectifier
+
+    if msg.encoding != "32FC2":
+        raise ConversionError(f"rectification maps must be 32FC2, got {msg.encoding!r}")
+    maps = image_to_array(msg)
+    try:
+        return Rectifier.from_maps(maps[..., 0], maps[..., 1], source="rectification maps")
+    except EventsError as err:
+        raise ConversionError(f"bad rectification maps: {err}") from err
 
 
 def point_cloud_from_xyz(points: np.ndarray, stamp_ns: int, frame_id: str) -> PointCloud2:

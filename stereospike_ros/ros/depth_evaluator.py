@@ -81,6 +81,7 @@ class DepthEvaluator(Node):
         )
         self.stamps_ns: list[int] = []
         self.prediction_missing = 0
+        self.answered = 0  # ground-truth frames with a prediction of the same stamp
         self.received = {"prediction": 0, "ground_truth": 0}
         self.conversion_errors = 0
         self.images: list[str] = []
@@ -116,6 +117,7 @@ class DepthEvaluator(Node):
         else:
             pairs = self.matcher.add_b(stamp, depth)
         for stamp_ns, prediction, ground_truth in pairs:
+            self.answered += 1
             self._score(stamp_ns, prediction, ground_truth)
 
     def _score(self, stamp_ns: int, prediction: np.ndarray, ground_truth: np.ndarray) -> None:
@@ -178,6 +180,11 @@ class DepthEvaluator(Node):
             "ground_truth_topic": self.p["ground_truth_topic"],
             "tolerance_ms": self.p["tolerance_ms"],
             "pairs": len(self.stamps_ns),
+            # Every ground-truth frame should be answered: a replay in lockstep answers all;
+            # in real time, the node's skipped windows show up here as missing.
+            "frames_expected": self.received["ground_truth"],
+            "frames_answered": self.answered,
+            "frames_missing": self.received["ground_truth"] - self.answered,
             "received": dict(self.received),
             "unmatched_predictions": self.matcher.unmatched_a + unmatched_pred,
             "unmatched_ground_truth": self.matcher.unmatched_b + unmatched_gt,
@@ -211,9 +218,10 @@ def summary_line(summary: dict) -> str:
 
     return (
         f"MDE {show('mde_cm', '.2f')} cm, RMSE {show('rmse_m', '.3f')} m, "
-        f"delta1 {show('delta1', '.3f')} over {summary['pairs']} frames "
-        f"({summary['unmatched_predictions']} predictions and "
-        f"{summary['unmatched_ground_truth']} ground-truth frames unmatched)"
+        f"delta1 {show('delta1', '.3f')} over {summary['pairs']} frames; ground-truth frames "
+        f"expected {summary['frames_expected']}, answered {summary['frames_answered']}, "
+        f"missing {summary['frames_missing']} ({summary['unmatched_predictions']} "
+        "predictions unmatched)"
     )
 
 

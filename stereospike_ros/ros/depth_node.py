@@ -25,6 +25,7 @@ the window became complete (both cameras past its end): the node's own share.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -35,10 +36,11 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
-from stereospike_ros.events import EventsError, kernels
+from stereospike_ros.events import EventsError, Rectifier, kernels
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
@@ -64,6 +66,12 @@ __all__ = ["DepthNode", "PolledGroup", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+#: Trigger mode keeps this much sensor time of events for a trigger that arrives late (it
+#: comes on another topic than the events that pass it).
+LATE_TRIGGER_NS = 500_000_000
+#: Test-only: seconds the inference thread sleeps per window (a slow machine, made on purpose
+#: to check that lockstep replay gives the same results). Never set in production.
+TEST_DELAY_ENV = "STEREOSPIKE_TEST_INFERENCE_DELAY_S"
 
 
 class PolledGroup(CallbackGroup):
@@ -144,6 +152,8 @@ class DepthNode(Node):
         self._lock = threading.Lock()  # guards calibration
         self.frame_id = p["frame_id"]
         self.calibrations: dict[str, CameraCalibration | None] = {s: None for s in SIDES}
+        self.maps: dict[str, object] = {}  # Rectifier per side from the rectification topic
+        self._test_delay_s = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
         self.ingest = StereoIngest(
             self.event_type,
             window_ns=self.window_ns,
@@ -153,6 +163,8 @@ class DepthNode(Node):
             silence_timeout_ns=int(p["silence_timeout_s"] * 1e9),
             rectify=p["rectify"],
             on_start=self._on_start,
+            watermarks=p["replay_watermarks"],
+            late_trigger_ns=LATE_TRIGGER_NS,
         )  # owned by the ingest thread; diagnostics read its counters and, under its lock,
         # its windower
         self._warm_up_cpu_s = 0.0
@@ -207,6 +219,22 @@ class DepthNode(Node):
                 polled,
             )
             self._input_subs.append(self._trigger_sub.subscription)
+        latched = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        for side in SIDES:
+            if p[f"{side}_rectification_topic"]:
+                sub = self.create_subscription(
+                    Image,
+                    p[f"{side}_rectification_topic"],
+                    lambda msg, side=side: self._on_rectification(side, msg),
+                    latched,
+                    callback_group=io_group,
+                )
+                self._input_subs.append(sub)
         for side in SIDES:
             info_topic = p[f"{side}_camera_info_topic"]
             if info_topic and not p[f"{side}_calibration_file"]:
@@ -258,21 +286,21 @@ class DepthNode(Node):
             if path:
                 self._set_calibration(side, load_camera_yaml(path), source=path)
         if self.p["rectify"] and not all(
-            self.p[f"{side}_calibration_file"] or self.p[f"{side}_camera_info_topic"]
+            self.p[f"{side}_calibration_file"]
+            or self.p[f"{side}_camera_info_topic"]
+            or self.p[f"{side}_rectification_topic"]
             for side in SIDES
         ):
             raise StartupError(
                 "rectify is true but a camera has neither a calibration file nor a "
-                "camera_info topic"
+                "camera_info or rectification topic"
             )
 
     def _set_calibration(self, side: str, calibration: CameraCalibration, source: str) -> None:
-        from stereospike_ros.events import Rectifier
-
         with self._lock:
             if self.calibrations[side] is not None:
                 return
-            if self.p["rectify"]:
+            if self.p["rectify"] and (side not in self.maps or self.p[f"{side}_calibration_file"]):
                 try:
                     self.ingest.set_rectifier(side, Rectifier.from_calibration(calibration))
                 except EventsError as err:
@@ -290,6 +318,49 @@ class DepthNode(Node):
             self._set_calibration(side, calibration, self.p[f"{side}_camera_info_topic"])
         except (ConversionError, StartupError) as err:
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
+
+    def _on_rectification(self, side: str, msg: Image) -> None:
+        """The recording's rectification, as ``evaluate`` applies it (from the event player).
+
+        With ``rectify`` it is used (unless a calibration file was given: then a difference is
+        reported); without, a non-identity one is reported, since the depth would then differ
+        from the offline evaluation.
+        """
+        topic = self.p[f"{side}_rectification_topic"]
+        try:
+            maps = convert.rectifier_from_image(msg)
+        except ConversionError as err:
+            self.get_logger().error(f"{topic}: {err}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            if side in self.maps and self.maps[side].pixels_differing(maps) == 0:
+                return  # the same maps again (a player restarted)
+            self.maps[side] = maps
+            current = self.ingest.rectifiers[side]
+            if not self.p["rectify"]:
+                moved = maps.pixels_differing(Rectifier.identity(maps.height, maps.width))
+                if moved:
+                    self.get_logger().warning(
+                        f"{topic}: the recording's {side} events are rectified offline "
+                        f"({moved} raw pixels move) but rectify is false here: this depth will "
+                        "differ from evaluate's; set rectify:=true to apply them"
+                    )
+                return
+            if self.p[f"{side}_calibration_file"] and current is not None:
+                differ = current.pixels_differing(maps)
+                if differ:
+                    self.get_logger().warning(
+                        f"{side} calibration file {self.p[f'{side}_calibration_file']} and "
+                        f"{topic} rectify {differ} raw pixels differently; using the file"
+                    )
+                return
+            if current is not None and current.pixels_differing(maps):
+                self.get_logger().warning(
+                    f"{topic}: replacing the {side} rectification from camera_info, which "
+                    f"differs on {current.pixels_differing(maps)} pixels, by these maps"
+                )
+            self.ingest.set_rectifier(side, maps)
+        self.get_logger().info(f"{side} rectification from {topic}")
 
     # -- ingest thread: takes event and trigger messages in batches ------------------------------
 
@@ -411,6 +482,8 @@ class DepthNode(Node):
                 )
 
     def _process(self, window: _Window) -> None:
+        if self._test_delay_s:
+            time.sleep(self._test_delay_s)
         estimate = self.estimator(window.left, window.right)
         start = time.thread_time()
         stamp, frame = window.t_end_ns, self.frame_id

@@ -104,6 +104,21 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         100.0,
     ),
     Param("rectify", False, "rectify events with the cameras' calibration before binning"),
+    Param(
+        "left_rectification_topic",
+        "davis/left/rectification_map",
+        "per-pixel rectification maps (32FC2, transient local; the event_player publishes the "
+        "recording's): with rectify they win over camera_info, without they are compared "
+        "('' = none)",
+    ),
+    Param("right_rectification_topic", "davis/right/rectification_map", "right maps"),
+    Param(
+        "replay_watermarks",
+        False,
+        "replay only (event_player): an event message's header stamp promises that every "
+        "event before it was sent, so windows (the last one too) complete at it; live "
+        "drivers stamp arrival time: keep false",
+    ),
     Param("left_camera_info_topic", "davis/left/camera_info", "left CameraInfo ('' = none)"),
     Param("right_camera_info_topic", "davis/right/camera_info", "right CameraInfo"),
     Param(
@@ -174,6 +189,33 @@ PLAYER_PARAMS: tuple[Param, ...] = (
         1000.0,
     ),
     Param("reliable", True, "publish RELIABLE (False: BEST_EFFORT like camera drivers)"),
+    Param(
+        "calibration",
+        "",
+        "folder of MVSEC *_{left,right}_{x,y}_map.txt ('' = as evaluate: maps beside the "
+        "recording, else the camera_info it carries, else identity)",
+    ),
+    Param("rectify", True, "publish the recording's rectification (False: identity, raw pixels)"),
+    Param(
+        "left_rectification_topic",
+        "davis/left/rectification_map",
+        "rectification maps the depth node applies (transient local; '' = do not publish)",
+    ),
+    Param("right_rectification_topic", "davis/right/rectification_map", ""),
+    Param(
+        "lockstep",
+        False,
+        "send the events past a ground-truth stamp only once answer_topic answered it: "
+        "lossless and deterministic at any speed (node: trigger_topic, replay_watermarks)",
+    ),
+    Param("answer_topic", "depth_node/depth", "depth answers counted (and awaited in lockstep)"),
+    Param(
+        "answer_timeout_s",
+        30.0,
+        "lockstep: give up waiting for one answer after this (counted missing)",
+        0.1,
+        3600.0,
+    ),
     Param("publish_clock", True, "publish /clock for use_sim_time"),
     Param("loop", False, "start again at the end"),
     Param("stay_up", False, "keep the node alive after the last message"),

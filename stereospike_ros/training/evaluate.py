@@ -27,14 +27,18 @@ from torch import Tensor, nn
 
 from stereospike_ros.data.errors import DataError
 from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, Frame, iter_frames
-from stereospike_ros.data.sequence import StereoSequence
+from stereospike_ros.data.protocol import get_protocol
+from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
+    MVSEC_FOCAL_BASELINE,
+    StereoSequence,
+    focal_baseline_of,
+)
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
 from stereospike_ros.model.network import StereoSpike, count_parameters
 from stereospike_ros.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-MVSEC_FOCAL_BASELINE = 19.941772
 DEFAULT_DEPTH_TOPIC = "/davis/left/depth_image_rect"
 
 
@@ -128,6 +132,38 @@ class ModelPredictor:
             "dense_macs": dense_macs(self.model, (height, width)).total,
             "spiking": self.config.spiking,
         }
+
+
+def pick_threads(
+    model: nn.Module, size: tuple[int, int], device: torch.device, repeats: int = 2
+) -> tuple[int, dict[int, float]]:
+    """Set torch's CPU threads to the faster of 1 and its default for this model at batch 1.
+
+    At batch 1 torch's intra-op threads often cost more than they save (small convolutions,
+    a machine shared with the data reading): measured, not assumed. Returns the chosen count
+    and the median seconds per forward of each candidate (timed interleaved, after one
+    warm-up each). On a GPU, or with one core, nothing is measured.
+    """
+    default = torch.get_num_threads()
+    if device.type != "cpu" or default <= 1:
+        return default, {}
+    in_channels = getattr(getattr(model, "config", None), "in_channels", 4)
+    x = torch.zeros(1, in_channels, *size)
+    times: dict[int, list[float]] = {1: [], default: []}
+    with torch.inference_mode():
+        for threads in times:  # warm-up: first calls allocate and plan
+            torch.set_num_threads(threads)
+            model(x)
+        for _ in range(repeats):
+            for threads in times:
+                torch.set_num_threads(threads)
+                start = time.perf_counter()
+                model(x)
+                times[threads].append(time.perf_counter() - start)
+    medians = {n: float(np.median(t)) for n, t in times.items()}
+    best = min(medians, key=medians.__getitem__)
+    torch.set_num_threads(best)
+    return best, medians
 
 
 def as_predictor(model_or_predictor: nn.Module | Predictor, device: str = "cpu") -> Predictor:
@@ -386,16 +422,6 @@ def parse_frames(spec: str | None, count: int) -> list[int]:
     return chosen
 
 
-def focal_baseline_of(sequence: StereoSequence) -> float | None:
-    """f x B (px*m) from the right camera's projection, or MVSEC's constant for its scenes."""
-    calib = sequence.calibration("right")
-    if calib is not None and float(-calib.P[0, 3]) > 0:
-        return float(-calib.P[0, 3])
-    if sequence.name.startswith("indoor_flying"):
-        return MVSEC_FOCAL_BASELINE
-    return None
-
-
 def _available_topics(paths: Sequence[Path]) -> str:
     from rosbags.highlevel import AnyReader
 
@@ -450,6 +476,7 @@ def open_eval_data(
     fill_holes_px: int = 0,
     rectify: bool = True,
     focal_baseline: float | None = None,
+    protocol: str | None = None,
 ) -> EvalData:
     """Open what ``evaluate`` scores on: a recording, a split's part under a folder, or a cache.
 
@@ -470,21 +497,33 @@ def open_eval_data(
         "window_ns": round(window_ms * 1e6),
         "fill_holes_px": fill_holes_px,
         "rectify": rectify,
+        "protocol": protocol or "default",
     }
     try:
         if split is None and len(paths) == 1 and paths[0].suffix == ".h5" and paths[0].is_file():
             if not is_complete(paths[0]):
                 raise TrainingError(f"{paths[0]} is not a complete stereospike_ros training cache")
             cache = CachedFrames(paths[0])
+            built = cache.options.get("protocol", "default")
+            if protocol is not None and protocol != built:
+                cache.close()
+                raise TrainingError(
+                    f"{paths[0]} was cached with the {built!r} protocol, not {protocol!r}: "
+                    f"rebuild it with `cache ... --protocol {protocol}`"
+                )
             count = len(cache) if max_frames is None else min(len(cache), max_frames)
+            if focal_baseline is None:
+                focal_baseline = cache.focal_baseline
             return EvalData(
                 {"source": "cache", "path": str(paths[0]), "sequences": cache.sequences,
-                 "frames": count, "options": cache.options},
+                 "frames": count, "options": cache.options, "protocol": built,
+                 "calibrations": cache.calibrations, "focal_baseline": focal_baseline},
                 cache.height, cache.width, count, focal_baseline, _cache=cache,
             )  # fmt: skip
         parts: list[tuple[StereoSequence, list[int]]] = []
         description: dict[str, Any] = {"window_ms": window_ms, "fill_holes_px": fill_holes_px}
         description["rectify"] = rectify
+        description["protocol"] = options["protocol"]
         try:
             if split is not None:
                 if len(paths) != 1 or not paths[0].is_dir():
@@ -530,6 +569,11 @@ def open_eval_data(
                 focal_baseline = focal_baseline_of(first)
             description["frames"] = count
             description["focal_baseline"] = focal_baseline
+            rounding = get_protocol(options["protocol"]).rounding
+            description["rectification"] = {
+                side: first.rectifier(side, rounding).source if rectify else "none (--no-rectify)"
+                for side in ("left", "right")
+            }
             return EvalData(
                 description, first.height, first.width, count, focal_baseline,
                 _parts=parts, _frame_options=options,

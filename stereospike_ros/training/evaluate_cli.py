@@ -49,6 +49,20 @@ def add_data_arguments(parser: argparse.ArgumentParser, part: str) -> None:
     parser.add_argument(
         "--fill-holes", type=int, default=0, metavar="PX", help="fill GT holes < PX px (off)"
     )
+    add_protocol_argument(parser)
+
+
+def add_protocol_argument(parser: argparse.ArgumentParser) -> None:
+    """``--protocol`` (cache, train, evaluate, prune): how recordings become frames."""
+    from stereospike_ros.data.protocol import PROTOCOLS
+
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        help="default: windows before each depth stamp, nearest-pixel rectification; paper: "
+        "the StereoSpike authors' (ground-truth area closing 24 px, 50 ms grid from the "
+        "first event, truncated coordinates); see docs/protocol.md (default)",
+    )
 
 
 def open_data(args: argparse.Namespace, window_ms: float) -> Any:
@@ -69,6 +83,7 @@ def open_data(args: argparse.Namespace, window_ms: float) -> Any:
         fill_holes_px=args.fill_holes,
         rectify=not args.no_rectify,
         focal_baseline=getattr(args, "focal_baseline", None),
+        protocol=args.protocol,
     )
 
 
@@ -100,7 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run a checkpoint on frames of another size than it was trained on",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (auto)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: 1 or torch's default, whichever runs the model "
+        "faster here, measured at start)",
+    )
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
     parser.add_argument("--plots", type=Path, help="write PNG figures to this folder")
     parser.add_argument(
@@ -147,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     from stereospike_ros.training.evaluate import (
         ModelPredictor,
         evaluate_many,
+        pick_threads,
         resolve_device,
         results_table,
     )
@@ -183,6 +204,11 @@ def _run(args: argparse.Namespace) -> int:
                 any_size=args.any_size,
             )
             predictors.append(ModelPredictor(model, device=device, metadata=metadata))
+            if args.threads is None:
+                threads, measured = pick_threads(model, size, device)
+                if measured:
+                    per_frame = ", ".join(f"{n}: {s * 1e3:.0f} ms" for n, s in measured.items())
+                    print(f"torch threads: {threads} (measured per forward: {per_frame})")
         for spec in args.baseline:
             predictors.append(
                 load_baseline(

@@ -95,6 +95,7 @@ class TrainConfig:
     fill_holes: int = 0
     rectify: bool = True
     calibration: str | None = None
+    protocol: str = "default"  # stereospike_ros.data.protocol: default or paper
     device: str = "auto"
     amp: bool = False
     workers: int = 0
@@ -121,6 +122,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainingError(f"{name} must be >= 1 when given, got {value!r}")
+        if self.protocol not in ("default", "paper"):
+            raise TrainingError(f"protocol must be default or paper, got {self.protocol!r}")
         if self.resume not in ("auto", "never", "force"):
             raise TrainingError(f"resume must be auto, never or force, got {self.resume!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -257,6 +260,7 @@ def prepare_data(config: TrainConfig, run_dir: Path, progress: bool = True) -> d
         window_ns=round(config.window_ms * 1e6),
         fill_holes_px=config.fill_holes,
         rectify=config.rectify,
+        protocol=config.protocol,
     )
     try:
         if config.split.startswith("auto:"):

@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--fill-holes", type=int, default=0, metavar="PX", help="fill GT holes < PX")
     data.add_argument("--no-rectify", action="store_true", help="data is already rectified")
     data.add_argument("--calibration", type=Path, default=None, help="MVSEC calibration maps")
+    data.add_argument(
+        "--protocol",
+        choices=("default", "paper"),
+        default="default",
+        help="paper: the authors' frames (GT area closing, fixed grid, truncation); "
+        "docs/protocol.md",
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument(
@@ -151,6 +158,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         fill_holes=args.fill_holes,
         rectify=not args.no_rectify,
         calibration=str(args.calibration) if args.calibration else None,
+        protocol=args.protocol,
         device=args.device,
         amp=args.amp,
         workers=args.workers,
