@@ -58,7 +58,7 @@ def _player_and_evaluator(context: LaunchContext) -> list:
                 "wait_for_subscribers": 1,
                 "calibration": arg("calibration"),
                 "lockstep": arg("lockstep").lower() == "true",
-                "answer_topic": prediction,
+                "answer_topic": "depth_node/depth",
             }
         ],
         output="screen",
