@@ -8,7 +8,7 @@ package.xml.
 
 The rosdistro files (1.2 MB) are not in the repository: ``test/data/rosdep_keys.yaml`` records
 which of package.xml's keys resolve where, and is checked against them wherever they are
-(``STEREOSPIKE_ROSDISTRO``, default ``../../shared/reference/rosdistro``). A new dependency
+(``STEREOSPIKE_ROSDISTRO``, default ``../shared/reference/rosdistro``, beside the checkout). A new dependency
 fails here until the record is regenerated from those files, which only records keys that
 resolve:
 
@@ -29,9 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "test" / "data" / "rosdep_keys.yaml"
 ROSDISTRO = Path(
-    os.environ.get(
-        "STEREOSPIKE_ROSDISTRO", ROOT.parent.parent / "shared" / "reference" / "rosdistro"
-    )
+    os.environ.get("STEREOSPIKE_ROSDISTRO", ROOT.parent / "shared" / "reference" / "rosdistro")
 )
 DISTROS = ("kilted", "jazzy")
 UBUNTU = "noble"

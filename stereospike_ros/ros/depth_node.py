@@ -315,7 +315,9 @@ class DepthNode(Node):
             return
         try:
             calibration = convert.calibration_from_camera_info(msg)
-            self._set_calibration(side, calibration, self.p[f"{side}_camera_info_topic"])
+            self._set_calibration(
+                side, calibration, self.resolve_topic_name(self.p[f"{side}_camera_info_topic"])
+            )
         except (ConversionError, StartupError) as err:
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
 
@@ -326,7 +328,7 @@ class DepthNode(Node):
         reported); without, a non-identity one is reported, since the depth would then differ
         from the offline evaluation.
         """
-        topic = self.p[f"{side}_rectification_topic"]
+        topic = self.resolve_topic_name(self.p[f"{side}_rectification_topic"])
         try:
             maps = convert.rectifier_from_image(msg)
         except ConversionError as err:
