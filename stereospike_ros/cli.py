@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -71,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def error_line(err: BaseException) -> str:
     """``err`` as one line: the library's message, or for an ``OSError`` its file and reason."""
     if isinstance(err, OSError) and not isinstance(err, StereoSpikeError) and err.filename:
-        text = f"{err.filename}: {err.strerror or err}"
+        reason = err.strerror or str(err)
+        if isinstance(err, FileExistsError) and os.path.isfile(err.filename):
+            reason = "is a file, where a folder is needed"
+        elif isinstance(err, NotADirectoryError):
+            reason += " (part of this path is a file, where a folder is needed)"
+        text = f"{err.filename}: {reason}"
     else:
         text = str(err) or type(err).__name__
     return " ".join(text.split())

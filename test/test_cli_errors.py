@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from stereospike_ros.data import write_mvsec_hdf5, write_ros1_bag, write_ros2_bag
 from stereospike_ros.model import build_model, save_checkpoint
-from stereospike_ros.model.checkpoint import _META_KEY, FORMAT, tensors_digest
+from stereospike_ros.model.checkpoint import _META_KEY, tensors_digest
 
 H, W = 20, 28
 NAME = "rec"  # every recording is <case folder>/rec*, so that --root/--split find it by name
@@ -128,7 +128,7 @@ def _inf_times(rows: np.ndarray) -> np.ndarray:
 
 
 def _backward_times(rows: np.ndarray) -> np.ndarray:
-    rows[len(rows) // 2 :, 2] -= 10.0  # the second half starts 10 s before the first ends
+    rows[len(rows) // 2, 2] -= 0.02  # one event 20 ms out of order, inside a depth window
     return rows
 
 
@@ -172,15 +172,20 @@ def _ros1_bag(folder: Path) -> Path:
 
 
 def _ros1_chunk(where: str) -> Callable:
-    """A ROS 1 bag whose first chunk record has its header (sizes, compression) or its
-    message records overwritten."""
+    """A ROS 1 bag whose first chunk record has its header (sizes, compression), or the
+    header of its fifth message record, overwritten."""
 
     def build(folder: Path, good: dict) -> Path:
         path = _ros1_bag(folder)
         raw = bytearray(path.read_bytes())
-        chunks = [i for i in range(len(raw)) if raw.startswith(b"op=\x05", i)]
-        assert chunks, "a ROS 1 bag holds chunk records"
-        at = chunks[0] + (8 if where == "header" else 200)
+        chunk = raw.index(b"op=\x05")
+        if where == "header":
+            at = chunk + 8
+        else:  # a message record inside the chunk: op=0x02, its header length 4 bytes before
+            at = chunk
+            for _ in range(5):
+                at = raw.index(b"op=\x02", at + 1)
+            at -= 12
         raw[at : at + 64] = b"\xa5" * 64
         path.write_bytes(bytes(raw))
         return path
@@ -300,17 +305,19 @@ def _run_folder(metrics: str | bytes | None) -> Callable:
     return build
 
 
-def _train_run(state: bytes | None, config: str | None) -> Callable:
-    """A run folder left by an earlier run, with a damaged config.json or train_state.pt."""
+def _train_state(state: bytes | None) -> Callable:
+    """A run folder left by an earlier run whose train_state.pt is garbage, or (None) a
+    torch file of something else."""
 
     def build(folder: Path, good: dict) -> Path:
         run = folder / "run"
         shutil.copytree(good["run"], run)
-        if config is not None:
-            (run / "config.json").write_text(config)
-        if state is not None:
-            (run / "train_state.pt").write_bytes(state)
-        return run / ("config.json" if config is not None else "train_state.pt")
+        path = run / "train_state.pt"
+        if state is None:
+            torch.save({"epoch": 3, "weights": torch.zeros(3)}, path)
+        else:
+            path.write_bytes(state)
+        return path
 
     return build
 
@@ -356,6 +363,11 @@ PRUNE_CKPT = "prune {bad} --data {rec} --out {out}/p.safetensors --quiet"
 BENCH_MODEL = "benchmark model --checkpoint {bad} --runs 1 --warmup 0"
 BENCH_NODE = "benchmark node --weights {bad} --quick"
 DEMO = "demo --weights {bad} --out {out}"
+REPORT = "report {bad}"
+TRAIN_RUN = (
+    "train --split auto:0.5:0.25 --sequences rec --root {root} --out {bad_parent} --epochs 2 "
+    "--width 0.125 --quiet"
+)
 SPLIT_CMDS = (
     "cache --split {bad} --root {root} --out {out} --quiet",
     "train --split {bad} --root {root} --out {out} --epochs 1 --width 0.125 --quiet",
@@ -398,17 +410,11 @@ CATALOGUE: tuple[Case, ...] = (
     Case("split-binary", _text("split.yaml", b"\xff\xfe\x00garbage\x80"), SPLIT_CMDS[:2]),
     Case("split-folder", _folder_named("split.json"), SPLIT_CMDS[::2]),
     Case("split-missing", _missing("split.json"), SPLIT_CMDS[1:]),
-    Case("metrics-garbage", _run_folder(b"\x00\x01garbage\xff\n1,2,3\n"), ("report {bad}",), "metrics"),
-    Case("metrics-empty", _run_folder(""), ("report {bad}",), "metrics"),
-    Case("metrics-missing", _run_folder(None), ("report {bad}",), "metrics"),
-    Case("train-config-broken", _train_run(None, '{"root": '), (
-        "train --split auto:0.5:0.25 --sequences rec --root {root} --out {bad_parent} "
-        "--epochs 1 --width 0.125 --quiet",
-    )),
-    Case("train-state-garbage", _train_run(b"PK\x03\x04garbage" * 8, None), (
-        "train --split auto:0.5:0.25 --sequences rec --root {root} --out {bad_parent} "
-        "--epochs 2 --width 0.125 --quiet",
-    )),
+    Case("metrics-garbage", _run_folder(b"\x00\x01junk\xff\n1,2\n"), (REPORT,), "metrics"),
+    Case("metrics-empty", _run_folder(""), (REPORT,), "metrics"),
+    Case("metrics-missing", _run_folder(None), (REPORT,), "metrics"),
+    Case("train-state-garbage", _train_state(b"PK\x03\x04garbage" * 8), (TRAIN_RUN,)),
+    Case("train-state-foreign", _train_state(None), (TRAIN_RUN,)),
     Case("cache-garbage", _cache_file("garbage"), ("evaluate {ckpt} --data {bad} --quiet",)),
     Case("cache-incomplete", _cache_file("incomplete"), ("evaluate {ckpt} --data {bad} --quiet",)),
     Case("out-is-a-file", _a_file("out"), (

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from stereospike_ros.data.errors import FormatError
 from stereospike_ros.data.sequence import DEFAULT_CHUNK, SIDES, Side, StereoSequence
 from stereospike_ros.events.histogram import accumulate_into
 
@@ -151,7 +152,8 @@ def iter_frames(
         raise ValueError(f"{sequence.name}: frame indices must be strictly increasing")
     ends = stamps[chosen]
     if (np.diff(ends) < 0).any():
-        raise ValueError(f"{sequence.name}: depth stamps are not in time order")
+        where = getattr(sequence, "what", sequence.name)
+        raise FormatError(f"{where}: depth stamps are not in time order")
     left = _side_windows(sequence, "left", ends, window_ns, rectify, chunk_size, stats)
     right = _side_windows(sequence, "right", ends, window_ns, rectify, chunk_size, stats)
     depths = sequence.depth_frames(chosen.tolist())

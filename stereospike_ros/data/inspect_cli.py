@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "summarize a recording (MVSEC HDF5 pair/prefix, ROS 1 bag, ROS 2 bag)"
@@ -20,17 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stereospike_ros.data.errors import DataError
-    from stereospike_ros.events.errors import EventsError
-
-    try:
-        return _inspect(args)
-    except (DataError, EventsError) as err:  # a user's input at fault: say what, no traceback
-        print(f"inspect: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _inspect(args: argparse.Namespace) -> int:
     from stereospike_ros.data.sequence import SIDES, open_sequence
 
     source = args.paths[0] if len(args.paths) == 1 else args.paths

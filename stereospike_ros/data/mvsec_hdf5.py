@@ -185,6 +185,8 @@ def _write_events(
 
 
 def _open_h5(path: Path, role: str) -> h5py.File:
+    if path.is_dir():
+        raise FormatError(f"MVSEC {role} file {path} is a folder, not an HDF5 file")
     if not path.is_file():
         raise MissingInputError(f"MVSEC {role} file {path} does not exist")
     try:
@@ -248,6 +250,8 @@ class MvsecHdf5Sequence:
             raise FormatError(
                 f"{self.data_path}: {key!r} is {ds.shape}, expected N x 4 [x, y, t, p]"
             )
+        if ds.dtype.kind not in "fiu":
+            raise FormatError(f"{self.data_path}: {key!r} holds {ds.dtype}, expected numbers")
         return ds
 
     def _depth_datasets(self) -> tuple[h5py.Dataset, h5py.Dataset]:
@@ -259,6 +263,9 @@ class MvsecHdf5Sequence:
                     f"{', '.join(_keys(self._gt)) or 'none'})"
                 )
         depth, ts = self._gt[DEPTH_KEY], self._gt[DEPTH_TS_KEY]
+        for key, ds in ((DEPTH_KEY, depth), (DEPTH_TS_KEY, ts)):
+            if ds.dtype.kind not in "fiu":
+                raise FormatError(f"{self.gt_path}: {key!r} holds {ds.dtype}, expected numbers")
         if depth.ndim != 3:
             raise FormatError(f"{self.gt_path}: {DEPTH_KEY!r} is {depth.shape}, expected M x H x W")
         if ts.shape != (depth.shape[0],):
@@ -331,8 +338,11 @@ class MvsecHdf5Sequence:
         ds = self._events[check_side(side)]
         first = 0 if start_ns is None else self._search(ds, start_ns)
         last = ds.shape[0] if stop_ns is None else self._search(ds, stop_ns)
+        previous = None
         for i in range(first, last, chunk_size):
-            events = self._convert(ds, i, min(i + chunk_size, last))
+            events = self._convert(ds, i, min(i + chunk_size, last), previous)
+            if len(events):
+                previous = int(events["t"][-1])
             yield clip_events(events, start_ns, stop_ns)
 
     def events_between(self, side: Side, t0_ns: int, t1_ns: int) -> np.ndarray:
@@ -340,7 +350,14 @@ class MvsecHdf5Sequence:
         chunks = list(self.iter_events(side, DEFAULT_CHUNK, t0_ns, t1_ns))
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=EVENT_DTYPE)
 
-    def _convert(self, ds: h5py.Dataset, i: int, j: int) -> np.ndarray:
+    def _convert(
+        self, ds: h5py.Dataset, i: int, j: int, previous_ns: int | None = None
+    ) -> np.ndarray:
+        """Rows ``[i, j)`` as events; ``previous_ns``: the time of row ``i - 1``, if read.
+
+        Coordinates, finite times and time order are checked here, where the rows are at
+        hand: windows, binary search and rectification all assume sorted, finite times.
+        """
         block = ds[i:j]
         xy = block[:, :2]
         if len(xy) and not (xy.min() >= 0 and xy.max() <= 65535):  # also catches NaN
@@ -352,12 +369,38 @@ class MvsecHdf5Sequence:
         events = np.empty(len(block), dtype=EVENT_DTYPE)
         events["x"] = xy[:, 0]
         events["y"] = xy[:, 1]
-        events["t"] = seconds_to_ns(block[:, 2])
+        events["t"] = self._times(ds, i, block[:, 2], previous_ns)
         events["p"] = block[:, 3] > 0
         return events
 
+    def _times(
+        self, ds: h5py.Dataset, i: int, seconds: np.ndarray, previous_ns: int | None
+    ) -> np.ndarray:
+        finite = np.isfinite(seconds)
+        if not finite.all():
+            row = i + int(np.argmin(finite))
+            raise FormatError(
+                f"{self.data_path}:{ds.name}: row {row} has time {seconds[row - i]} s, not a "
+                "finite number"
+            )
+        t = seconds_to_ns(seconds)
+        steps = np.diff(t, prepend=t[:1] if previous_ns is None else np.int64(previous_ns))
+        if len(t) and steps.min() < 0:
+            row = i + int(np.argmax(steps < 0))
+            raise FormatError(
+                f"{self.data_path}:{ds.name}: row {row} goes back in time by "
+                f"{-int(steps[row - i]) / 1e9:.6f} s; events must be sorted by time"
+            )
+        return t
+
     def _search(self, ds: h5py.Dataset, t_ns: int) -> int:
         """First row whose time is >= ``t_ns`` (rows assumed sorted by time)."""
+        try:
+            return self._bisect(ds, t_ns)
+        except FormatError as err:  # a non-finite time met on the way
+            raise FormatError(f"{self.data_path}:{ds.name}: {err}") from err
+
+    def _bisect(self, ds: h5py.Dataset, t_ns: int) -> int:
         n = ds.shape[0]
         step = ds.chunks[0] if ds.chunks else 1 << 15
         # Coarse: the last block start whose time is < t_ns, by bisection over block starts.
@@ -378,8 +421,23 @@ class MvsecHdf5Sequence:
         if self._depth_ts is None:
             return np.zeros(0, dtype=np.int64)
         if self._stamps is None:
-            self._stamps = seconds_to_ns(self._depth_ts[()])
+            self._stamps = self._checked_stamps(self._depth_ts[()])
         return self._stamps
+
+    def _checked_stamps(self, seconds: np.ndarray) -> np.ndarray:
+        where = f"{self.gt_path}: {DEPTH_TS_KEY!r}"
+        finite = np.isfinite(seconds)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise FormatError(f"{where}: frame {index} has time {seconds[index]}, not a number")
+        stamps = seconds_to_ns(seconds)
+        if (np.diff(stamps) < 0).any():
+            index = int(np.argmax(np.diff(stamps) < 0)) + 1
+            raise FormatError(
+                f"{where}: frame {index} is earlier than frame {index - 1}; depth stamps must "
+                "be in time order"
+            )
+        return stamps
 
     def depth_frames(self, indices: Iterable[int] | None = None) -> Iterator[DepthFrame]:
         stamps = self.depth_stamps()

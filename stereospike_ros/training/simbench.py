@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stereospike_ros.errors import UsageError
+
 HELP = "simulate, train StereoSpike variants, score them against SGBM: a markdown table"
 
 #: (name, scene, motion, seed, part): training, validation and test recordings. Test seeds
@@ -107,7 +109,7 @@ def _preset(args: argparse.Namespace) -> Preset:
     if args.no_ablation:
         values["ablation"] = ()
     if not 1 <= values["train_recordings"] <= sum(r[4] == "train" for r in RECORDINGS):
-        raise SystemExit(f"benchmark sim: --train-recordings must be 1..6, got {values}")
+        raise UsageError(f"--train-recordings must be 1..6, got {values}")
     return Preset(**values)
 
 
