@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from stereospike_ros import __version__
+from stereospike_ros.atomic import partial_path, remove_stale_partials
 from stereospike_ros.data.errors import FormatError, MissingInputError
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
 from stereospike_ros.data.sequence import (
@@ -108,7 +109,8 @@ def _replace_target(path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+    remove_stale_partials(path)
+    return partial_path(path)
 
 
 def write_mvsec_hdf5(
