@@ -8,7 +8,6 @@ commands run two at a time in a module fixture; each (case, command) pair is one
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import tiny_recording
+from model_helpers import rewrite_tensors
 from safetensors.torch import save_file
 
 from stereospike_ros.data import write_mvsec_hdf5, write_ros1_bag, write_ros2_bag
 from stereospike_ros.model import build_model, save_checkpoint
-from stereospike_ros.model.checkpoint import _META_KEY, tensors_digest
 
 H, W = 20, 28
 NAME = "rec"  # every recording is <case folder>/rec*, so that --root/--split find it by name
@@ -63,22 +62,6 @@ def _model_tensors() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     model = build_model("stereospike", width=0.125).eval()
     return model, {k: v.contiguous() for k, v in model.state_dict().items()}
-
-
-def _with_tensors(path: Path, good: Path, change: Callable[[dict], dict]) -> Path:
-    """A copy of checkpoint ``good`` whose tensors ``change`` rewrites, with a matching digest
-    (so the file is consistent, and only what it holds is wrong)."""
-    from safetensors import safe_open
-
-    with safe_open(str(good), "pt") as f:
-        header = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
-    tensors = change(tensors)
-    meta = json.loads(header[_META_KEY])
-    meta["tensors_sha256"] = tensors_digest(tensors)
-    header[_META_KEY] = json.dumps(meta)
-    save_file(tensors, str(path), metadata=header)
-    return path
 
 
 # --- recordings -----------------------------------------------------------------------------
@@ -231,11 +214,11 @@ def _ckpt(how: str) -> Callable:
         elif how == "plain":  # safetensors without our metadata
             save_file(tensors, str(path))
         elif how == "wrong-names":
-            _with_tensors(path, good["ckpt"], lambda t: {f"net.{k}": v for k, v in t.items()})
+            rewrite_tensors(good["ckpt"], path, lambda t: {f"net.{k}": v for k, v in t.items()})
         elif how == "wrong-shapes":
-            _with_tensors(path, good["ckpt"], _shrink_first)
+            rewrite_tensors(good["ckpt"], path, _shrink_first)
         elif how in ("nan", "inf"):
-            _with_tensors(path, good["ckpt"], lambda t: _poison(t, how))
+            rewrite_tensors(good["ckpt"], path, lambda t: _poison(t, how))
         elif how == "folder":
             path.mkdir()
         else:
