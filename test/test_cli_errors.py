@@ -400,6 +400,7 @@ CATALOGUE: tuple[Case, ...] = (
     Case("cache-incomplete", _cache_file("incomplete"), ("evaluate {ckpt} --data {bad} --quiet",)),
     Case("out-is-a-file", _a_file("out"), (
         "simulate --out {bad} --duration 0.1 --quiet",
+        "benchmark sim --out {bad}",
         "cache --split auto:0.5:0.25 --sequences rec --root {root} --out {bad} --quiet",
         "evaluate {ckpt} --data {rec} --json {bad}/r.json --quiet",
     )),
