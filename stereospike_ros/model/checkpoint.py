@@ -127,19 +127,20 @@ def _unreadable(path: Path, err: OSError) -> CheckpointError:
 def _header_size(path: Path, head: bytes, file_size: int) -> int:
     """The header length a safetensors file's first 8 bytes give, checked against the file;
     a file that is not safetensors at all is called that, not a header of absurd length."""
-    for magic, what in _OTHER_FORMATS:
-        if head.startswith(magic):
-            raise CheckpointError(f"{path} is not a safetensors file: it is {what}")
-    if file_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    if len(head) < 9:
-        raise CheckpointError(f"checkpoint {path} is truncated: {file_size} bytes, no header")
-    if head[8:9] != b"{":
-        raise CheckpointError(
-            f"{path} is not a safetensors file: it does not start with a length and a JSON header"
-        )
     size = int.from_bytes(head[:8], "little")
-    if size > _MAX_HEADER:
+    if len(head) < 9 or head[8:9] != b"{" or size > _MAX_HEADER:  # not laid out as safetensors
+        if file_size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+        for magic, what in _OTHER_FORMATS:
+            if head.startswith(magic):
+                raise CheckpointError(f"{path} is not a safetensors file: it is {what}")
+        if len(head) < 9:
+            raise CheckpointError(f"checkpoint {path} is truncated: {file_size} bytes, no header")
+        if head[8:9] != b"{":
+            raise CheckpointError(
+                f"{path} is not a safetensors file: it does not start with a length and a JSON "
+                "header"
+            )
         raise CheckpointError(
             f"{path} is not a safetensors file: its first 8 bytes give a header of {size} bytes"
         )
