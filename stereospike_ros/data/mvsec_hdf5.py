@@ -340,11 +340,8 @@ class MvsecHdf5Sequence:
         ds = self._events[check_side(side)]
         first = 0 if start_ns is None else self._search(ds, start_ns)
         last = ds.shape[0] if stop_ns is None else self._search(ds, stop_ns)
-        previous = None
         for i in range(first, last, chunk_size):
-            events = self._convert(ds, i, min(i + chunk_size, last), previous)
-            if len(events):
-                previous = int(events["t"][-1])
+            events = self._convert(ds, i, min(i + chunk_size, last))
             yield clip_events(events, start_ns, stop_ns)
 
     def events_between(self, side: Side, t0_ns: int, t1_ns: int) -> np.ndarray:
@@ -352,14 +349,8 @@ class MvsecHdf5Sequence:
         chunks = list(self.iter_events(side, DEFAULT_CHUNK, t0_ns, t1_ns))
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=EVENT_DTYPE)
 
-    def _convert(
-        self, ds: h5py.Dataset, i: int, j: int, previous_ns: int | None = None
-    ) -> np.ndarray:
-        """Rows ``[i, j)`` as events; ``previous_ns``: the time of row ``i - 1``, if read.
-
-        Coordinates, finite times and time order are checked here, where the rows are at
-        hand: windows, binary search and rectification all assume sorted, finite times.
-        """
+    def _convert(self, ds: h5py.Dataset, i: int, j: int) -> np.ndarray:
+        """Rows ``[i, j)`` as events, their coordinates and times checked."""
         block = ds[i:j]
         xy = block[:, :2]
         if len(xy) and not (xy.min() >= 0 and xy.max() <= 65535):  # also catches NaN
@@ -371,13 +362,13 @@ class MvsecHdf5Sequence:
         events = np.empty(len(block), dtype=EVENT_DTYPE)
         events["x"] = xy[:, 0]
         events["y"] = xy[:, 1]
-        events["t"] = self._times(ds, i, block[:, 2], previous_ns)
+        events["t"] = self._times(ds, i, block[:, 2])
         events["p"] = block[:, 3] > 0
         return events
 
-    def _times(
-        self, ds: h5py.Dataset, i: int, seconds: np.ndarray, previous_ns: int | None
-    ) -> np.ndarray:
+    def _times(self, ds: h5py.Dataset, i: int, seconds: np.ndarray) -> np.ndarray:
+        """Rows' times in ns; NaN or Inf is an error naming the row (events slightly out of
+        order are fine: frames sort each chunk and count the late ones)."""
         finite = np.isfinite(seconds)
         if not finite.all():
             row = i + int(np.argmin(finite))
@@ -385,15 +376,7 @@ class MvsecHdf5Sequence:
                 f"{self.data_path}:{ds.name}: row {row} has time {seconds[row - i]} s, not a "
                 "finite number"
             )
-        t = seconds_to_ns(seconds)
-        steps = np.diff(t, prepend=t[:1] if previous_ns is None else np.int64(previous_ns))
-        if len(t) and steps.min() < 0:
-            row = i + int(np.argmax(steps < 0))
-            raise FormatError(
-                f"{self.data_path}:{ds.name}: row {row} goes back in time by "
-                f"{-int(steps[row - i]) / 1e9:.6f} s; events must be sorted by time"
-            )
-        return t
+        return seconds_to_ns(seconds)
 
     def _search(self, ds: h5py.Dataset, t_ns: int) -> int:
         """First row whose time is >= ``t_ns`` (rows assumed sorted by time)."""
