@@ -3,14 +3,23 @@
 Commands live in their own modules and are imported only when chosen, so ``--help`` stays fast
 and a command that needs ROS never burdens one that does not. Each command module defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors are reported here, once for every command: a :class:`~stereospike_ros.errors.
+StereoSpikeError` (bad input: the library's message names the file and the problem) or an
+``OSError`` (a file that cannot be opened, a folder where a file was expected) becomes one line
+``<command>: error: <message>`` on stderr and exit status 2, as argparse does for bad options.
+Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from stereospike_ros.errors import StereoSpikeError
 
 COMMANDS: dict[str, str] = {
     "doctor": "stereospike_ros.doctor",
@@ -50,7 +59,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(only).parse_args(argv)
-    return int(_load(args.command).run(args) or 0)
+    prog = " ".join(str(v) for v in (args.command, getattr(args, "target", None)) if v)
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except (StereoSpikeError, OSError) as err:
+        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def error_line(err: BaseException) -> str:
+    """``err`` as one line: the library's message, or for an ``OSError`` its file and reason."""
+    if isinstance(err, OSError) and not isinstance(err, StereoSpikeError) and err.filename:
+        reason = err.strerror or str(err)
+        if isinstance(err, FileExistsError) and os.path.isfile(err.filename):
+            reason = "is a file, where a folder is needed"
+        elif isinstance(err, NotADirectoryError):
+            reason += " (part of this path is a file, where a folder is needed)"
+        text = f"{err.filename}: {reason}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
 
 
 def entry(name: str) -> Callable[[], int]:

@@ -128,7 +128,7 @@ def test_truncated_files_are_rejected(saved, keep):
     _, path = saved
     raw = path.read_bytes()
     path.write_bytes(raw[:keep])
-    with pytest.raises(CheckpointError, match=r"best\.safetensors is truncated"):
+    with pytest.raises(CheckpointError, match=r"best\.safetensors is (truncated|empty)"):
         load_checkpoint(path)
 
 
@@ -137,8 +137,50 @@ def test_a_plain_safetensors_file_is_not_taken_for_a_checkpoint(tmp_path):
     save_file(build_model("stereospike", width=0.125).state_dict(), str(path))
     with pytest.raises(CheckpointError, match=r"plain\.safetensors is not a stereospike_ros"):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match=r"absent\.safetensors does not exist"):
         load_checkpoint(tmp_path / "absent.safetensors")
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match=r"folder\.safetensors is a folder"):
+        checkpoint_metadata(tmp_path / "folder.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ("torch.save", "it is a zip archive"),
+        (b"\x80\x04\x95" + bytes(64), "it is a Python pickle"),
+        ((1 << 62).to_bytes(8, "little") + b"{}", "its first 8 bytes give a header of"),
+        ((1 << 62).to_bytes(8, "little") + b"[]", "does not start with a length and a JSON"),
+        (b"\x89HDF\r\n\x1a\n" + bytes(64), "it is an HDF5 file"),
+        (b"hello, this is text" * 4, "does not start with a length and a JSON header"),
+    ],
+    ids=["torch-save", "pickle", "huge-header", "huge-not-json", "hdf5", "text"],
+)
+def test_a_file_that_is_not_safetensors_is_called_that(tmp_path, content, what):
+    """Not 'a header of 578712552184433488 bytes' (what a pickle's first 8 bytes read as)."""
+    path = tmp_path / "model.safetensors"
+    if content == "torch.save":
+        torch.save(build_model("stereospike", width=0.125).state_dict(), path)
+    else:
+        path.write_bytes(content)
+    for read in (load_checkpoint, checkpoint_metadata):
+        with pytest.raises(CheckpointError, match=r"model\.safetensors is not a safetensors file"):
+            read(path)
+        with pytest.raises(CheckpointError, match=what):
+            read(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_or_inf_weights_are_refused_naming_the_tensor(tmp_path, value):
+    model = build_model("stereospike", width=0.125)
+    with torch.no_grad():
+        model.state_dict()["predict.depth1.bias"].fill_(value)
+    path = save_checkpoint(tmp_path / "diverged.safetensors", model, input_size=(16, 20))
+    checkpoint_metadata(path)  # the header is fine: only loading the weights tells
+    with pytest.raises(CheckpointError, match=r"diverged\.safetensors holds NaN or Inf weights"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=r"predict\.depth1\.bias \(1\)"):
+        load_checkpoint(path)
 
 
 def test_a_failing_save_leaves_the_old_file_intact_and_no_temporary(saved, monkeypatch):
@@ -159,3 +201,17 @@ def test_a_failing_save_leaves_the_old_file_intact_and_no_temporary(saved, monke
     with pytest.raises(CheckpointError, match="written by save_checkpoint itself"):
         save_checkpoint(path, model, config={"width": 2})
     assert path.read_bytes() == before
+
+
+def test_a_header_length_that_starts_like_a_pickle_is_still_read(tmp_path):
+    """A 128-byte header's length starts with 0x80, a pickle's first byte: layout comes first."""
+    model = build_model("stereospike", width=0.125)
+    path = save_checkpoint(tmp_path / "ok.safetensors", model)
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = raw[8 : 8 + size].rstrip(b" ")
+    padded = header + b" " * ((0x80 - len(header)) % 256)  # safetensors pads with spaces too
+    assert len(padded) % 256 == 0x80  # the length's first byte: 0x80
+    path.write_bytes(len(padded).to_bytes(8, "little") + padded + raw[8 + size :])
+    assert checkpoint_metadata(path)["model"] == "stereospike"
+    load_checkpoint(path)

@@ -98,7 +98,7 @@ def test_train_lowers_validation_mde_and_writes_checkpoints(finished: dict) -> N
     _, last = load_checkpoint(out / "last.safetensors")
     assert last["epoch"] == 3 and last["split"]["name"].endswith("split.json")
     assert any((out / "tb").iterdir()), "no TensorBoard events"
-    assert not list(out.glob(".*tmp")), "temporary files left behind"
+    assert not list(out.glob(".*partial")), "partial files left behind"
 
 
 def test_resume_after_kill_continues_with_identical_state(
@@ -136,7 +136,7 @@ def test_resume_after_kill_continues_with_identical_state(
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(
             a["exp_avg_sq"], b["exp_avg_sq"]
         )
-    assert not list(out.glob(".*tmp")), "a half-written file survived the kill"
+    assert not list(out.glob(".*partial")), "a half-written file survived the kill"
 
     train(config)  # the same command again: continues after epoch 1
     resumed, final = load_state(out), finished["final"]

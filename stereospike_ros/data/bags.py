@@ -384,19 +384,35 @@ class BagSequence:
         if depth not in self._conns:
             log.warning("bag %s has no %s: no ground truth", self.what, depth)
 
+    def _messages(
+        self, reader: AnyReader | None = None, **selection: object
+    ) -> Iterator[tuple[object, int, bytes]]:
+        """``reader.messages(**selection)``, a damaged bag (a garbled chunk or record, a
+        truncated file or database) raising FormatError naming the bag instead of the
+        storage library's error, whatever its type."""
+        try:
+            yield from (reader or self._reader).messages(**selection)  # type: ignore[arg-type]
+        except Exception as err:
+            raise FormatError(f"cannot read bag {self.what}: it is damaged ({err})") from err
+
     def _deserialize(self, raw: bytes, msgtype: str) -> object:
         store = self._reader.typestore
         if msgtype not in store.fielddefs:  # bag without definitions for this type
             store = ros1_typestore() if self.ros1 else ros2_typestore()
-        if self.ros1:
-            return store.deserialize_ros1(raw, msgtype)
-        return store.deserialize_cdr(raw, msgtype)
+        try:
+            if self.ros1:
+                return store.deserialize_ros1(raw, msgtype)
+            return store.deserialize_cdr(raw, msgtype)
+        except Exception as err:  # rosbags raises struct, index and unicode errors alike
+            raise FormatError(
+                f"bag {self.what}: a {msgtype} message does not decode ({err})"
+            ) from err
 
     def _read_camera_info(self, side: Side) -> CameraCalibration | None:
         conns = self._conns.get(self.topics.camera_info(side))
         if not conns:
             return None
-        for conn, _, raw in self._reader.messages(connections=conns):
+        for conn, _, raw in self._messages(connections=conns):
             msg = self._deserialize(raw, conn.msgtype)
 
             def get(name: str, msg: object = msg) -> np.ndarray:
@@ -418,7 +434,7 @@ class BagSequence:
 
     def _first_batch(self, side: Side) -> EventBatch | None:
         conns = self._conns[self.topics.events(side)]
-        for _, _, raw in self._reader.messages(connections=conns):
+        for _, _, raw in self._messages(connections=conns):
             return self._decode(raw, conns[0].msgtype)
         return None
 
@@ -466,7 +482,7 @@ class BagSequence:
         if side not in self._seek_offset:
             conns = self._conns[self.topics.events(side)]
             offset = None
-            for _, bag_t, raw in self._reader.messages(connections=conns):
+            for _, bag_t, raw in self._messages(connections=conns):
                 batch = self._decode(raw, conns[0].msgtype)
                 if len(batch.events):
                     offset = bag_t - int(batch.events["t"][-1])
@@ -501,7 +517,9 @@ class BagSequence:
             try:
                 conns = [c for c in reader.connections if c.topic == self.topics.events(side)]
                 decode = self._decoder(conns[0].msgtype)
-                for _, _, raw in reader.messages(connections=conns, start=seek, stop=stop_bag):
+                for _, _, raw in self._messages(
+                    reader, connections=conns, start=seek, stop=stop_bag
+                ):
                     yield clip_events(decode(raw).events, start_ns, stop_ns)
             finally:
                 reader.close()
@@ -513,7 +531,7 @@ class BagSequence:
     def _depth_messages(self) -> Iterator[tuple[object, int, bytes]]:
         conns = self._conns.get(self.topics.depth)
         if conns:
-            yield from self._reader.messages(connections=conns)
+            yield from self._messages(connections=conns)
 
     def depth_stamps(self) -> np.ndarray:
         """Header stamps of the depth images (read from the raw bytes, no image decoding)."""

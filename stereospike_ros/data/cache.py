@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from stereospike_ros import __version__
+from stereospike_ros.atomic import partial_path, remove_stale_partials
 from stereospike_ros.data.errors import CacheError, MissingInputError
 from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, FrameStats, iter_frames
 from stereospike_ros.data.protocol import get_protocol
@@ -117,12 +118,13 @@ def build_cache(
     """Convert the frames of ``items`` into the cache file ``out_path`` unless it is current."""
     out_path = Path(out_path)
     key = cache_key(items, options)
+    remove_stale_partials(out_path)  # left by a conversion that was killed
     if not force and is_complete(out_path, key):
         log.info("%s is up to date", out_path)
         return out_path
     total = sum(len(indices) for _, indices in items)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    tmp = partial_path(out_path)
     try:
         with h5py.File(tmp, "w") as f:
             _convert(f, items, total, options, calibration, progress, out_path.name)

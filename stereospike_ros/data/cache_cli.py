@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -62,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
     import h5py
 
     from stereospike_ros.data.cache import CacheOptions, build_split_cache
-    from stereospike_ros.data.errors import DataError
-    from stereospike_ros.events.errors import EventsError
 
     options = CacheOptions(
         window_ns=round(args.window_ms * 1e6),
@@ -73,21 +70,17 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
     )
     start = time.perf_counter()
-    try:
-        files = build_split_cache(
-            args.split,
-            args.root,
-            args.out,
-            parts=args.parts,
-            sequences=args.sequences,
-            options=options,
-            calibration=args.calibration,
-            progress=not args.quiet,
-            force=args.force,
-        )
-    except (DataError, EventsError) as err:  # a user's input at fault: say what, no traceback
-        print(f"cache: error: {err}", file=sys.stderr)
-        return 2
+    files = build_split_cache(
+        args.split,
+        args.root,
+        args.out,
+        parts=args.parts,
+        sequences=args.sequences,
+        options=options,
+        calibration=args.calibration,
+        progress=not args.quiet,
+        force=args.force,
+    )
     for part, path in files.items():
         with h5py.File(path, "r") as f:
             n, _, h, w = f["x"].shape

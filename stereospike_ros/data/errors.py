@@ -1,7 +1,9 @@
 """Errors of the data subpackage: every message names the file, topic, key or value at fault."""
 
+from stereospike_ros.errors import StereoSpikeError
 
-class DataError(ValueError):
+
+class DataError(StereoSpikeError, ValueError):
     """Base class: a recording, split or cache that cannot be used as given."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from stereospike_ros.data.errors import FormatError
 from stereospike_ros.data.protocol import DataProtocol, area_closing, get_protocol
 from stereospike_ros.data.sequence import DEFAULT_CHUNK, SIDES, Side, StereoSequence
 from stereospike_ros.events.histogram import accumulate_into
@@ -193,7 +194,8 @@ def iter_frames(
         raise ValueError(f"{sequence.name}: frame indices must be strictly increasing")
     ends = stamps[chosen]
     if (np.diff(ends) < 0).any():
-        raise ValueError(f"{sequence.name}: depth stamps are not in time order")
+        where = getattr(sequence, "what", sequence.name)
+        raise FormatError(f"{where}: depth stamps are not in time order")
     offsets = chosen - chosen[0] if len(chosen) else None
     left, right = (
         _side_windows(sequence, s, ends, window_ns, rectify, chunk_size, stats, protocol, offsets)

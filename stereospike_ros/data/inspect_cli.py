@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "summarize a recording (MVSEC HDF5 pair/prefix, ROS 1 bag, ROS 2 bag) or a folder of them"
@@ -20,14 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stereospike_ros.data.errors import DataError
-    from stereospike_ros.events.errors import EventsError
-
-    try:
-        return _inspect(args)
-    except (DataError, EventsError) as err:  # a user's input at fault: say what, no traceback
-        print(f"inspect: error: {err}", file=sys.stderr)
-        return 2
+    return _inspect(args)
 
 
 def recordings_in(folder: Path) -> list[Path]:

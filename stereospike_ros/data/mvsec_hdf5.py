@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from stereospike_ros import __version__
+from stereospike_ros.atomic import partial_path, remove_stale_partials
 from stereospike_ros.data.errors import FormatError, MissingInputError
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
 from stereospike_ros.data.sequence import (
@@ -108,7 +109,8 @@ def _replace_target(path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+    remove_stale_partials(path)
+    return partial_path(path)
 
 
 def write_mvsec_hdf5(
@@ -185,6 +187,8 @@ def _write_events(
 
 
 def _open_h5(path: Path, role: str) -> h5py.File:
+    if path.is_dir():
+        raise FormatError(f"MVSEC {role} file {path} is a folder, not an HDF5 file")
     if not path.is_file():
         raise MissingInputError(f"MVSEC {role} file {path} does not exist")
     try:
@@ -248,6 +252,8 @@ class MvsecHdf5Sequence:
             raise FormatError(
                 f"{self.data_path}: {key!r} is {ds.shape}, expected N x 4 [x, y, t, p]"
             )
+        if ds.dtype.kind not in "fiu":
+            raise FormatError(f"{self.data_path}: {key!r} holds {ds.dtype}, expected numbers")
         return ds
 
     def _depth_datasets(self) -> tuple[h5py.Dataset, h5py.Dataset]:
@@ -259,6 +265,9 @@ class MvsecHdf5Sequence:
                     f"{', '.join(_keys(self._gt)) or 'none'})"
                 )
         depth, ts = self._gt[DEPTH_KEY], self._gt[DEPTH_TS_KEY]
+        for key, ds in ((DEPTH_KEY, depth), (DEPTH_TS_KEY, ts)):
+            if ds.dtype.kind not in "fiu":
+                raise FormatError(f"{self.gt_path}: {key!r} holds {ds.dtype}, expected numbers")
         if depth.ndim != 3:
             raise FormatError(f"{self.gt_path}: {DEPTH_KEY!r} is {depth.shape}, expected M x H x W")
         if ts.shape != (depth.shape[0],):
@@ -341,6 +350,7 @@ class MvsecHdf5Sequence:
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=EVENT_DTYPE)
 
     def _convert(self, ds: h5py.Dataset, i: int, j: int) -> np.ndarray:
+        """Rows ``[i, j)`` as events, their coordinates and times checked."""
         block = ds[i:j]
         xy = block[:, :2]
         if len(xy) and not (xy.min() >= 0 and xy.max() <= 65535):  # also catches NaN
@@ -352,12 +362,30 @@ class MvsecHdf5Sequence:
         events = np.empty(len(block), dtype=EVENT_DTYPE)
         events["x"] = xy[:, 0]
         events["y"] = xy[:, 1]
-        events["t"] = seconds_to_ns(block[:, 2])
+        events["t"] = self._times(ds, i, block[:, 2])
         events["p"] = block[:, 3] > 0
         return events
 
+    def _times(self, ds: h5py.Dataset, i: int, seconds: np.ndarray) -> np.ndarray:
+        """Rows' times in ns; NaN or Inf is an error naming the row (events slightly out of
+        order are fine: frames sort each chunk and count the late ones)."""
+        finite = np.isfinite(seconds)
+        if not finite.all():
+            row = i + int(np.argmin(finite))
+            raise FormatError(
+                f"{self.data_path}:{ds.name}: row {row} has time {seconds[row - i]} s, not a "
+                "finite number"
+            )
+        return seconds_to_ns(seconds)
+
     def _search(self, ds: h5py.Dataset, t_ns: int) -> int:
         """First row whose time is >= ``t_ns`` (rows assumed sorted by time)."""
+        try:
+            return self._bisect(ds, t_ns)
+        except FormatError as err:  # a non-finite time met on the way
+            raise FormatError(f"{self.data_path}:{ds.name}: {err}") from err
+
+    def _bisect(self, ds: h5py.Dataset, t_ns: int) -> int:
         n = ds.shape[0]
         step = ds.chunks[0] if ds.chunks else 1 << 15
         # Coarse: the last block start whose time is < t_ns, by bisection over block starts.
@@ -378,8 +406,23 @@ class MvsecHdf5Sequence:
         if self._depth_ts is None:
             return np.zeros(0, dtype=np.int64)
         if self._stamps is None:
-            self._stamps = seconds_to_ns(self._depth_ts[()])
+            self._stamps = self._checked_stamps(self._depth_ts[()])
         return self._stamps
+
+    def _checked_stamps(self, seconds: np.ndarray) -> np.ndarray:
+        where = f"{self.gt_path}: {DEPTH_TS_KEY!r}"
+        finite = np.isfinite(seconds)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise FormatError(f"{where}: frame {index} has time {seconds[index]}, not a number")
+        stamps = seconds_to_ns(seconds)
+        if (np.diff(stamps) < 0).any():
+            index = int(np.argmax(np.diff(stamps) < 0)) + 1
+            raise FormatError(
+                f"{where}: frame {index} is earlier than frame {index - 1}; depth stamps must "
+                "be in time order"
+            )
+        return stamps
 
     def depth_frames(self, indices: Iterable[int] | None = None) -> Iterator[DepthFrame]:
         stamps = self.depth_stamps()

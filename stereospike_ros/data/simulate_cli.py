@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -220,12 +219,8 @@ def run(args: argparse.Namespace) -> int:
     from stereospike_ros.data.bags import write_ros1_bag, write_ros2_bag
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
 
-    try:
-        config = config_from_args(args)
-        config.validate()
-    except SimulationError as err:
-        print(f"simulate: error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    config.validate()
     out: Path = args.out
     name = config.name
     files = {
@@ -240,15 +235,10 @@ def run(args: argparse.Namespace) -> int:
         files["preview"] = out / f"{name}_preview.png"
     existing = [str(p) for p in files.values() if p.exists()]
     if existing and not args.overwrite:
-        print(f"simulate: error: {', '.join(existing)} exist; pass --overwrite", file=sys.stderr)
-        return 2
+        raise SimulationError(f"{', '.join(existing)} exist; pass --overwrite")
 
     start = time.perf_counter()
-    try:
-        recording = simulate(config, progress=not args.quiet)
-    except SimulationError as err:
-        print(f"simulate: error: {err}", file=sys.stderr)
-        return 2
+    recording = simulate(config, progress=not args.quiet)
     sim_wall = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     write_mvsec_hdf5(recording, files["data"], files["gt"], overwrite=args.overwrite)

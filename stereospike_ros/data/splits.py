@@ -207,10 +207,12 @@ def auto_split(spec: str, counts: Mapping[str, int]) -> Split:
 
 
 def _read_definition(path: Path) -> dict:
+    if path.is_dir():
+        raise SplitError(f"split file {path} is a folder, not a JSON or YAML file")
     if not path.is_file():
         raise MissingInputError(f"split file {path} does not exist")
-    text = path.read_text()
     try:
+        text = path.read_bytes().decode("utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 

@@ -1,7 +1,9 @@
 """Errors of the events subpackage."""
 
+from stereospike_ros.errors import StereoSpikeError
 
-class EventsError(ValueError):
+
+class EventsError(StereoSpikeError, ValueError):
     """Base class: bad event input (bytes, geometry, calibration)."""
 
 

@@ -20,6 +20,8 @@ import statistics
 import time
 from typing import Any
 
+from stereospike_ros.errors import UsageError
+
 HELP = "parameters, dense MACs, speed (and accuracy) of each StereoSpike model and inference path"
 
 
@@ -218,7 +220,7 @@ def recorded_inputs(
     from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
 
     if frames < 1:
-        raise SystemExit("--input-frames must be >= 1")
+        raise UsageError("--input-frames must be >= 1")
     with open_eval_data(data, split=split, part=part) as eval_data:
         step = max(1, eval_data.count // frames)
         windows = []
@@ -278,21 +280,17 @@ def run(args: argparse.Namespace) -> int:
 
     from stereospike_ros.model.inference import PATHS
     from stereospike_ros.model.network import build_model
-    from stereospike_ros.training.errors import TrainingError
     from stereospike_ros.training.evaluate import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        device = str(resolve_device(args.device or "auto"))
-    except TrainingError as err:
-        raise SystemExit(str(err)) from err
+    device = str(resolve_device(args.device or "auto"))
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
-        raise SystemExit("--runs and --batch must be >= 1, --warmup >= 0")
+        raise UsageError("--runs and --batch must be >= 1, --warmup >= 0")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     unknown = [p for p in paths if p not in PATHS]
     if unknown or not paths:
-        raise SystemExit(f"unknown --paths {unknown}; paths: {', '.join(PATHS)}")
+        raise UsageError(f"unknown --paths {unknown}; paths: {', '.join(PATHS)}")
     if "reference" in paths:  # time the yardstick first in every round
         paths = ["reference", *[p for p in paths if p != "reference"]]
     if args.checkpoint:

@@ -106,21 +106,65 @@ def save_checkpoint(
     return atomic_write(path, lambda f: f.write(blob))
 
 
-def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
-    """The safetensors JSON header, checked against the file size."""
-    if len(raw) < 8:
-        raise CheckpointError(f"checkpoint {path} is truncated: {len(raw)} bytes, no header")
-    size = int.from_bytes(raw[:8], "little")
-    if 8 + size > len(raw):
+#: safetensors refuses headers above 100 MB; a larger size field means another kind of file.
+_MAX_HEADER = 100_000_000
+#: Leading bytes of files that are often renamed or mistaken for a checkpoint.
+_OTHER_FORMATS = (
+    (b"PK\x03\x04", "a zip archive, e.g. torch.save output: convert it with save_checkpoint"),
+    (b"\x80", "a Python pickle, e.g. torch.save output: convert it with save_checkpoint"),
+    (b"\x89HDF", "an HDF5 file"),
+)
+
+
+def _unreadable(path: Path, err: OSError) -> CheckpointError:
+    if path.is_dir():
+        return CheckpointError(f"checkpoint {path} is a folder, not a .safetensors file")
+    if not path.exists():
+        return CheckpointError(f"checkpoint {path} does not exist")
+    return CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}")
+
+
+def _header_size(path: Path, head: bytes, file_size: int) -> int:
+    """The header length a safetensors file's first 8 bytes give, checked against the file;
+    a file that is not safetensors at all is called that, not a header of absurd length."""
+    size = int.from_bytes(head[:8], "little")
+    if len(head) < 9 or head[8:9] != b"{" or size > _MAX_HEADER:  # not laid out as safetensors
+        if file_size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+        for magic, what in _OTHER_FORMATS:
+            if head.startswith(magic):
+                raise CheckpointError(f"{path} is not a safetensors file: it is {what}")
+        if len(head) < 9:
+            raise CheckpointError(f"checkpoint {path} is truncated: {file_size} bytes, no header")
+        if head[8:9] != b"{":
+            raise CheckpointError(
+                f"{path} is not a safetensors file: it does not start with a length and a JSON "
+                "header"
+            )
         raise CheckpointError(
-            f"checkpoint {path} is truncated: header of {size} bytes, file of {len(raw)}"
+            f"{path} is not a safetensors file: its first 8 bytes give a header of {size} bytes"
         )
+    if 8 + size > file_size:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated: header of {size} bytes, file of {file_size}"
+        )
+    return size
+
+
+def _parse_header(path: Path, text: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw[8 : 8 + size])
+        header = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt: unreadable header ({err})") from err
     if not isinstance(header, dict):
         raise CheckpointError(f"checkpoint {path} is corrupt: header is not a JSON object")
+    return header
+
+
+def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
+    """The safetensors JSON header of the whole file ``raw``, checked against its size."""
+    size = _header_size(path, raw[:9], len(raw))
+    header = _parse_header(path, raw[8 : 8 + size])
     data_len = len(raw) - 8 - size
     ends = [
         v["data_offsets"][1]
@@ -137,14 +181,16 @@ def _read_header(path: Path, raw: bytes) -> dict[str, Any]:
 
 def _metadata_of(path: Path, header: Mapping[str, Any]) -> dict[str, Any]:
     block = header.get("__metadata__") or {}
-    if block.get("format") != FORMAT or _META_KEY not in block:
+    if not isinstance(block, dict) or block.get("format") != FORMAT or _META_KEY not in block:
         raise CheckpointError(
             f"{path} is not a stereospike_ros checkpoint (no '{FORMAT}' metadata in its header)"
         )
     try:
         metadata = json.loads(block[_META_KEY])
-    except json.JSONDecodeError as err:
+    except (TypeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt: bad metadata JSON ({err})") from err
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: its metadata is not a JSON object")
     version = metadata.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -159,19 +205,13 @@ def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-            size = int.from_bytes(head, "little") if len(head) == 8 else 0
-            raw = head + f.read(size)
+            head = f.read(9)
+            size = _header_size(path, head, os.fstat(f.fileno()).st_size)
+            f.seek(8)
+            text = f.read(size)
     except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
-    if len(raw) < 8 or len(raw) < 8 + size:
-        raise CheckpointError(f"checkpoint {path} is truncated inside its header")
-    try:
-        header = json.loads(raw[8:])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt: unreadable header ({err})") from err
-    if not isinstance(header, dict):
-        raise CheckpointError(f"checkpoint {path} is corrupt: header is not a JSON object")
+        raise _unreadable(path, err) from err
+    header = _parse_header(path, text)
     return _metadata_of(path, header)
 
 
@@ -204,6 +244,24 @@ def _expectation_differences(
     return diffs
 
 
+def _check_finite(path: Path, tensors: Mapping[str, Tensor]) -> None:
+    """Refuse NaN or Inf weights: a network holding them outputs NaN depth for every input
+    (typically the last save of a diverged training run), which no later check would name."""
+    bad = {}
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad[name] = count
+    if bad:
+        listed = ", ".join(f"{name} ({count})" for name, count in sorted(bad.items())[:4])
+        more = f" and {len(bad) - 4} more tensors" if len(bad) > 4 else ""
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or Inf weights, in {listed}{more}; it cannot give "
+            "depth (was it saved from a training run that diverged?)"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
@@ -214,13 +272,13 @@ def load_checkpoint(
     ``expect`` is a :class:`ModelConfig`, or a mapping of metadata keys to required values
     (``{"model": "stereospike", "input_size": [260, 346], "config": {"width": 0.5}}``). Any
     corrupt, truncated or mismatching file raises :class:`CheckpointError` naming the file
-    and what differs.
+    and what differs; so do NaN or Inf weights.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise _unreadable(path, err) from err
     header = _read_header(path, raw)
     metadata = _metadata_of(path, header)
     try:
@@ -239,6 +297,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} is corrupt: its tensors do not match the SHA-256 it recorded"
         )
+    _check_finite(path, tensors)
 
     with torch.device("meta"):
         model = StereoSpike(config)

@@ -1,7 +1,9 @@
 """Errors of the model subpackage."""
 
+from stereospike_ros.errors import StereoSpikeError
 
-class ModelError(ValueError):
+
+class ModelError(StereoSpikeError, ValueError):
     """Base class: a model that cannot be built, or input it cannot take."""
 
 

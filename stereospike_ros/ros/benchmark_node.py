@@ -203,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    if args.weights:  # a bad file is one clear error here, not a node that fails to start
+        from stereospike_ros.model import load_checkpoint
+
+        load_checkpoint(args.weights)
     if args.quick:
         args.duration = min(args.duration, 8.0)
         args.flood_duration = min(args.flood_duration, 12.0)

@@ -24,7 +24,7 @@ from rclpy.qos import (
 from rclpy.signals import SignalHandlerOptions
 
 from stereospike_ros.ros.errors import StartupError
-from stereospike_ros.ros.parameters import Param
+from stereospike_ros.ros.parameters import Param, unknown_parameters
 
 __all__ = [
     "declare_parameters",
@@ -129,8 +129,10 @@ def declare_parameters(node: Node, table: Iterable[Param]) -> dict[str, Any]:
     """Declare every parameter of ``table`` on ``node``; returns {name: value}.
 
     A value of the wrong type or outside its range (from a params file or ``-p``) becomes a
-    StartupError naming the parameter, instead of an rclpy traceback.
+    StartupError naming the parameter, instead of an rclpy traceback. A given name that is not
+    declared (a typo) gets a WARN naming the nearest declared one.
     """
+    table = tuple(table)
     values: dict[str, Any] = {}
     for param in table:
         try:
@@ -140,7 +142,30 @@ def declare_parameters(node: Node, table: Iterable[Param]) -> dict[str, Any]:
                 f"parameter {node.get_fully_qualified_name()}.{param.name}: {err}"
             ) from err
         values[param.name] = node.get_parameter(param.name).value
+    warn_unknown_parameters(node, [param.name for param in table])
     return values
+
+
+def warn_unknown_parameters(node: Node, declared: Sequence[str]) -> list[str]:
+    """WARN about every parameter given to ``node`` (``-p``, a params file) that it does not
+    declare; returns the messages.
+
+    rclpy keeps the values given for a node in ``Node._parameter_overrides`` and has no public
+    way to list them (only declared parameters are listed); declaring overrides automatically
+    instead would lose our types, ranges and read-only flags. rclpy's own parameters
+    (use_sim_time, ...) and ``qos_overrides.*`` (declared when publishers are made) are known.
+    """
+    given = getattr(node, "_parameter_overrides", {})
+    candidates = [
+        name
+        for name in given
+        if not name.startswith("qos_overrides.") and not node.has_parameter(name)
+    ]
+    known = [*declared, *(n for n in ("use_sim_time",) if node.has_parameter(n))]
+    messages = unknown_parameters(candidates, known)
+    for message in messages:
+        node.get_logger().warning(message)
+    return messages
 
 
 def event_qos(reliable: bool, depth: int) -> QoSProfile:

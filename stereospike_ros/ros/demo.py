@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve_weights(value: str) -> Path:
+    """The checkpoint to run, loaded once here so that a missing or corrupt file (or NaN
+    weights) is one clear error before any process starts."""
+    from stereospike_ros.errors import UsageError
+    from stereospike_ros.model import load_checkpoint
     from stereospike_ros.ros.parameters import DEFAULT_WEIGHTS, resolve_weights
 
     path = resolve_weights(value)
@@ -100,7 +104,9 @@ def _resolve_weights(value: str) -> Path:
             if path == DEFAULT_WEIGHTS
             else "check the path"
         )
-        raise SystemExit(f"demo: weights {path} do not exist: {hint}")
+        problem = "are a folder, not a file" if path.is_dir() else "do not exist"
+        raise UsageError(f"weights {path} {problem}: {hint}")
+    load_checkpoint(path)
     return path
 
 
@@ -118,9 +124,9 @@ def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
         finally:
             sequence.close()
     except (DataError, OSError, ValueError) as err:
-        raise SystemExit(f"demo: cannot replay {args.recording}: {err}") from err
+        raise DataError(f"cannot replay {args.recording}: {err}") from err
     if not frames:
-        raise SystemExit(f"demo: {args.recording} holds no ground-truth depth frames to score")
+        raise DataError(f"{args.recording} holds no ground-truth depth frames to score")
     info = {"depth_frames": frames, "size": size, "rectification": source}
     return args.recording.resolve(), info
 

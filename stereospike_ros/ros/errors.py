@@ -1,7 +1,9 @@
 """Errors of the ROS 2 nodes and conversions."""
 
+from stereospike_ros.errors import StereoSpikeError
 
-class RosError(Exception):
+
+class RosError(StereoSpikeError):
     """Base class of errors raised by ``stereospike_ros.ros``."""
 
 

@@ -7,6 +7,8 @@ checks run without a ROS graph.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ __all__ = [
     "PLAYER_PARAMS",
     "Param",
     "resolve_weights",
+    "unknown_parameters",
 ]
 
 #: The bundled model, resolved inside the installed package (the one place that names it).
@@ -49,6 +52,17 @@ def resolve_weights(value: str) -> Path:
     if value in ("", "default"):
         return DEFAULT_WEIGHTS
     return Path(value).expanduser()
+
+
+def unknown_parameters(given: Iterable[str], known: Sequence[str]) -> list[str]:
+    """One message per name in ``given`` that is not in ``known``, naming the nearest known
+    name (a misspelt parameter is otherwise silently ignored and its default used)."""
+    messages = []
+    for name in sorted(set(given) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
+        messages.append(f"unknown parameter '{name}' is ignored; {hint}")
+    return messages
 
 
 def normalize_event_type(value: str) -> str:

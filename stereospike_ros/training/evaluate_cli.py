@@ -151,18 +151,9 @@ def _keeping(frames: Iterable[Any], keep: set[int], store: dict[int, Any]) -> It
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except TrainingError as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stereospike_ros.model.checkpoint import checkpoint_metadata
-    from stereospike_ros.model.errors import CheckpointError
     from stereospike_ros.training.baselines import load_baseline, load_model
     from stereospike_ros.training.evaluate import (
         ModelPredictor,
@@ -183,12 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     metadata: dict[str, Any] = {}
     if args.checkpoint is not None:
-        if not args.checkpoint.is_file():
-            raise TrainingError(f"checkpoint {args.checkpoint} does not exist")
-        try:
-            metadata = checkpoint_metadata(args.checkpoint)
-        except CheckpointError as err:
-            raise TrainingError(str(err)) from err
+        metadata = checkpoint_metadata(args.checkpoint)
     window_ms = args.window_ms or metadata.get("window_ms") or 50.0
     start = time.perf_counter()
     data = open_data(args, window_ms)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from stereospike_ros.data.simulate_cli import parse_size
+from stereospike_ros.errors import UsageError
 
 HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
 
@@ -436,10 +437,8 @@ def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float)
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stereospike_ros.data.errors import SimulationError
     from stereospike_ros.data.families import FAMILIES
     from stereospike_ros.training.baselines import load_model
-    from stereospike_ros.training.errors import TrainingError
     from stereospike_ros.training.evaluate import ModelPredictor, resolve_device
 
     start = time.perf_counter()
@@ -457,13 +456,9 @@ def run(args: argparse.Namespace) -> int:
     problems += [
         f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
     ]
-    try:
-        device = str(resolve_device(args.device))
-    except TrainingError as err:
-        problems.append(str(err))
-    if problems:
-        print(f"benchmark families: error: {problems[0]}", file=sys.stderr)
-        return 2
+    if problems:  # before simulating, not after
+        raise UsageError(problems[0])
+    device = str(resolve_device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.speed:
@@ -473,11 +468,7 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     data_dir = out / "data"
-    try:
-        figures = build_dataset(plan, data_dir, families, args.rig, args.jobs)
-    except SimulationError as err:
-        print(f"benchmark families: error: {err}", file=sys.stderr)
-        return 2
+    figures = build_dataset(plan, data_dir, families, args.rig, args.jobs)
     split, by_name = write_split_files(plan, out, families)
     if figures["simulated"]:
         print(
@@ -488,28 +479,24 @@ def run(args: argparse.Namespace) -> int:
     if args.build_only or not args.checkpoints:
         return 0
 
-    try:
-        predictors = []
-        for label, path in zip(labels, args.checkpoints, strict=True):
-            model, metadata = load_model(
-                path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
-            )
-            predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
-        per_family: dict[str, dict[str, dict[str, Any]]] = {}
-        frames: dict[str, int] = {}
-        for fam in families:
-            fam_split = out / f"split_{fam}.json"
-            tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
-            fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
-            picture = out / "pictures" / f"{fam}.png" if args.pictures else None
-            results, frames[fam] = score_family(
-                data_dir, fam_split, predictors, args.max_frames, picture
-            )
-            per_family[fam] = {r.name: r.to_dict() for r in results}
-            print(f"scored {fam}: {frames[fam]} frames", flush=True)
-    except TrainingError as err:
-        print(f"benchmark families: error: {err}", file=sys.stderr)
-        return 2
+    predictors = []
+    for label, path in zip(labels, args.checkpoints, strict=True):
+        model, metadata = load_model(
+            path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
+        )
+        predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
+    per_family: dict[str, dict[str, dict[str, Any]]] = {}
+    frames: dict[str, int] = {}
+    for fam in families:
+        fam_split = out / f"split_{fam}.json"
+        tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
+        fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
+        picture = out / "pictures" / f"{fam}.png" if args.pictures else None
+        results, frames[fam] = score_family(
+            data_dir, fam_split, predictors, args.max_frames, picture
+        )
+        per_family[fam] = {r.name: r.to_dict() for r in results}
+        print(f"scored {fam}: {frames[fam]} frames", flush=True)
 
     held_out = {f: FAMILIES[f].held_out for f in families}
     table = family_table(per_family, held_out)

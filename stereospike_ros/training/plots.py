@@ -139,8 +139,11 @@ def read_metrics_csv(path: str | Path) -> dict[str, list[float]]:
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path} does not exist: is this a training run folder?")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise TrainingError(f"{path} is not a metrics CSV file: {err}") from err
     if not rows:
         raise TrainingError(f"{path} has no rows yet (no epoch completed)")
     columns: dict[str, list[float]] = {}
@@ -153,6 +156,8 @@ def read_metrics_csv(path: str | Path) -> dict[str, list[float]]:
                 values.append(math.nan)
         if any(math.isfinite(v) for v in values):
             columns[key] = values
+    if not columns:
+        raise TrainingError(f"{path} has no numeric column: is it a training run's metrics?")
     return columns
 
 

@@ -23,19 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except TrainingError as err:
-        print(f"prune: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
     from stereospike_ros.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
-    from stereospike_ros.model.errors import CheckpointError, ModelError
     from stereospike_ros.model.prune import conv_units, count_silent, prune_on
     from stereospike_ros.training.evaluate import frame_tensor
 
@@ -43,14 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise TrainingError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if not args.checkpoint.is_file():
-        raise TrainingError(f"checkpoint {args.checkpoint} does not exist")
     if args.out.resolve() == args.checkpoint.resolve():
         raise TrainingError(f"--out {args.out} would overwrite the checkpoint being pruned")
-    try:
-        model, metadata = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
-        raise TrainingError(str(err)) from err
+    model, metadata = load_checkpoint(args.checkpoint)
     window_ms = args.window_ms or metadata.get("window_ms") or 50.0
     channels = model.config.in_channels
     with open_data(args, window_ms) as data:
@@ -72,10 +58,7 @@ def _run(args: argparse.Namespace) -> int:
                     names.append(name)
                 yield frame_tensor(frame, channels)[None]
 
-        try:
-            pruned, silent, seen = prune_on(model, windows())
-        except ModelError as err:
-            raise TrainingError(str(err)) from err
+        pruned, silent, seen = prune_on(model, windows())
     units = conv_units(model)
     print(f"{seen} calibration windows from {', '.join(names)}")
     print("| unit | channels | never fired |")
@@ -91,9 +74,6 @@ def _run(args: argparse.Namespace) -> int:
         "calibration": {"data": [str(d) for d in args.data], "recordings": names, "windows": seen},
         "silent": {name: int(mask.sum()) for name, mask in silent.items()},
     }
-    try:
-        save_checkpoint(args.out, pruned, **extra)
-    except CheckpointError as err:
-        raise TrainingError(str(err)) from err
+    save_checkpoint(args.out, pruned, **extra)
     print(f"wrote {args.out}")
     return 0

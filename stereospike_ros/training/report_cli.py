@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 from stereospike_ros.training.errors import TrainingError
@@ -23,17 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from stereospike_ros.training.plots import plot_training_curves, read_metrics_csv
 
     run_dir: Path = args.run_dir
-    try:
-        if not run_dir.is_dir():
-            raise TrainingError(f"run folder {run_dir} does not exist")
-        metrics_csv = run_dir / "metrics.csv"
-        columns = read_metrics_csv(metrics_csv)
-        out = plot_training_curves(
-            metrics_csv, args.out or run_dir / "training_curves.png", str(run_dir)
-        )
-    except TrainingError as err:
-        print(f"report: error: {err}", file=sys.stderr)
-        return 2
+    if not run_dir.is_dir():
+        raise TrainingError(f"run folder {run_dir} does not exist")
+    metrics_csv = run_dir / "metrics.csv"
+    columns = read_metrics_csv(metrics_csv)
+    out = plot_training_curves(
+        metrics_csv, args.out or run_dir / "training_curves.png", str(run_dir)
+    )
     epochs = len(next(iter(columns.values())))
     print(f"{run_dir}: {epochs} epoch(s) in metrics.csv")
     mde_key = next((k for k in ("val_mde_cm", "val/mde_cm", "mde_cm") if k in columns), None)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from stereospike_ros.data.simulate_cli import parse_size
+from stereospike_ros.errors import UsageError
+from stereospike_ros.training.errors import TrainingError
 
 HELP = "simulate, train StereoSpike variants, score them against SGBM: a markdown table"
 
@@ -101,7 +103,7 @@ def _preset(args: argparse.Namespace) -> Preset:
     if args.no_ablation:
         values["ablation"] = ()
     if not 1 <= values["train_recordings"] <= sum(r[4] == "train" for r in RECORDINGS):
-        raise SystemExit(f"benchmark sim: --train-recordings must be 1..6, got {values}")
+        raise UsageError(f"--train-recordings must be 1..6, got {values}")
     return Preset(**values)
 
 
@@ -237,10 +239,9 @@ def train_all(
         )
         seconds[run.label] = time.perf_counter() - start
         if done.returncode != 0:
-            tail = "" if done.stdout is None else done.stdout[-3000:]
-            raise SystemExit(
-                f"benchmark sim: training {run.label} failed (exit {done.returncode}):\n{tail}"
-            )
+            if done.stdout:
+                print(done.stdout[-3000:], file=sys.stderr)
+            raise TrainingError(f"training {run.label} failed (exit {done.returncode})")
         print(f"  done in {seconds[run.label]:.0f} s", flush=True)
     return seconds
 
@@ -299,7 +300,6 @@ def bundled_predictor(size: tuple[int, int], device: str) -> tuple[Any | None, s
     """The package's default weights as a scored method when they were trained for ``size``
     (else None and why): users see what the model the node ships with does on these frames."""
     from stereospike_ros.training.baselines import load_model
-    from stereospike_ros.training.errors import TrainingError
     from stereospike_ros.training.evaluate import ModelPredictor
     from stereospike_ros.training.export import DEFAULT_NAME, WEIGHTS_DIR
 
@@ -337,7 +337,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stereospike_ros.training.baselines import SgbmBaseline, load_model
-    from stereospike_ros.training.errors import TrainingError
     from stereospike_ros.training.evaluate import (
         ModelPredictor,
         evaluate_many,
@@ -345,11 +344,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_device,
     )
 
-    try:  # before hours of simulating and training, not after
-        resolve_device(args.device)
-    except TrainingError as err:
-        print(f"benchmark sim: error: {err}", file=sys.stderr)
-        return 2
+    resolve_device(args.device)  # before hours of simulating and training, not after
     start = time.perf_counter()
     preset = _preset(args)
     out: Path = args.out

@@ -171,15 +171,10 @@ def config_from_args(args: argparse.Namespace) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stereospike_ros.training.errors import TrainingError
     from stereospike_ros.training.train import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run_dir = train(config_from_args(args))
-    except TrainingError as err:
-        print(f"train: error: {err}", file=sys.stderr)
-        return 2
+    run_dir = train(config_from_args(args))
     if os.environ.get("RANK", "0") != "0":
         return 0
     print(f"run folder: {run_dir}")
