@@ -9,8 +9,8 @@ package.xml.
 The rosdistro files (1.2 MB) are not in the repository: ``test/data/rosdep_keys.yaml`` records
 which of package.xml's keys resolve where, and is checked against them wherever they are
 (``STEREOSPIKE_ROSDISTRO``, default ``../shared/reference/rosdistro`` beside the checkout). A
-new dependency fails here until the record is regenerated from those files, which only records keys that
-resolve:
+new dependency fails here until the record is regenerated from those files, which only
+records keys that resolve:
 
     python test/test_package_rosdep.py /path/to/rosdistro   # a ros/rosdistro clone
 """
