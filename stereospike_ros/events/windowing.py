@@ -80,9 +80,7 @@ class WindowerCounters:
     dropped_memory: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     dropped_stale: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     dropped_outlier: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
-    dropped_discontinuity: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(SIDES, 0)
-    )
+    dropped_discontinuity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     windows_emitted: int = 0
     windows_skipped: int = 0
     resets: int = 0
@@ -381,8 +379,8 @@ class StereoWindower:
             for chunk, t_min, t_max in s.chunks:
                 if t_max < start:
                     continue
-                first = t_min if t_min >= start else int(
-                    chunk["t"][np.searchsorted(chunk["t"], start)]
+                first = (
+                    t_min if t_min >= start else int(chunk["t"][np.searchsorted(chunk["t"], start)])
                 )
                 nxt = first if nxt is None else min(nxt, first)
         if nxt is None or nxt < end:
