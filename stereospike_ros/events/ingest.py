@@ -77,6 +77,7 @@ class SideCounters:
     last_arrival: float | None = None  # caller's clock (``now`` of ``accept``)
     period_messages: int = 0
     period_events: int = 0
+    period_geometry_errors: int = 0
 
 
 class StereoIngest:
@@ -269,6 +270,7 @@ class StereoIngest:
                 self._restart_geometry(geometry, frame_id)
                 return
         c.geometry_errors += 1
+        c.period_geometry_errors += 1
         c.dropped_events += count
         expected = (
             "none yet" if self.geometry is None else (f"{self.geometry[1]}x{self.geometry[0]}")

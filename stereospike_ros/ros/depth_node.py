@@ -523,7 +523,7 @@ class DepthNode(Node):
                 warnings.append(f"{side} camera silent: no message yet")
             elif silent_for is not None and silent_for > self.p["silence_timeout_s"]:
                 warnings.append(f"{side} camera silent for {silent_for:.1f} s")
-            s.period_events = s.period_messages = 0
+            s.period_events = s.period_messages = s.period_geometry_errors = 0
         if not seen_any:
             warnings.append("waiting for events on both cameras")
         windower = self.ingest.windower
@@ -632,7 +632,7 @@ class DepthNode(Node):
         ):
             errors.append(self._size_mismatch(geometry) + ": no depth (allow_size_mismatch)")
         for side, c in self.ingest.counters.items():
-            if c.geometry_errors and c.geometry_errors == c.messages:
+            if c.period_geometry_errors and c.period_geometry_errors == c.period_messages:
                 errors.append(
                     f"every {side} message is dropped: {self.ingest.last_geometry_error} "
                     "(sensor_size)"
