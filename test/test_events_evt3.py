@@ -323,3 +323,29 @@ def test_the_compiled_decoder_checks_its_state_array():
     with pytest.raises(EventsError, match="16-bit words: 3 bytes"):
         kernels.decode_evt3_words(buf[:3], False, 0, np.zeros(15, dtype=np.int64))
     assert kernels.decode_evt3_words(buf, False, 0, np.zeros(15, np.int64), jit=False) is None
+
+
+def test_a_rollover_lookalike_after_a_jump_is_a_discontinuity_not_a_new_epoch(jit):
+    # A short bad packet: TIME_HIGH 0xFFF (a jump from 0x7D0) then 0x000 (looks like a
+    # rollover). Taken on faith it moved the camera 16.8 s ahead for good.
+    state = Evt3State()
+    decode_evt3(words(th(0x7D0), tl(0), addr_x(1, 1)), state=state, jit=jit)
+    decode_evt3(words(th(0xFFF), th(0x000)), state=state, jit=jit)
+    out = decode_evt3(words(th(0x7D0), tl(5), addr_x(2, 1)), state=state, jit=jit)
+    assert out["t"].tolist() == [(0x7D0 << 12 | 5) * 1000]
+    assert state.epoch == 0 and state.discontinuities == 3
+    # a real rollover (small steps up to it, landing just past it) still counts
+    real = words(th(0xFFE), th(0xFFF), tl(0), th(0x001), tl(1), addr_x(3, 0))
+    assert decode_evt3(real, jit=jit)["t"].tolist() == [(2**24 + (1 << 12 | 1)) * 1000]
+
+
+def test_random_words_stay_within_one_epoch(jit):
+    rng = np.random.default_rng(9)
+    code = rng.choice([0x0, 0x2, 0x6, 0x8], 200_000)
+    payload = ((code << 12) | rng.integers(0, 4096, len(code))).astype("<u2").tobytes()
+    state = Evt3State()
+    out = decode_evt3(payload, state=state, jit=jit)
+    # was ~25,000 epochs (4.8 days): every random step back of over half the range was one;
+    # now only a step landing just past the rollover after a small step: a handful
+    assert state.epoch < 20 and out["t"].max() < 20 * 2**24 * 1000
+    assert state.discontinuities > 1000

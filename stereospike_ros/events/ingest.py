@@ -170,6 +170,9 @@ class StereoIngest:
         skew, self._skew_ns = self._skew_ns, None
         return skew
 
+    def set_rectifier(self, side: str, rectifier: Rectifier) -> None:
+        self.rectifiers[side] = rectifier
+
     def add_triggers(self, stamps_ns: Iterable[int]) -> None:
         """Window ends for the trigger schedule (kept until the windower exists)."""
         if self.windower is None:

@@ -170,6 +170,8 @@ class StereoWindower:
             return windows
         if self.outlier_ns is not None:
             events = self._drop_outliers(side, events)
+            if not len(events):
+                return windows
         t = events["t"]
         steps = np.diff(t)
         jumps = np.flatnonzero(steps < -self.backwards_tolerance_ns)
