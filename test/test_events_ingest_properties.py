@@ -4,6 +4,8 @@ of good input that follows."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -93,10 +95,8 @@ def ingest(event_type: str = "dvs_msgs/EventArray") -> StereoIngest:
 def feed(ing: StereoIngest, msgs) -> list:
     windows = []
     for side, buf, *_ in msgs:
-        try:
+        with contextlib.suppress(DroppedMessageError):  # counted drops are fine
             ing.accept(side, buf)
-        except DroppedMessageError:
-            pass
         windows += ing.poll()
     return windows + ing.flush()
 
