@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "measure throughput and latency (targets: events, model, node)"
+HELP = "measure throughput and latency (targets: data, events, flood, model, node, sim)"
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {
     "data": "stereospike_ros.data.benchmark",
     "events": "stereospike_ros.events.benchmark",
+    "flood": "stereospike_ros.ros.benchmark_flood",
     "model": "stereospike_ros.model.benchmark",
     "node": "stereospike_ros.ros.benchmark_node",
     "sim": "stereospike_ros.training.simbench",

@@ -18,8 +18,9 @@ window's end, and only then is the window counted. Scheduling rules (what the no
 - An event more than ``backwards_tolerance_ns`` before its camera's newest event (a bag that
   loops) restarts that camera and the schedule, with a logged warning; the other camera, if it
   is still more than a window ahead, is forgotten and its old-timeline events are ignored
-  (``dropped_stale``) until it jumps back too, so one loop is one reset and no window mixes
-  the two timelines.
+  (``dropped_stale``) until it jumps back too, or jumps forward far past its old timeline to
+  within ``SAME_TIMELINE_NS`` of the other camera's, so one loop is one reset and no window
+  mixes the two timelines.
 - Work is linear in the events pushed, never in the time their stamps span: all backward
   jumps of a push are found in one pass; a push with more than ``MAX_JUMPS_PER_PUSH`` of them
   is garbage, and only its events after the last jump are kept (``dropped_discontinuity``);
@@ -51,8 +52,13 @@ from stereospike_ros.events.histogram import accumulate_into, event_histogram
 from stereospike_ros.events.types import EVENT_DTYPE
 
 log = logging.getLogger(__name__)
+_WARN_EVERY_S = 5.0  #: a windower logs each kind of warning at most this often
+
+
 SIDES = ("left", "right")
 NEVER = 2**63 - 1  #: ``due_ns()`` when nothing can complete until a trigger arrives
+#: a forgotten camera whose events come this close to the other camera's joins its timeline
+SAME_TIMELINE_NS = 1_000_000_000
 #: backward jumps one push may hold before it counts as garbage (see the module docstring)
 MAX_JUMPS_PER_PUSH = 8
 
@@ -145,6 +151,7 @@ class StereoWindower:
         self.outlier_ns = None if outlier_ns is None else int(outlier_ns)
         self.clock = clock
         self.counters = WindowerCounters()
+        self._warned: dict[str, float] = {}
         self._triggers: list[int] = []
         self._reset_state()
 
@@ -178,7 +185,8 @@ class StereoWindower:
         if len(jumps) > MAX_JUMPS_PER_PUSH:
             cut = int(jumps[-1]) + 1
             self.counters.dropped_discontinuity[side] += cut
-            log.warning(
+            self._warn(
+                "garbage",
                 "%s camera: %d backward time jumps in one batch: keeping its last %d events",
                 side,
                 len(jumps),
@@ -221,6 +229,13 @@ class StereoWindower:
         self._reset_state()
 
     # ---- internals
+    def _warn(self, kind: str, text: str, *args: object) -> None:
+        """``log.warning``, at most once per ``_WARN_EVERY_S`` per kind (counters keep all)."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._warned[kind] = now
+            log.warning(text, *args)
+
     def _reset_state(self) -> None:
         self._sides = {name: _Side() for name in SIDES}
         self._next_end: int | None = None
@@ -257,14 +272,21 @@ class StereoWindower:
         t0 = int(events["t"][0])
         if s.stale_until is not None:
             waited = self.clock() - s.stale_since
-            if t0 >= s.stale_until - tol and waited <= self.silence_timeout_ns:
+            other = self._sides[SIDES[1 - SIDES.index(side)]]
+            joined = (  # far past its old timeline, beside the other camera's new one
+                t0 > s.stale_until + SAME_TIMELINE_NS
+                and other.frontier is not None
+                and abs(t0 - other.frontier) <= SAME_TIMELINE_NS
+            )
+            if t0 >= s.stale_until - tol and waited <= self.silence_timeout_ns and not joined:
                 self.counters.dropped_stale[side] += len(events)  # still before its own loop
                 return
-            if t0 >= s.stale_until - tol:
-                log.warning("%s camera never jumped back after the other one did", side)
+            if t0 >= s.stale_until - tol and not joined:
+                self._warn("stale", "%s camera never jumped back after the other one did", side)
             s.stale_until = None
         elif s.frontier is not None and t0 < s.frontier - tol:
-            log.warning(
+            self._warn(
+                "reset",
                 "%s camera time jumped back from %d ns to %d ns: resetting the stereo windower",
                 side,
                 s.frontier,
