@@ -20,7 +20,8 @@ window's end, and only then is the window counted. Scheduling rules (what the no
   is still more than a window ahead, is forgotten and its old-timeline events are ignored
   (``dropped_stale``) until it jumps back too, or jumps forward far past its old timeline to
   within ``SAME_TIMELINE_NS`` of the other camera's, so one loop is one reset and no window
-  mixes the two timelines.
+  mixes the two timelines. A camera that returns to the other's timeline (a burst of old
+  stamps, not a loop) lifts that.
 - Work is linear in the events pushed, never in the time their stamps span: all backward
   jumps of a push are found in one pass; a push with more than ``MAX_JUMPS_PER_PUSH`` of them
   is garbage, and only its events after the last jump are kept (``dropped_discontinuity``);
@@ -294,6 +295,9 @@ class StereoWindower:
             )
             self.counters.resets += 1
             self._restart(side, t0)
+        other = self._sides[SIDES[1 - SIDES.index(side)]]
+        if other.stale_until is not None and t0 >= other.stale_until - self.window_ns:
+            other.stale_until = None  # back on the other camera's timeline: a burst, no loop
         self._ingest(side, events)
         windows.extend(self._emit())
 
