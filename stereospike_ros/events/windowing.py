@@ -176,12 +176,14 @@ class StereoWindower:
         windows: list[StereoWindow] = []
         if not len(events):
             return windows
-        if self.outlier_ns is not None:
-            events = self._drop_outliers(side, events)
-            if not len(events):
-                return windows
-        t = events["t"]
-        steps = np.diff(t)
+        steps = np.diff(events["t"])
+        if self.outlier_ns is not None and len(events) > 1:
+            keep = self._outlier_free(side, events["t"], steps)
+            if keep is not None:
+                events = events[keep]
+                if not len(events):
+                    return windows
+                steps = np.diff(events["t"])
         jumps = np.flatnonzero(steps < -self.backwards_tolerance_ns)
         if len(jumps) > MAX_JUMPS_PER_PUSH:
             cut = int(jumps[-1]) + 1
@@ -242,25 +244,25 @@ class StereoWindower:
         self._next_end: int | None = None
         self._created = self.clock()
 
-    def _drop_outliers(self, side: str, events: np.ndarray) -> np.ndarray:
-        """Drop events far from both neighbours (one vectorized pass; see the module doc)."""
-        t = events["t"]
+    def _outlier_free(self, side: str, t: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
+        """Mask of the events that are no isolated outliers (see the module docstring), or
+        None when all are kept; one vectorized pass over ``steps`` (= ``np.diff(t)``)."""
         limit = self.outlier_ns
         far_next = np.empty(len(t), dtype=bool)
         far_next[-1] = True
-        np.greater(np.abs(np.diff(t)), limit, out=far_next[:-1])
+        np.greater(np.abs(steps), limit, out=far_next[:-1])
+        if not far_next[:-1].any():
+            return None  # the usual case: no step that large at all
         far_prev = np.empty(len(t), dtype=bool)
         frontier = self._sides[side].frontier
         far_prev[0] = frontier is None or abs(int(t[0]) - frontier) > limit
         far_prev[1:] = far_next[:-1]
-        if len(t) == 1:  # nothing to compare with but the camera's past: keep it
-            return events
         outlier = far_prev & far_next
         n_out = int(np.count_nonzero(outlier))
         if not n_out:
-            return events
+            return None
         self.counters.dropped_outlier[side] += n_out
-        return events[~outlier]
+        return ~outlier
 
     def _push_run(
         self, side: str, events: np.ndarray, steps: np.ndarray, windows: list[StereoWindow]

@@ -175,7 +175,7 @@ def flood(args: argparse.Namespace) -> dict:
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     env["OMP_NUM_THREADS"] = str(max(1, args.threads))
     tmp = Path(tempfile.mkdtemp(prefix="stereospike_bench_flood_"))
-    weights = {"tiny": lambda: str(_tiny_weights(tmp)), "default": lambda: ""}.get(
+    weights = {"tiny": lambda: str(_tiny_weights(tmp)), "default": lambda: "default"}.get(
         args.weights, lambda: args.weights
     )()
     log = tmp / "depth_node.log"
@@ -217,7 +217,7 @@ def flood(args: argparse.Namespace) -> dict:
         print(
             f"flood: {w}x{h}, {rate / 1e6:g} M events/s per camera ({args.factor:g} x "
             f"{args.rate / 1e3:g}k) in {args.message_ms:g} ms EventArrays, best effort, "
-            f"{args.duration:g} s; weights {weights or 'bundled default'}",
+            f"{args.duration:g} s; weights {weights}",
             flush=True,
         )
         t0 = time.monotonic()
