@@ -234,6 +234,7 @@ class PolledSubscription:
         self.topic = topic
         self.subscription = node.create_subscription(msg_type, topic, _never_called, qos, raw=True)
         self._lost_event = _message_lost_event(self.subscription)
+        self._lost = 0
 
     def lost(self) -> int | None:
         """Messages the transport reports lost on this subscription so far (None: the RMW
@@ -246,7 +247,13 @@ class PolledSubscription:
             return None
         with self._lost_event:
             status = self._lost_event.take_event()
-        return None if status is None else int(status.total_count)
+        total = -1 if status is None else int(status.total_count)
+        # Fast DDS's count is an int32 widened to size_t; under a flood it now and then reads
+        # as a huge number (2**64 minus about 2**31) and then recovers: keep the largest
+        # plausible value (the count only grows).
+        if 0 <= total < 2**31:
+            self._lost = max(self._lost, total)
+        return self._lost
 
     def take_all(self, limit: int = 100_000) -> list[bytes]:
         """The serialized messages waiting now, oldest first (at most ``limit``)."""
