@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ingest-seconds", type=float, default=2.0, help="sensor seconds per ingest run (2)"
     )
     parser.add_argument("--skip-flood", action="store_true", help="only the ingest cost part")
+    parser.add_argument(
+        "--large-messages",
+        action="store_true",
+        help="instead: delivery of 1/4/16 MB messages between processes per QoS and transport",
+    )
 
 
 # ---------------------------------------------------------------- 1. ingest cost
@@ -159,6 +164,92 @@ def ingest_cost(args: argparse.Namespace) -> dict:
         "ratio": hostile_us / clean_us,
         "counters": counters,
     }
+
+
+# ---------------------------------------------------------------- large messages
+
+LARGE_CONFIGS = (
+    ("best effort, default transports", False, None),
+    ("reliable, default transports", True, None),
+    ("best effort, FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA", False, "LARGE_DATA"),
+)
+
+
+def _receiver(reliable: bool, seconds: float) -> None:
+    """Counts the EventArrays on /flood/events for ``seconds`` (run in its own process)."""
+    import json
+
+    import rclpy
+    from dvs_msgs.msg import EventArray
+
+    from stereospike_ros.ros.common import PolledSubscription, event_qos
+
+    rclpy.init()
+    node = rclpy.create_node("stereospike_large_receiver")
+    sub = PolledSubscription(node, EventArray, "/flood/events", event_qos(reliable, 100))
+    received, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        received += len(sub.take_all())
+        time.sleep(0.01)
+    print(json.dumps({"received": received, "lost": sub.lost()}), flush=True)
+
+
+def large_messages(args: argparse.Namespace) -> None:
+    """Send 20 messages of each size per configuration to a receiver process; print counts."""
+    import json
+
+    import rclpy
+    from dvs_msgs.msg import EventArray
+
+    from stereospike_ros.events import EVENT_DTYPE, encode_event_array
+    from stereospike_ros.ros.common import event_qos
+
+    count = 20
+    print(f"large messages: {count} EventArrays per size, one publisher and one subscriber process")
+    for name, reliable, transports in LARGE_CONFIGS:
+        env = dict(os.environ)
+        env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+        os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+        for key in ("FASTDDS_BUILTIN_TRANSPORTS",):
+            env.pop(key, None)
+            os.environ.pop(key, None)
+        if transports:
+            env["FASTDDS_BUILTIN_TRANSPORTS"] = os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = (
+                transports
+            )
+        rclpy.init()
+        node = rclpy.create_node("stereospike_large_sender")
+        pub = node.create_publisher(EventArray, "/flood/events", event_qos(reliable, count))
+        results = []
+        for mb in (1, 4, 16):
+            n = mb * 2**20 // 16
+            events = np.zeros(n, dtype=EVENT_DTYPE)
+            events["t"] = np.arange(n)
+            buf = encode_event_array(events, 260, 346, n, "cam")
+            code = (
+                "from stereospike_ros.ros.benchmark_flood import _receiver; "
+                f"_receiver({reliable}, 12.0)"
+            )
+            receiver = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+            )
+            deadline = time.monotonic() + 60
+            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            start = time.monotonic()
+            for _ in range(count):
+                pub.publish(buf)
+            sent_s = time.monotonic() - start
+            out, _ = receiver.communicate(timeout=90)
+            got = json.loads(out.strip().splitlines()[-1])
+            results.append(
+                f"{mb} MB: {got['received']}/{count} received, {got['lost']} "
+                f"reported lost (published in {sent_s:.1f} s)"
+            )
+        print(f"  {name}: " + "; ".join(results), flush=True)
+        node.destroy_node()
+        rclpy.shutdown()
 
 
 # ---------------------------------------------------------------- 2. flood
@@ -287,6 +378,9 @@ def _print_flood(f: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.large_messages:
+        large_messages(args)
+        return 0
     cost = ingest_cost(args)
     print(
         f"ingest cost ({cost['events']:,} events, {args.size}): clean "
