@@ -475,3 +475,34 @@ def test_ctrl_c_ends_the_node_quickly_in_every_phase(checkpoint, phase):
         assert process.returncode == 0, "".join(lines)[-2000:]
     if phase == "running":
         assert any("summary: windows processed" in line for line in lines)
+
+
+def test_a_stream_size_other_than_the_weights_is_an_error_unless_allowed(tmp_path, ros_context):
+    # In this process: the node's own diagnostics, without waiting for a stream.
+    from rclpy.parameter import Parameter
+
+    from stereospike_ros.ros.depth_node import DepthNode
+
+    weights = tiny_checkpoint(tmp_path / "sized.safetensors")
+    _set_input_size(weights, (H, W))
+    for allow in (False, True):
+        overrides = [
+            Parameter("weights", value=str(weights)),
+            Parameter("threads", value=1),
+            Parameter("warm_up_size", value="24x40"),
+            Parameter("sensor_size", value="24x40"),
+            Parameter("allow_size_mismatch", value=allow),
+        ]
+        node = DepthNode(context=ros_context, parameter_overrides=overrides)
+        try:
+            status = node.get_diagnostics()
+        finally:
+            node.shutdown()
+            node.destroy_node()
+        text = (
+            f"the event stream is 40x24 but the weights sized.safetensors were trained on {W}x{H}"
+        )
+        if allow:
+            assert text not in status.message and status.level != DiagnosticStatus.ERROR
+        else:
+            assert status.level == DiagnosticStatus.ERROR and text in status.message
