@@ -38,6 +38,8 @@ __all__ = ["DroppedMessageError", "SideCounters", "StereoIngest"]
 EVENT_TYPES = ("dvs_msgs/EventArray", "event_camera_msgs/EventPacket")
 #: consecutive messages of one other size that replace a geometry learnt from the stream
 GEOMETRY_SWITCH_AFTER = 20
+#: a message spanning longer (or going back) is no guide to when windows are due
+LOOP_MESSAGE_SPAN_NS = 1_000_000_000
 #: the cameras' clocks are compared only on messages arriving at most this far apart (s)
 SKEW_PAIR_S = 0.05
 
@@ -182,7 +184,8 @@ class StereoIngest:
                 self.windower.add_triggers(stamps_ns)
 
     def accept(self, side: str, buf: bytes | memoryview, now: float | None = None) -> int | None:
-        """Check one message and queue its events; the time of its last event, if any.
+        """Check one message and queue its events; the time of its last event, if any (None
+        also when its times are implausible: spanning over a second, or going back).
 
         Raises ``DroppedMessageError`` (already counted) for a message it does not use.
         """
@@ -229,12 +232,15 @@ class StereoIngest:
         c.period_events += count
         if last_t is None:
             return None
+        self._queued_since.setdefault(side, now)
+        if not 0 <= last_t - first_t <= LOOP_MESSAGE_SPAN_NS:
+            return None  # garbage times say nothing of when windows are due, nor of the
+            # camera's clock: the windower sorts them out at the next regular flush
         self._sample_skew(side, last_t, now)
         newest = self._newest_t.get(side)
         if newest is not None and first_t < newest - self.tolerance_ns:
             self._flush_now = True  # a bag looped: let the windower see it at once
         self._newest_t[side] = last_t
-        self._queued_since.setdefault(side, now)
         return last_t
 
     def _sample_skew(self, side: str, last_t: int, now: float) -> None:

@@ -93,6 +93,17 @@ class WindowerCounters:
     resets: int = 0
 
 
+_RECORD = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def _select(events: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``events[index]`` through an opaque record view: numpy copies 13-byte voids ~7x faster
+    than it gathers a structured array field by field."""
+    if not events.flags.c_contiguous:
+        return events[index]
+    return events.view(_RECORD)[index].view(EVENT_DTYPE)
+
+
 class _Chunk(NamedTuple):
     events: np.ndarray  # sorted by time: windows are cut by binary search, never a mask
     t_min: int
@@ -180,7 +191,7 @@ class StereoWindower:
         if self.outlier_ns is not None and len(events) > 1:
             keep = self._outlier_free(side, events["t"], steps)
             if keep is not None:
-                events = events[keep]
+                events = _select(events, keep)
                 if not len(events):
                     return windows
                 steps = np.diff(events["t"])
@@ -271,7 +282,7 @@ class StereoWindower:
         s = self._sides[side]
         tol = self.backwards_tolerance_ns
         if (steps < 0).any():  # jitter within the tolerance: sort once (stable, nearly sorted)
-            events = events[np.argsort(events["t"], kind="stable")]
+            events = _select(events, np.argsort(events["t"], kind="stable"))
         t0 = int(events["t"][0])
         if s.stale_until is not None:
             waited = self.clock() - s.stale_since
@@ -329,7 +340,7 @@ class StereoWindower:
         n_in = int(np.count_nonzero(inside))
         if n_in < len(events):
             self.counters.dropped_out_of_bounds[side] += len(events) - n_in
-            events = events[inside]
+            events = _select(events, inside)
         if not len(events):
             return
         t = events["t"]
