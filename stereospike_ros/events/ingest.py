@@ -76,6 +76,7 @@ class SideCounters:
     transport_lost: int = 0
     time_discontinuities: int = 0
     bytes: int = 0
+    largest_message: int = 0  # bytes
     last_arrival: float | None = None  # caller's clock (``now`` of ``accept``)
     period_messages: int = 0
     period_events: int = 0
@@ -195,6 +196,7 @@ class StereoIngest:
         c.period_messages += 1
         c.last_arrival = now
         c.bytes += len(buf)
+        c.largest_message = max(c.largest_message, len(buf))
         try:
             if self._raw:
                 header = parse_event_array_header(buf)

@@ -255,6 +255,43 @@ def large_messages(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- 2. flood
 
 
+class _CappedFeeder(_Feeder):
+    """``benchmark node``'s feeder, but a publisher that falls behind skips time instead of
+    sending ever larger messages (on a busy machine those grew to 16 MB each, a different
+    test: see ``--large-messages``). Skipped events are counted, never sent."""
+
+    skipped_events = 0
+
+    def run(self, rate: float, seconds: float, message_ms: float, stop: threading.Event) -> float:
+        start = time.time_ns()
+        end = start + int(seconds * 1e9)
+        last = start
+        sent = 0
+        period_ns = int(message_ms * 1e6)
+        cap = max(1, int(rate * message_ms / 1000.0))
+        while not stop.is_set():
+            now = time.time_ns()
+            if now >= end:
+                break
+            if now - last > 4 * period_ns:  # behind: skip to the last 4 messages' worth
+                skipped = now - 4 * period_ns
+                self.skipped_events += int(rate * (skipped - last) / 1e9)
+                last = skipped
+            n = int(rate * (now - last) / 1e9)
+            if n > 0:
+                k = min(n, 4 * cap)
+                t_end = last + int(k / rate * 1e9)
+                for side, pub in self.pubs.items():
+                    events = self._events(k, last, t_end)
+                    pub.publish(self.encode(events, self.height, self.width, t_end, side))
+                    self.messages_sent += 1
+                sent += k
+                last = t_end
+            time.sleep(max(0.0, period_ns / 1e9 - (time.time_ns() - now) / 1e9))
+        self.events_sent += 2 * sent
+        return sent / max((time.time_ns() - start) / 1e9, 1e-9)
+
+
 def flood(args: argparse.Namespace) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -279,7 +316,7 @@ def flood(args: argparse.Namespace) -> dict:
     context = rclpy.Context()
     rclpy.init(context=context, args=[])
     node = rclpy.create_node("stereospike_benchmark_flood", context=context)
-    feeder = _Feeder(node, "dvs_msgs/EventArray", h, w)
+    feeder = _CappedFeeder(node, "dvs_msgs/EventArray", h, w)
     listener = _Listener(node)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -323,6 +360,7 @@ def flood(args: argparse.Namespace) -> dict:
             "rate_reached": reached,
             "seconds": elapsed,
             "events_sent": feeder.events_sent,
+            "events_skipped": 2 * feeder.skipped_events,
             "messages_sent": feeder.messages_sent,
             "depth_per_s": (listener.depth_received - depth0) / elapsed,
             "rss": [(t - t0, v) for t, v in rss if t >= t0],
@@ -354,7 +392,8 @@ def _print_flood(f: dict) -> None:
     print(f"node RSS over time (MB): {timeline}; peak {peak:.0f} MB (target < 1536)")
     print(
         f"sent {f['events_sent']:,} events in {f['messages_sent']:,} messages "
-        f"({f['rate_reached'] / 1e6:.2f} M ev/s per camera reached in {f['seconds']:.0f} s)"
+        f"({f['rate_reached'] / 1e6:.2f} M ev/s per camera reached in {f['seconds']:.0f} s; "
+        f"{f['events_skipped']:,} not sent: the publisher fell behind)"
     )
     for side in ("left", "right"):
         print(

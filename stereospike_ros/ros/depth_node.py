@@ -71,6 +71,8 @@ __all__ = ["DepthNode", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+#: warn when qos_depth x the largest event message could exceed this (DDS keeps whole samples)
+HISTORY_WARN_BYTES = 1 << 30
 
 
 @dataclass
@@ -515,6 +517,7 @@ class DepthNode(Node):
             values[f"{side}_messages_lost_seq"] = s.seq_lost
             values[f"{side}_seq_restarts"] = s.seq_restarts
             values[f"{side}_time_discontinuities"] = s.time_discontinuities
+            values[f"{side}_largest_message_bytes"] = s.largest_message
             rectifier = self.ingest.rectifiers[side]
             if rectifier is not None:
                 values[f"{side}_rectify_dropped"] = rectifier.dropped
@@ -526,6 +529,13 @@ class DepthNode(Node):
             s.period_events = s.period_messages = s.period_geometry_errors = 0
         if not seen_any:
             warnings.append("waiting for events on both cameras")
+        largest = max(c.largest_message for c in self.ingest.counters.values())
+        if largest * self.p["qos_depth"] > HISTORY_WARN_BYTES:
+            warnings.append(
+                f"event messages of up to {largest / 2**20:.1f} MB with qos_depth "
+                f"{self.p['qos_depth']}: DDS may hold {largest * self.p['qos_depth'] / 2**30:.1f}"
+                " GB for them; lower qos_depth (docs/failure-behaviour.md)"
+            )
         windower = self.ingest.windower
         if windower is not None:
             # No lock: plain counters read while the ingest thread may add to them (the GIL
