@@ -10,11 +10,13 @@ geometry learning, EventPacket decoding and Ctrl-C need nodes of their own.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -162,6 +164,21 @@ class Rig:
         return code, out
 
 
+@contextlib.contextmanager
+def talking_to(process: subprocess.Popen, **kwargs: object) -> Iterator[Rig]:
+    """A Rig in a fresh rclpy context, ready (the node heard, diagnostics arriving)."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    rig = Rig(context, process, **kwargs)
+    try:
+        rig.wait_ready()
+        yield rig
+    finally:
+        rig.executor.shutdown()
+        rig.node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 def _stamp(msg: Image) -> int:
     return convert.time_to_ns(msg.header.stamp)
 
@@ -189,17 +206,9 @@ def node_process(checkpoint):
 
 @pytest.fixture
 def rig(node_process):
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    rig = Rig(context, node_process)
-    try:
-        rig.wait_ready()
+    with talking_to(node_process) as rig:
         rig.depth_resumes()
         yield rig
-    finally:
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_an_event_far_from_its_message_is_dropped_as_an_outlier(rig):
@@ -304,11 +313,7 @@ def test_camera_clocks_apart_give_an_error_diagnostic_naming_the_skew(rig):
 def test_best_effort_messages_too_large_for_the_transport_are_counted_lost(node_process):
     # 6. Large best-effort messages between processes: Fast DDS drops their fragments; the
     # node's message-lost status counts them.
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    rig = Rig(context, node_process)
-    try:
-        rig.wait_ready()
+    with talking_to(node_process) as rig:
         before = int(rig.values()["left_messages_lost_transport"])
         from dvs_msgs.msg import EventArray
 
@@ -325,10 +330,6 @@ def test_best_effort_messages_too_large_for_the_transport_are_counted_lost(node_
         lost = int(rig.values()["left_messages_lost_transport"]) - before
         assert lost > 0, rig.status.message
         rig.depth_resumes()
-    finally:
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_a_tiny_first_message_does_not_fix_the_sensor_size(checkpoint):
@@ -338,23 +339,18 @@ def test_a_tiny_first_message_does_not_fix_the_sensor_size(checkpoint):
         {"weights": checkpoint, "threads": 1, "warm_up_size": f"{H}x{W}", **_cameras("/fresh")},
         name="fresh_node",
     )
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    rig = Rig(context, process, name="fresh_node", cameras="/fresh")
     try:
-        rig.wait_ready()
-        rig.spin(0.5)
-        for side in SIDES:
-            rig.publish(side, rig.message(side, events(rig.t_ns, rig.t_ns + MS, 3, 2, 2), 2, 2))
-            rig.publish(side, rig.message(side, events(0, 0, 0), 0, 0))
-        rig.depth_resumes()
-        values = rig.values()
-        assert values["geometry"] == f"{W}x{H}"
-        assert int(values["left_geometry_errors"]) >= 1
+        with talking_to(process, name="fresh_node", cameras="/fresh") as rig:
+            rig.spin(0.5)
+            for side in SIDES:
+                tiny = events(rig.t_ns, rig.t_ns + MS, 3, 2, 2)
+                rig.publish(side, rig.message(side, tiny, 2, 2))
+                rig.publish(side, rig.message(side, events(0, 0, 0), 0, 0))
+            rig.depth_resumes()
+            values = rig.values()
+            assert values["geometry"] == f"{W}x{H}"
+            assert int(values["left_geometry_errors"]) >= 1
     finally:
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-        rclpy.shutdown(context=context)
         code, out = stop(process)
     assert code == 0, out
 
@@ -375,43 +371,37 @@ def test_event_packets_with_rollover_lookalikes_garbage_and_seq_gaps(tmp_path):
         },
         name="packet_node",
     )
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    rig = Rig(context, process, packet=True, name="packet_node", cameras="/packets")
     try:
-        rig.wait_ready()
-        rig.depth_resumes()
-        start = time.monotonic()
-        # TIME_HIGH 0xFFF then 0x000: looks like a rollover (+16.8 s) if taken on faith
-        lookalike = np.array([0x8FFF, 0x6000, 0x8000, 0x6001, 0x2005], dtype="<u2").tobytes()
-        rig.publish("left", _packet(lookalike, rig.t_ns, seq=rig.seq["left"] + 1))
-        rig.seq["left"] += 1
-        rng = np.random.default_rng(3)
-        noise = rng.integers(0, 2**16, 50_000, dtype=np.uint16)
-        noise = noise[np.isin(noise >> 12, [0x1, 0xB, 0xC, 0xD], invert=True)]  # defined types
-        rig.publish("right", _packet(noise.tobytes(), rig.t_ns, seq=rig.seq["right"] + 1))
-        rig.seq["right"] += 1
-        rig.seq["left"] += 7  # seven packets the transport "lost"
-        rig.depth_resumes()
-        rig.diagnostics_kept_coming(start)
-        values = rig.values()
-        assert int(values["left_time_discontinuities"]) >= 1
-        assert int(values["right_time_discontinuities"]) >= 1
-        assert int(values["left_messages_lost_seq"]) == 7
-        assert rig.status.level != DiagnosticStatus.ERROR, rig.status.message
-        # a stream of another size than the weights': dropped, and an ERROR says why
-        deadline = time.monotonic() + DEPTH_BOUND_S
-        while rig.status.level != DiagnosticStatus.ERROR and time.monotonic() < deadline:
-            for side in SIDES:
-                ev = events(rig.t_ns, rig.t_ns + 5 * MS, 50, 24, 40)
-                rig.publish(side, rig.message(side, ev, 24, 40))
-            rig.t_ns += 5 * MS
-            rig.spin(0.05)
-        assert "40x24" in rig.status.message, rig.status.message
+        with talking_to(process, packet=True, name="packet_node", cameras="/packets") as rig:
+            rig.depth_resumes()
+            start = time.monotonic()
+            # TIME_HIGH 0xFFF then 0x000: looks like a rollover (+16.8 s) if taken on faith
+            lookalike = np.array([0x8FFF, 0x6000, 0x8000, 0x6001, 0x2005], dtype="<u2").tobytes()
+            rig.publish("left", _packet(lookalike, rig.t_ns, seq=rig.seq["left"] + 1))
+            rig.seq["left"] += 1
+            rng = np.random.default_rng(3)
+            noise = rng.integers(0, 2**16, 50_000, dtype=np.uint16)
+            noise = noise[np.isin(noise >> 12, [0x1, 0xB, 0xC, 0xD], invert=True)]  # defined types
+            rig.publish("right", _packet(noise.tobytes(), rig.t_ns, seq=rig.seq["right"] + 1))
+            rig.seq["right"] += 1
+            rig.seq["left"] += 7  # seven packets the transport "lost"
+            rig.depth_resumes()
+            rig.diagnostics_kept_coming(start)
+            values = rig.values()
+            assert int(values["left_time_discontinuities"]) >= 1
+            assert int(values["right_time_discontinuities"]) >= 1
+            assert int(values["left_messages_lost_seq"]) == 7
+            assert rig.status.level != DiagnosticStatus.ERROR, rig.status.message
+            # a stream of another size than the weights': dropped, and an ERROR says why
+            deadline = time.monotonic() + DEPTH_BOUND_S
+            while rig.status.level != DiagnosticStatus.ERROR and time.monotonic() < deadline:
+                for side in SIDES:
+                    ev = events(rig.t_ns, rig.t_ns + 5 * MS, 50, 24, 40)
+                    rig.publish(side, rig.message(side, ev, 24, 40))
+                rig.t_ns += 5 * MS
+                rig.spin(0.05)
+            assert "40x24" in rig.status.message, rig.status.message
     finally:
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-        rclpy.shutdown(context=context)
         code, out = stop(process)
     assert code == 0, out
 

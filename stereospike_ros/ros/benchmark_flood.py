@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stereospike_ros.ros.benchmark_node import _Feeder, _Listener, _rss_mb, _tiny_weights
+from stereospike_ros.ros.benchmark_node import _Feeder, _tiny_weights, session
 
 HELP = "depth node under a 10x event flood: memory, loss per reason; ingest cost of bad input"
 MVSEC_RATE = 300_000.0  # events/s per camera, MVSEC-like (as in ``benchmark node``)
@@ -293,54 +292,23 @@ class _CappedFeeder(_Feeder):
 
 
 def flood(args: argparse.Namespace) -> dict:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     h, w = (int(v) for v in args.size.lower().split("x"))
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    env["OMP_NUM_THREADS"] = str(max(1, args.threads))
     tmp = Path(tempfile.mkdtemp(prefix="stereospike_bench_flood_"))
     weights = {"tiny": lambda: str(_tiny_weights(tmp)), "default": lambda: "default"}.get(
         args.weights, lambda: args.weights
     )()
-    log = tmp / "depth_node.log"
-    argv = [
-        sys.executable, "-m", "stereospike_ros.ros.depth_node", "--ros-args",
-        "-p", f"weights:={weights}", "-p", f"threads:={args.threads}",
-        "-p", f"warm_up_size:={h}x{w}", "-p", "warn_period_s:=10.0",
-    ]  # fmt: skip
-    node_process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    context = rclpy.Context()
-    rclpy.init(context=context, args=[])
-    node = rclpy.create_node("stereospike_benchmark_flood", context=context)
-    feeder = _CappedFeeder(node, "dvs_msgs/EventArray", h, w)
-    listener = _Listener(node)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    stop = threading.Event()
-    rss: list[tuple[float, float]] = []
-
-    def sample_memory() -> None:
-        while not stop.is_set() and node_process.poll() is None:
-            value = _rss_mb(node_process.pid)
-            if value is not None:
-                rss.append((time.monotonic(), value))
-            time.sleep(0.5)
-
-    result: dict = {}
-    try:
+    params = {"weights": weights, "warm_up_size": f"{h}x{w}", "warn_period_s": 10.0}
+    with session(params, args.threads, "stereospike_bench_flood_") as current:
+        feeder = _CappedFeeder(current.node, "dvs_msgs/EventArray", h, w)
+        listener = current.listener
         deadline = time.monotonic() + 180
         while any(p.get_subscription_count() == 0 for p in feeder.pubs.values()) or not (
             listener.diagnostics
         ):
-            if node_process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("depth_node did not start:\n" + log.read_text()[-2000:])
+            if current.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("depth_node did not start:\n" + current.log.read_text()[-2000:])
             time.sleep(0.1)
-        threading.Thread(target=sample_memory, daemon=True).start()
+        current.sample_memory()
         rate = args.rate * args.factor
         print(
             f"flood: {w}x{h}, {rate / 1e6:g} M events/s per camera ({args.factor:g} x "
@@ -350,7 +318,7 @@ def flood(args: argparse.Namespace) -> dict:
         )
         t0 = time.monotonic()
         depth0 = listener.depth_received
-        reached = feeder.run(rate, args.duration, args.message_ms, stop)
+        reached = feeder.run(rate, args.duration, args.message_ms, current.stop)
         elapsed = time.monotonic() - t0
         time.sleep(2.5)  # the last diagnostics
         with listener.lock:
@@ -363,23 +331,12 @@ def flood(args: argparse.Namespace) -> dict:
             "events_skipped": 2 * feeder.skipped_events,
             "messages_sent": feeder.messages_sent,
             "depth_per_s": (listener.depth_received - depth0) / elapsed,
-            "rss": [(t - t0, v) for t, v in rss if t >= t0],
+            "rss": [(t - t0, v) for t, v in current.rss if t >= t0],
             "diagnostics": last,
             "messages": levels,
-            "alive": node_process.poll() is None,
+            "alive": current.process.poll() is None,
         }
-    finally:
-        stop.set()
-        if node_process.poll() is None:
-            node_process.send_signal(signal.SIGINT)
-            try:
-                node_process.wait(20)
-            except subprocess.TimeoutExpired:
-                node_process.kill()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    summary = [line for line in log.read_text().splitlines() if "summary:" in line]
+    summary = [line for line in current.log.read_text().splitlines() if "summary:" in line]
     result["summary"] = summary[-1] if summary else "(no summary line)"
     return result
 

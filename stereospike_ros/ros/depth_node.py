@@ -141,8 +141,7 @@ class DepthNode(Node):
             outlier_ns=None if outlier_ns is None else max(outlier_ns, 2_000_000),
             geometry=self._configured_geometry(),
             on_start=self._on_start,
-        )  # owned by the ingest thread; diagnostics read its counters and, under its lock,
-        # its windower
+        )  # owned by the ingest thread; diagnostics read its counters (no lock)
         self._warm_up_cpu_s = 0.0
         self._load_calibration_files()
 
