@@ -482,8 +482,9 @@ def test_a_stream_size_other_than_the_weights_is_an_error_unless_allowed(tmp_pat
             Parameter("warm_up_size", value="24x40"),
             Parameter("sensor_size", value="24x40"),
             Parameter("allow_size_mismatch", value=allow),
-        ]
-        node = DepthNode(context=ros_context, parameter_overrides=overrides)
+        ]  # own name and topics: a destroyed node lingers in this process's DDS graph a while
+        overrides += [Parameter(k, value=v) for k, v in _cameras("/sized").items()]
+        node = DepthNode("sized_node", context=ros_context, parameter_overrides=overrides)
         try:
             status = node.get_diagnostics()
         finally:
