@@ -77,6 +77,7 @@ class SideCounters:
     time_discontinuities: int = 0
     bytes: int = 0
     largest_message: int = 0  # bytes
+    history_full: int = 0  # times the caller found its receive queue full (set by the caller)
     last_arrival: float | None = None  # caller's clock (``now`` of ``accept``)
     period_messages: int = 0
     period_events: int = 0

@@ -189,6 +189,7 @@ class DepthNode(Node):
         self._diag_last = time.monotonic()
         self._warned: dict[str, int] = {}  # what the last console WARN reported
         self._skew_ns: int | None = None  # left minus right sensor clock, last period
+        self._history_full_reported: dict[str, int] = {}
         self._lost_checked = 0.0
         self._skipped_reported = 0
         self._startup_skipped = 0
@@ -320,6 +321,8 @@ class DepthNode(Node):
             bufs = self._event_subs[side].take_all(limit)
             take_cpu += time.thread_time() - cpu  # rclpy's share, reported apart
             taken += len(bufs)
+            if len(bufs) >= limit:  # KEEP_LAST overwrites silently once the history is full
+                self.ingest.counters[side].history_full += 1
             if not bufs:
                 continue
             now, last_t = time.monotonic(), None
@@ -517,6 +520,13 @@ class DepthNode(Node):
             values[f"{side}_seq_restarts"] = s.seq_restarts
             values[f"{side}_time_discontinuities"] = s.time_discontinuities
             values[f"{side}_largest_message_bytes"] = s.largest_message
+            values[f"{side}_history_full"] = s.history_full
+            if s.history_full > self._history_full_reported.get(side, 0):
+                warnings.append(
+                    f"{side} DDS history (qos_depth {self.p['qos_depth']}) was full: messages may "
+                    "have been overwritten uncounted (the node is behind)"
+                )
+            self._history_full_reported[side] = s.history_full
             rectifier = self.ingest.rectifiers[side]
             if rectifier is not None:
                 values[f"{side}_rectify_dropped"] = rectifier.dropped
