@@ -10,13 +10,15 @@ import argparse
 import importlib
 
 HELP = (
-    "print speed, memory and accuracy figures (targets: events, data, model, node, sim, families)"
+    "print speed, memory and accuracy figures "
+    "(targets: events, data, model, node, flood, sim, families)"
 )
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {
     "data": "stereospike_ros.data.benchmark",
     "events": "stereospike_ros.events.benchmark",
+    "flood": "stereospike_ros.ros.benchmark_flood",
     "model": "stereospike_ros.model.benchmark",
     "node": "stereospike_ros.ros.benchmark_node",
     "sim": "stereospike_ros.training.simbench",

@@ -254,7 +254,11 @@ def random_words(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` words of every defined type, in random proportions, orders and values."""
     weights = rng.random(len(DEFINED_TYPES)) ** 3  # some streams rich in time words, some not
     code = rng.choice(DEFINED_TYPES, n, p=weights / weights.sum())
-    return ((code << 12) | rng.integers(0, 4096, n)).astype(np.uint16)
+    value = rng.integers(0, 4096, n)
+    # most TIME_HIGH words near the 24-bit rollover, so that plausible rollovers happen
+    near = (code == 0x8) & (rng.random(n) < 0.9)
+    value[near] = rng.integers(-64, 64, int(near.sum())) % 4096
+    return ((code << 12) | value).astype(np.uint16)
 
 
 def decode_in_pieces(
@@ -270,7 +274,7 @@ def decode_in_pieces(
 @pytest.mark.parametrize("big", [False, True])
 def test_compiled_and_numpy_decoders_agree_on_random_word_streams_cut_anywhere(big):
     rng = np.random.default_rng(11 + big)
-    seen = {"events": 0, "without_time": 0, "epochs": 0, "time_valid": 0}
+    seen = {"events": 0, "without_time": 0, "epochs": 0, "time_valid": 0, "discontinuities": 0}
     for _ in range(300):
         n = int(rng.integers(0, 120))
         payload = random_words(rng, n).astype(">u2" if big else "<u2").tobytes()
@@ -284,6 +288,7 @@ def test_compiled_and_numpy_decoders_agree_on_random_word_streams_cut_anywhere(b
         seen["without_time"] += ref_state.events_without_time
         seen["epochs"] += ref_state.epoch
         seen["time_valid"] += ref_state.time_valid
+        seen["discontinuities"] += ref_state.discontinuities
     assert all(count > 50 for count in seen.values()), seen  # every rule was exercised
 
 
@@ -313,8 +318,34 @@ def test_compiled_and_numpy_decoders_agree_on_encoded_streams_cut_anywhere(big):
 @needs_numba
 def test_the_compiled_decoder_checks_its_state_array():
     buf = np.frombuffer(words(th(1), tl(2)), dtype=np.uint8)
-    with pytest.raises(EventsError, match="state must be a writeable int64 array of 13"):
+    with pytest.raises(EventsError, match="state must be a writeable int64 array of 15"):
         kernels.decode_evt3_words(buf, False, 0, np.zeros(12, dtype=np.int64))
     with pytest.raises(EventsError, match="16-bit words: 3 bytes"):
-        kernels.decode_evt3_words(buf[:3], False, 0, np.zeros(13, dtype=np.int64))
-    assert kernels.decode_evt3_words(buf, False, 0, np.zeros(13, np.int64), jit=False) is None
+        kernels.decode_evt3_words(buf[:3], False, 0, np.zeros(15, dtype=np.int64))
+    assert kernels.decode_evt3_words(buf, False, 0, np.zeros(15, np.int64), jit=False) is None
+
+
+def test_a_rollover_lookalike_after_a_jump_is_a_discontinuity_not_a_new_epoch(jit):
+    # A short bad packet: TIME_HIGH 0xFFF (a jump from 0x7D0) then 0x000 (looks like a
+    # rollover). Taken on faith it moved the camera 16.8 s ahead for good.
+    state = Evt3State()
+    decode_evt3(words(th(0x7D0), tl(0), addr_x(1, 1)), state=state, jit=jit)
+    decode_evt3(words(th(0xFFF), th(0x000)), state=state, jit=jit)
+    out = decode_evt3(words(th(0x7D0), tl(5), addr_x(2, 1)), state=state, jit=jit)
+    assert out["t"].tolist() == [(0x7D0 << 12 | 5) * 1000]
+    assert state.epoch == 0 and state.discontinuities == 3
+    # a real rollover (small steps up to it, landing just past it) still counts
+    real = words(th(0xFFE), th(0xFFF), tl(0), th(0x001), tl(1), addr_x(3, 0))
+    assert decode_evt3(real, jit=jit)["t"].tolist() == [(2**24 + (1 << 12 | 1)) * 1000]
+
+
+def test_random_words_stay_within_one_epoch(jit):
+    rng = np.random.default_rng(9)
+    code = rng.choice([0x0, 0x2, 0x6, 0x8], 200_000)
+    payload = ((code << 12) | rng.integers(0, 4096, len(code))).astype("<u2").tobytes()
+    state = Evt3State()
+    out = decode_evt3(payload, state=state, jit=jit)
+    # was ~25,000 epochs (4.8 days): every random step back of over half the range was one;
+    # now only a step landing just past the rollover after a small step: a handful
+    assert state.epoch < 20 and out["t"].max() < 20 * 2**24 * 1000
+    assert state.discontinuities > 1000

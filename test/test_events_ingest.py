@@ -177,3 +177,75 @@ def test_a_looping_recording_resets_the_windower_once():
     assert ingest.windower.counters.resets == 1
     assert len(first) == 4  # ends 100 .. 250 ms
     _assert_same(second[-3:], first[-3:])
+
+
+def _timed(t0: int, n: int = 50, height: int = H, width: int = W) -> np.ndarray:
+    ev = np.zeros(n, dtype=EVENT_DTYPE)
+    ev["t"] = t0 + np.arange(n) * 10_000
+    ev["x"], ev["y"] = np.arange(n) % width, np.arange(n) % height
+    return ev
+
+
+def test_a_tiny_first_message_is_replaced_by_the_size_the_stream_keeps_sending():
+    from stereospike_ros.events.ingest import GEOMETRY_SWITCH_AFTER
+
+    ing = StereoIngest("dvs_msgs/EventArray")
+    with pytest.raises(DroppedMessageError, match="0x0 events, but the windows are none yet"):
+        ing.accept("left", encode_event_array(_timed(0, 0), 0, 0, 0, "cam"))
+    ing.accept("left", encode_event_array(_timed(0, 3, 2, 2), 2, 2, 0, "cam"))
+    assert ing.geometry == (2, 2)
+    for k in range(GEOMETRY_SWITCH_AFTER):
+        try:
+            ing.accept("right", encode_event_array(_timed(k * MS), H, W, 0, "cam"))
+        except DroppedMessageError as err:
+            assert err.reason == "geometry"
+    assert ing.geometry == (H, W) and ing.geometry_changes == 1
+    assert ing.counters["right"].geometry_errors == GEOMETRY_SWITCH_AFTER - 1
+
+
+def test_a_geometry_from_the_caller_is_never_replaced_by_messages():
+    ing = StereoIngest("dvs_msgs/EventArray", geometry=(H, W))
+    for _ in range(50):
+        with pytest.raises(DroppedMessageError):
+            ing.accept("left", encode_event_array(_timed(0, 3, 2, 2), 2, 2, 0, "cam"))
+    assert ing.geometry == (H, W) and ing.counters["left"].dropped_events == 150
+
+
+def test_event_packet_seq_gaps_and_restarts_are_counted():
+    ing = StereoIngest("event_camera_msgs/EventPacket", geometry=(H, W))
+    for seq in (1, 2, 5, 6, 1):
+        ing.accept("left", encode_event_packet(_timed(seq * 10 * MS), H, W, 0, "cam", seq=seq))
+    assert ing.counters["left"].seq_lost == 2 and ing.counters["left"].seq_restarts == 1
+
+
+def test_clock_skew_is_the_smallest_difference_of_messages_arriving_together():
+    ing = StereoIngest("dvs_msgs/EventArray", geometry=(H, W))
+    assert ing.take_clock_skew_ns() is None
+    ing.accept("left", encode_event_array(_timed(10_000 * MS), H, W, 0, "cam"), now=5.0)
+    ing.accept("right", encode_event_array(_timed(12_000 * MS), H, W, 0, "cam"), now=5.01)
+    assert ing.take_clock_skew_ns() == pytest.approx(-2_000 * MS + 10 * MS, abs=1e3)
+    assert ing.take_clock_skew_ns() is None  # taken
+    ing.accept("left", encode_event_array(_timed(20_000 * MS), H, W, 0, "cam"), now=9.0)
+    assert ing.take_clock_skew_ns() is None  # the right camera's last message is too old
+
+
+def test_outliers_are_dropped_without_walking_the_time_they_span():
+    windower = StereoWindower(H, W, outlier_ns=1_000 * MS)
+    windows = []
+    for k in range(20):
+        for side in ("left", "right"):
+            ev = _timed(10**15 + k * 5 * MS, 50)
+            ev["t"][25] = 0 if k % 2 else 2 * 10**15  # far in the past, far in the future
+            windows += windower.push(side, ev)
+    assert len(windows) >= 1
+    assert windower.counters.dropped_outlier == {"left": 20, "right": 20}
+    assert windower.counters.resets == 0
+
+
+def test_a_batch_of_random_times_keeps_its_last_run_only():
+    windower = StereoWindower(H, W)
+    ev = _timed(0, 100_000)
+    ev["t"] = np.random.default_rng(0).integers(0, 10**15, len(ev))
+    windower.push("left", ev)
+    dropped = windower.counters.dropped_discontinuity["left"]
+    assert dropped > 99_900 and windower.counters.resets <= 1

@@ -137,3 +137,17 @@ def test_fast_header_read_agrees_with_the_checked_reader_for_every_alignment(big
                 time_base=4_000 + n_frame, big_endian=big_endian,
             )  # fmt: skip
             assert _packet_head(buf) == _checked_packet_head(buf)
+
+
+@pytest.mark.parametrize("jit", [False, None])
+def test_libcaer_counts_implausible_steps_back_instead_of_adding_rollovers(jit):
+    from stereospike_ros.events.libcaer import LibcaerState
+
+    rec = np.zeros(4, dtype=[("data", "<u4"), ("ts", "<i4")])
+    rec["data"] = 1
+    rec["ts"] = [2**31 - 10, 5, 1_000, 10]  # a rollover (lands 5 us past), then garbage back
+    state = LibcaerState()
+    out = decode_libcaer(rec.tobytes(), 0, jit=jit, state=state)
+    # the step back from 1000 to 10 is no rollover: the time goes back, within the epoch
+    assert (out["t"] // 1000).tolist() == [2**31 - 10, 2**31 + 5, 2**31 + 1_000, 2**31 + 10]
+    assert state.discontinuities == 1

@@ -251,7 +251,8 @@ def rectify(src, dst, lut, x_bits, raw_h, raw_w):
 # on this file alone, so everything the kernels' results depend on is written here.
 _ADDR_Y, _ADDR_X, _VECT_BASE_X, _VECT_12, _VECT_8 = 0x0, 0x2, 0x3, 0x4, 0x5
 _TIME_LOW, _TIME_HIGH = 0x6, 0x8
-_HALF_HIGH = 2048  # a TIME_HIGH step back larger than this is a 24-bit rollover
+_HALF_HIGH = 2048  # a TIME_HIGH step back larger than this may be a 24-bit rollover
+_PLAUSIBLE = 256  # ... if it lands at most this far past it; see evt3's time rules
 #: events each word type can emit at most (0: none); -1 marks a type EVT 3.0 does not define
 _EVT3_EVENTS = np.array([0, -1, 1, 0, 12, 8, 0, 0, 0, 0, 0, -1, -1, -1, 0, 0], dtype=np.int64)
 _POP12 = np.array([bin(i).count("1") for i in range(4096)], dtype=np.uint8)
@@ -273,8 +274,10 @@ _CTZ12 = np.array([(i & -i).bit_length() - 1 if i else 12 for i in range(4096)],
     S_BASE_X,
     S_POLARITY,
     S_WITHOUT_TIME,
-) = range(13)
-STATE_SIZE = 13
+    S_TH_JUMP,
+    S_DISCONTINUITIES,
+) = range(15)
+STATE_SIZE = 15
 
 
 @helper
@@ -322,6 +325,7 @@ def _decode_evt3(buf, big, state, time_base):
     low_after_high, time_valid = state[S_LOW_AFTER_HIGH] != 0, state[S_TIME_VALID] != 0
     y, base_x, polarity = state[S_Y], state[S_BASE_X], state[S_POLARITY]
     without = state[S_WITHOUT_TIME]
+    th_jump, discont = state[S_TH_JUMP] != 0, state[S_DISCONTINUITIES]
     t = (high * 4096 + low) * 1000 + time_base if time_valid else 0
     j = 0
     for i in range(len(buf) // 2):
@@ -364,8 +368,15 @@ def _decode_evt3(buf, big, state, time_base):
         elif c == _VECT_BASE_X:
             base_x, polarity = v & 0x7FF, v >> 11
         elif c == _TIME_HIGH:
-            if has_last_th and last_th - v > _HALF_HIGH:
-                epoch += 1  # the 24-bit counter rolled over
+            if has_last_th:
+                d = v - last_th
+                roll = d < -_HALF_HIGH and d + 4096 <= _PLAUSIBLE
+                small = -_PLAUSIBLE <= d <= _PLAUSIBLE
+                if roll and not th_jump:
+                    epoch += 1  # the 24-bit counter rolled over
+                elif not small:
+                    discont += 1
+                th_jump = not small and not roll
             last_th, has_last_th = v, True
             high, has_high, low_after_high = epoch * 4096 + v, True, False
             t = (high * 4096 + (low if has_low else 0)) * 1000 + time_base
@@ -377,6 +388,7 @@ def _decode_evt3(buf, big, state, time_base):
     state[S_LOW_AFTER_HIGH], state[S_TIME_VALID] = low_after_high, time_valid
     state[S_Y], state[S_BASE_X], state[S_POLARITY] = y, base_x, polarity
     state[S_WITHOUT_TIME] = without
+    state[S_TH_JUMP], state[S_DISCONTINUITIES] = th_jump, discont
     return out, j, -1
 
 
@@ -394,15 +406,18 @@ EVT3 = {big: _evt3_variant(big) for big in (False, True)}
 # ---------------------------------------------------------------- libcaer
 
 _CAER_ROLLOVER_US = 1 << 31  # a copy of libcaer._ROLLOVER_US (see the EVT 3.0 note above)
+_CAER_PLAUSIBLE_US = 1_000_000  # a copy of libcaer.PLAUSIBLE_US
 
 
 @inline
 def _decode_libcaer(buf, big, time_base):
     """``libcaer.decode_libcaer``'s loop; (events, index of the lowest timestamp if negative
-    or -1). 8-byte records: uint32 data (x 31..17, y 16..2, polarity bit 1), int32 us."""
+    or -1, discontinuities). 8-byte records: uint32 data (x 31..17, y 16..2, polarity bit 1),
+    int32 us."""
     n = len(buf) // 8
     out = np.empty(n, dtype=EVENT_DTYPE)
     wraps = 0
+    discont = 0
     prev = np.int64(0)
     lowest, lowest_at = np.int64(0), -1
     for k in range(n):
@@ -412,14 +427,17 @@ def _decode_libcaer(buf, big, time_base):
         if ts < lowest:
             lowest, lowest_at = ts, k
         if k and ts < prev:
-            wraps += 1  # the 31-bit counter rolled over inside the packet
+            if ts - prev + _CAER_ROLLOVER_US <= _CAER_PLAUSIBLE_US:
+                wraps += 1  # the 31-bit counter rolled over inside the packet
+            else:
+                discont += 1
         prev = ts
         r = out[k & _IDX]
         r.x = (data >> 17) & 0x7FFF
         r.y = (data >> 2) & 0x7FFF
         r.p = (data >> 1) & 1
         r.t = (ts + wraps * _CAER_ROLLOVER_US) * 1000 + time_base
-    return out, lowest_at
+    return out, lowest_at, discont
 
 
 def _libcaer_variant(big: bool):
@@ -429,5 +447,6 @@ def _libcaer_variant(big: bool):
     return jit(decode_libcaer)
 
 
-#: big_endian -> decode_libcaer(buf, time_base) -> (events, negative timestamp's index or -1)
+#: big_endian -> decode_libcaer(buf, time_base) -> (events, negative timestamp's index or -1,
+#: discontinuities)
 LIBCAER = {big: _libcaer_variant(big) for big in (False, True)}

@@ -20,7 +20,7 @@ from stereospike_ros.events.cdr import CdrReader
 from stereospike_ros.events.encode import EVENT_STRIDE, event_block_size, event_block_views
 from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.evt3 import Evt3State, decode_evt3
-from stereospike_ros.events.libcaer import decode_libcaer
+from stereospike_ros.events.libcaer import LibcaerState, decode_libcaer
 from stereospike_ros.events.types import EVENT_DTYPE, EventBatch
 
 if TYPE_CHECKING:
@@ -146,24 +146,35 @@ class EventPacketDecoder:
     over from one packet to the next; feed every packet of a topic, in order, to one instance.
     ``t`` = ``time_base`` + decoded sensor time (evt3: microseconds since the sensor's counter
     started, times 1000; libcaer: timestamp us * 1000). ``reset()`` forgets the carried state
-    (use it when a bag loops).
+    (use it when a bag loops). ``last_seq`` is the ``seq`` field of the last packet decoded;
+    ``discontinuities`` counts time steps the decoders did not trust (see evt3 and libcaer).
     """
 
     def __init__(self) -> None:
         self.evt3_state = Evt3State()
+        self.libcaer_state = LibcaerState()
+        self.last_seq: int | None = None
 
     def reset(self) -> None:
         self.evt3_state = Evt3State()
+
+    @property
+    def discontinuities(self) -> int:
+        return self.evt3_state.discontinuities + self.libcaer_state.discontinuities
 
     def decode(self, buf: Buffer) -> EventBatch:
         try:  # a few struct reads; any inconsistency takes the checked path for its error
             head = _packet_head(buf)
         except (struct.error, IndexError, ValueError, TypeError):
             head = _checked_packet_head(buf)
-        stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n = head
+        stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n, seq = head
         payload = np.frombuffer(buf, dtype=np.uint8, count=n, offset=start)
         if encoding == "evt3":
             events = decode_evt3(payload, time_base, big_endian=is_bigendian, state=self.evt3_state)
+        elif encoding == "libcaer":
+            events = decode_libcaer(
+                payload, time_base, big_endian=is_bigendian, state=self.libcaer_state
+            )
         elif encoding in PAYLOAD_DECODERS:
             events = PAYLOAD_DECODERS[encoding](payload, time_base, big_endian=is_bigendian)
         else:
@@ -171,10 +182,11 @@ class EventPacketDecoder:
                 f"event_camera_msgs/EventPacket: unsupported encoding {encoding!r} "
                 f"(frame_id {frame_id!r}); supported: {', '.join(sorted(PAYLOAD_DECODERS))}"
             )
+        self.last_seq = seq
         return EventBatch(height, width, stamp, frame_id, events)
 
 
-_PacketHead = tuple[int, str, int, int, int, str, bool, int, int]
+_PacketHead = tuple[int, str, int, int, int, str, bool, int, int, int]
 
 
 def _packet_head(buf: Buffer) -> _PacketHead:
@@ -192,7 +204,7 @@ def _packet_head(buf: Buffer) -> _PacketHead:
     height, width = struct.unpack_from(o + "II", buf, pos)
     pos += 8
     pos += -(pos - 4) % 8  # CDR aligns to 8 counting from the byte after the 4-byte header
-    _seq, time_base, length = struct.unpack_from(o + "QQI", buf, pos)
+    seq, time_base, length = struct.unpack_from(o + "QQI", buf, pos)
     pos += 20
     end = pos + length
     if length == 0 or end > size or buf[end - 1] != 0:
@@ -206,7 +218,7 @@ def _packet_head(buf: Buffer) -> _PacketHead:
     if start + n > size or size - (start + n) > 3:
         raise ValueError
     stamp = sec * 1_000_000_000 + nanosec
-    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n
+    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n, seq
 
 
 def _checked_packet_head(buf: Buffer) -> _PacketHead:
@@ -216,13 +228,13 @@ def _checked_packet_head(buf: Buffer) -> _PacketHead:
     frame_id = r.string("header.frame_id")
     height = r.scalar("I", "height")
     width = r.scalar("I", "width")
-    r.scalar("Q", "seq")
+    seq = r.scalar("Q", "seq")
     time_base = r.scalar("Q", "time_base")
     encoding = r.string("encoding")
     is_bigendian = r.scalar("B", "is_bigendian") != 0
     n, start = r.sequence_start(1, 1, "events")
     r.expect_end(start + n, f"events[{n}]")
-    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n
+    return stamp, frame_id, height, width, time_base, encoding, is_bigendian, start, n, seq
 
 
 def decode_event_packet(buf: Buffer) -> EventBatch:

@@ -9,7 +9,12 @@ with ``np.maximum.accumulate`` over word indices, so Python never loops over wor
 
 Time rules (documented because sensors and writers differ):
 - the 24-bit counter rolls over every 16.78 s; a TIME_HIGH more than half its range (2048)
-  below the previous one starts a new epoch (+2**24 us); a small step back is sensor jitter;
+  below the previous one starts a new epoch (+2**24 us) only when it is plausible: it lands at
+  most ``PLAUSIBLE_STEP`` (256, about 1 s) past the rollover, and the TIME_HIGH before it was
+  not itself a jump. Any other step larger than ``PLAUSIBLE_STEP`` either way is a
+  discontinuity (a lost packet, a restarted sensor, garbage): counted in
+  ``Evt3State.discontinuities``, the epoch kept, the time taken as the new TIME_HIGH says, so
+  one bad packet cannot shift a camera's time by 16.8 s for good. A small step back is jitter;
 - a TIME_LOW smaller than the previous TIME_LOW with no TIME_HIGH between them means the
   12-bit low counter wrapped and the writer sent no TIME_HIGH (expelliarmus does this):
   time high is then advanced by one (+4096 us);
@@ -39,8 +44,9 @@ _KNOWN[[ADDR_Y, ADDR_X, VECT_BASE_X, VECT_12, VECT_8, TIME_LOW, CONTINUED_4, TIM
 _KNOWN[[PADDING, EXT_TRIGGER, OTHERS, CONTINUED_12]] = True
 _POPCOUNT12 = np.array([bin(i).count("1") for i in range(4096)], dtype=np.int64)
 _BITS12 = np.arange(12, dtype=np.uint16)
-_HALF_HIGH = 2048  # a TIME_HIGH step back larger than this is a 24-bit rollover
-_MAX_STEP = _HALF_HIGH - 1  # so the encoder's TIME_HIGH steps are never mistaken for one
+_HALF_HIGH = 2048  # a TIME_HIGH step back larger than this may be a 24-bit rollover
+PLAUSIBLE_STEP = 256  # TIME_HIGH units (4096 us): a larger step is a discontinuity
+_MAX_STEP = PLAUSIBLE_STEP  # the encoder bridges gaps in steps the decoder trusts
 
 
 @dataclass
@@ -61,6 +67,8 @@ class Evt3State:
     base_x: int = 0
     polarity: int = 0
     events_without_time: int = 0
+    th_jump: bool = False  # the last TIME_HIGH step was a discontinuity (no rollover next)
+    discontinuities: int = 0
 
 
 def _state_array(state: Evt3State) -> np.ndarray:
@@ -80,6 +88,8 @@ def _state_array(state: Evt3State) -> np.ndarray:
             state.base_x,
             state.polarity,
             state.events_without_time,
+            state.th_jump,
+            state.discontinuities,
         ],
         dtype=np.int64,
     )
@@ -88,7 +98,7 @@ def _state_array(state: Evt3State) -> np.ndarray:
 def _store_state(state: Evt3State, arr: np.ndarray) -> None:
     """Copy the compiled decoder's state array back into ``state``."""
     high, has_high, last_th, has_last_th, epoch, low, has_low, *rest = arr.tolist()
-    low_after_high, time_valid, y, base_x, polarity, without_time = rest
+    low_after_high, time_valid, y, base_x, polarity, without_time, th_jump, discont = rest
     state.high = high if has_high else None
     state.last_th = last_th if has_last_th else None
     state.epoch = epoch
@@ -97,6 +107,7 @@ def _store_state(state: Evt3State, arr: np.ndarray) -> None:
     state.time_valid = bool(time_valid)
     state.y, state.base_x, state.polarity = y, base_x, polarity
     state.events_without_time = without_time
+    state.th_jump, state.discontinuities = bool(th_jump), discont
 
 
 def _undefined_word(words: np.ndarray, bad: int) -> DecodeError:
@@ -171,8 +182,15 @@ def decode_evt3(
     if len(h):
         prev_h[0] = h[0] if state.last_th is None else state.last_th
         prev_h[1:] = h[:-1]
-    epochs = state.epoch + np.cumsum((prev_h - h) > _HALF_HIGH)
+    d = h - prev_h
+    roll_values = (d < -_HALF_HIGH) & (d + 4096 <= PLAUSIBLE_STEP)
+    small = np.abs(d) <= PLAUSIBLE_STEP
+    jump_values = ~small & ~roll_values
+    after_jump = np.concatenate([[state.th_jump], jump_values[:-1]])
+    rollover = roll_values & ~after_jump
+    epochs = state.epoch + np.cumsum(rollover)
     h_abs = epochs * 4096 + h
+    th_discontinuities = int(np.count_nonzero(~small & ~rollover))
 
     low = val[tl_pos].astype(np.int64)
     seg = np.searchsorted(th_pos, tl_pos)  # how many TIME_HIGH words precede each TIME_LOW
@@ -219,6 +237,9 @@ def decode_evt3(
     is_vbx = code == VECT_BASE_X
     carried = (state.y, state.base_x, state.polarity)
     dropped_pos, ev_pos = ev_pos[:first], ev_pos[first:]
+    if len(h):
+        state.th_jump = bool(jump_values[-1])
+        state.discontinuities += th_discontinuities
     _update_state(state, code, val, th_pos, tl_pos, h, h_abs, epochs, tl_high, low, valid_from)
 
     y_ev = y_val[_ffill(is_y, ev_pos)]

@@ -7,6 +7,15 @@ and pushed into the ``StereoWindower`` only when a window can complete (``due``)
 every ``max_queue_age_s`` otherwise. The windows are the ones pushing every message at once
 would give (tested); the cost is a few large numpy/numba passes per window instead of a dozen
 small ones per message.
+
+Nothing one message says is taken for good. The geometry comes from the caller (parameters,
+calibration, the weights: ``geometry``/``set_geometry``); without one, the first message with
+a non-zero size sets it, and ``GEOMETRY_SWITCH_AFTER`` consecutive messages of another
+non-zero size replace it (a tiny or empty first message cannot lock the node). Work per
+message is linear in its bytes; jumps and outliers are the windower's counted policies
+(``outlier_ns``). Losses are counted per camera and reason (``SideCounters``): EventPacket
+``seq`` gaps, decode errors, geometry mismatches, time discontinuities the decoders refused.
+``take_clock_skew_ns`` compares the cameras' sensor clocks at arrival, for the caller's check.
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ __all__ = ["DroppedMessageError", "SideCounters", "StereoIngest"]
 
 #: the message types ``accept`` reads (the node's ``event_type`` parameter)
 EVENT_TYPES = ("dvs_msgs/EventArray", "event_camera_msgs/EventPacket")
+#: consecutive messages of one other size that replace a geometry learnt from the stream
+GEOMETRY_SWITCH_AFTER = 20
+#: a message spanning longer (or going back) is no guide to when windows are due
+LOOP_MESSAGE_SPAN_NS = 1_000_000_000
+#: the cameras' clocks are compared only on messages arriving at most this far apart (s)
+SKEW_PAIR_S = 0.05
 
 
 class DroppedMessageError(EventsError):
@@ -40,23 +55,41 @@ class DroppedMessageError(EventsError):
 
 @dataclass
 class SideCounters:
-    """Per camera, since start; the ``period_*`` fields are for the caller to read and reset."""
+    """Per camera, since start; the ``period_*`` fields are for the caller to read and reset.
+
+    ``messages``/``events``: received (every message, and the events of those accepted);
+    ``*_errors``, ``uncalibrated``: messages dropped for that reason (``dropped_events``: their
+    events, where the header told); ``seq_lost``: messages missing from EventPacket ``seq``;
+    ``seq_restarts``: ``seq`` going back (a driver restart or a loop); ``transport_lost``:
+    what the transport reported lost (set by the caller); ``time_discontinuities``: time steps
+    the EVT3/libcaer decoders refused as rollovers.
+    """
 
     messages: int = 0
     events: int = 0
     decode_errors: int = 0
     geometry_errors: int = 0
     uncalibrated: int = 0
+    dropped_events: int = 0
+    seq_lost: int = 0
+    seq_restarts: int = 0
+    transport_lost: int = 0
+    time_discontinuities: int = 0
+    bytes: int = 0
+    largest_message: int = 0  # bytes
+    history_full: int = 0  # times the caller found its receive queue full (set by the caller)
     last_arrival: float | None = None  # caller's clock (``now`` of ``accept``)
     period_messages: int = 0
     period_events: int = 0
+    period_geometry_errors: int = 0
 
 
 class StereoIngest:
     """``accept`` each message of either camera, then ``poll`` for the windows it completed.
 
-    The first accepted message fixes the geometry (and ``frame_id``) and creates the windower
-    (``on_start(geometry, frame_id)`` runs then); later messages of another size are dropped.
+    The geometry (``geometry`` or ``set_geometry``; else learnt from the stream, see the module
+    docstring) creates the windower; ``on_start(geometry, frame_id)`` runs when it does (again
+    after a learnt geometry changed); messages of another size are dropped and counted.
     With ``rectify``, messages of a camera without a rectifier (``set_rectifier``) are dropped.
     Not thread-safe except ``lock``, which guards ``windower`` for readers in other threads.
     """
@@ -72,6 +105,8 @@ class StereoIngest:
         silence_timeout_ns: int = 1_000_000_000,
         rectify: bool = False,
         backwards_tolerance_ns: int = 1_000_000,
+        outlier_ns: int | None = None,
+        geometry: tuple[int, int] | None = None,
         flush_events: int = 500_000,
         max_queue_age_s: float = 0.25,
         on_start: Callable[[tuple[int, int], str], None] | None = None,
@@ -91,6 +126,7 @@ class StereoIngest:
             "silence_timeout_ns": silence_timeout_ns,
             "backwards_tolerance_ns": backwards_tolerance_ns,
             "late_trigger_ns": late_trigger_ns,
+            "outlier_ns": outlier_ns,
         }
         # Replay only (event_player): a message's header stamp promises that every event of
         # its camera before it was sent, so windows complete at it (StereoWindower.advance).
@@ -115,6 +151,35 @@ class StereoIngest:
         self._queued_since: dict[str, float] = {}  # arrival of each camera's oldest queued one
         self._flush_now = False
         self._triggers: list[int] = []  # before the windower exists
+        self.geometry_fixed = geometry is not None  # by the caller: never learnt from messages
+        self._candidate: tuple[int, int] | None = None  # another size seen in a row ...
+        self._candidate_count = 0  # ... this many times
+        self._arrival_offset: dict[str, float] = {}  # newest event time - arrival, seconds
+        self._arrival: dict[str, float] = {}  # arrival of each camera's newest timed message
+        self._skew_ns: int | None = None  # smallest-magnitude sample since the last take
+        self.geometry_changes = 0
+        self.last_geometry_error = ""
+        if geometry is not None:
+            self._start(geometry, "")
+
+    def set_geometry(self, geometry: tuple[int, int]) -> bool:
+        """Fix the geometry from a trusted source (calibration); True when it changed."""
+        self.geometry_fixed = True
+        if geometry == self.geometry:
+            return False
+        self._restart_geometry(geometry, self.frame_id)
+        return True
+
+    def take_clock_skew_ns(self) -> int | None:
+        """Left minus right sensor clock since the last call (None: no sample), then forget.
+
+        Each sample differences (newest event time - arrival) of two messages, one per
+        camera, that arrived within ``SKEW_PAIR_S`` of each other, so transport delays and a
+        replay's speed cancel up to that much. The sample of smallest magnitude is kept: a real
+        skew shows in every sample, a burst of one camera's backlog not.
+        """
+        skew, self._skew_ns = self._skew_ns, None
+        return skew
 
     def set_rectifier(self, side: str, rectifier: Rectifier) -> None:
         self.rectifiers[side] = rectifier
@@ -128,7 +193,8 @@ class StereoIngest:
                 self.windower.add_triggers(stamps_ns)
 
     def accept(self, side: str, buf: bytes | memoryview, now: float | None = None) -> int | None:
-        """Check one message and queue its events; the time of its last event, if any.
+        """Check one message and queue its events; the time of its last event, if any (None
+        also when its times are implausible: spanning over a second, or going back).
 
         Raises ``DroppedMessageError`` (already counted) for a message it does not use.
         """
@@ -137,6 +203,8 @@ class StereoIngest:
         c.messages += 1
         c.period_messages += 1
         c.last_arrival = now
+        c.bytes += len(buf)
+        c.largest_message = max(c.largest_message, len(buf))
         try:
             if self._raw:
                 header = parse_event_array_header(buf)
@@ -144,7 +212,11 @@ class StereoIngest:
                 count, first_t, last_t = header.count, header.first_t, header.last_t
                 stamp = header.stamp_ns
             else:
-                batch = self._decoders[side].decode(buf)
+                decoder = self._decoders[side]
+                seq_before, discont_before = decoder.last_seq, decoder.discontinuities
+                batch = decoder.decode(buf)
+                c.time_discontinuities += decoder.discontinuities - discont_before
+                self._count_seq(c, seq_before, decoder.last_seq)
                 geometry, frame_id = (int(batch.height), int(batch.width)), batch.frame_id
                 events = batch.events
                 stamp = int(batch.stamp_ns)
@@ -154,18 +226,15 @@ class StereoIngest:
         except DecodeError as err:
             c.decode_errors += 1
             raise DroppedMessageError(side, "decode", str(err)) from err
-        if self.geometry is None:
-            self._start(geometry, frame_id)
-        elif geometry != self.geometry:
-            c.geometry_errors += 1
-            raise DroppedMessageError(
-                side,
-                "geometry",
-                f"{geometry[1]}x{geometry[0]} events, but the windows are "
-                f"{self.geometry[1]}x{self.geometry[0]}",
-            )
+        if geometry != self.geometry:
+            self._check_geometry(side, c, geometry, frame_id, count)
+        elif self._candidate is not None:
+            self._candidate, self._candidate_count = None, 0  # "in a row" was broken
+        if not self.frame_id and side == "left":
+            self.frame_id = frame_id
         if self.rectify and self.rectifiers[side] is None:
             c.uncalibrated += 1
+            c.dropped_events += count
             raise DroppedMessageError(side, "uncalibrated", f"no {side} calibration yet")
         if self._raw:
             self._queues[side].add(buf, header)
@@ -178,12 +247,74 @@ class StereoIngest:
             self._queued_since.setdefault(side, now)
         if last_t is None:
             return None
+        self._queued_since.setdefault(side, now)
+        if not 0 <= last_t - first_t <= LOOP_MESSAGE_SPAN_NS:
+            return None  # garbage times say nothing of when windows are due, nor of the
+            # camera's clock: the windower sorts them out at the next regular flush
+        self._sample_skew(side, last_t, now)
         newest = self._newest_t.get(side)
         if newest is not None and first_t < newest - self.tolerance_ns:
             self._flush_now = True  # a bag looped: let the windower see it at once
         self._newest_t[side] = last_t
-        self._queued_since.setdefault(side, now)
         return last_t
+
+    def _sample_skew(self, side: str, last_t: int, now: float) -> None:
+        self._arrival_offset[side] = last_t * 1e-9 - now
+        self._arrival[side] = now
+        other = SIDES[1 - SIDES.index(side)]
+        if other in self._arrival and abs(now - self._arrival[other]) <= SKEW_PAIR_S:
+            skew = round((self._arrival_offset["left"] - self._arrival_offset["right"]) * 1e9)
+            if self._skew_ns is None or abs(skew) < abs(self._skew_ns):
+                self._skew_ns = skew
+
+    @staticmethod
+    def _count_seq(c: SideCounters, before: int | None, seq: int | None) -> None:
+        """EventPacket ``seq``: a gap is messages lost; a step back, a restart (0s: unused)."""
+        if before is None or seq is None or (seq == 0 and before == 0):
+            return
+        if seq > before + 1:
+            c.seq_lost += seq - before - 1
+        elif seq <= before:
+            c.seq_restarts += 1
+
+    def _check_geometry(
+        self, side: str, c: SideCounters, geometry: tuple[int, int], frame_id: str, count: int
+    ) -> None:
+        """Adopt, or learn a new, geometry; or count and raise the drop (see the class doc)."""
+        usable = geometry[0] > 0 and geometry[1] > 0
+        if usable and self.geometry is None:
+            self._start(geometry, frame_id)
+            return
+        if usable and not self.geometry_fixed:
+            if geometry == self._candidate:
+                self._candidate_count += 1
+            else:
+                self._candidate, self._candidate_count = geometry, 1
+            if self._candidate_count >= GEOMETRY_SWITCH_AFTER:
+                self._restart_geometry(geometry, frame_id)
+                return
+        c.geometry_errors += 1
+        c.period_geometry_errors += 1
+        c.dropped_events += count
+        expected = (
+            "none yet" if self.geometry is None else (f"{self.geometry[1]}x{self.geometry[0]}")
+        )
+        self.last_geometry_error = (
+            f"{geometry[1]}x{geometry[0]} events, but the windows are {expected}"
+        )
+        raise DroppedMessageError(side, "geometry", self.last_geometry_error)
+
+    def _restart_geometry(self, geometry: tuple[int, int], frame_id: str) -> None:
+        """Drop what is queued and start a windower of the new size (triggers carried)."""
+        if self.windower is not None:
+            self.geometry_changes += 1
+            self._triggers = list(self.windower._triggers)
+        for q in self._queues.values():
+            q.drain()
+        self._queued_since.clear()
+        self._newest_t.clear()
+        self._candidate, self._candidate_count = None, 0
+        self._start(geometry, frame_id or self.frame_id)
 
     def poll(self) -> list[StereoWindow]:
         """The windows the queued events complete, if it is time to push them."""
@@ -230,6 +361,8 @@ class StereoIngest:
         return {side: q.pending_events for side, q in self._queues.items()}
 
     def _start(self, geometry: tuple[int, int], frame_id: str) -> None:
+        if geometry[0] <= 0 or geometry[1] <= 0:
+            raise EventsError(f"sensor size {geometry[1]}x{geometry[0]} is empty")
         windower = StereoWindower(*geometry, **self.windower_options)  # type: ignore[arg-type]
         if self._triggers:
             windower.add_triggers(self._triggers)

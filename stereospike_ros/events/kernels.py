@@ -60,6 +60,8 @@ HAVE_NUMBA = _AVAILABLE
 _MAX_KERNEL_SIZE = 0xFFFFFFFF
 #: an EVT3 byte emits at most 6 events (a 2-byte VECT_12 word: 12)
 _MAX_EVT3_BYTES = _MAX_KERNEL_SIZE // 6
+#: length of the compiled EVT3 decoder's state array (``_jit.S_*``, ``evt3._state_array``)
+EVT3_STATE_SIZE = 15
 _NO_LUT = np.zeros(1, dtype=np.uint32)  # placeholder: one kernel type with and without a LUT
 
 #: what runs compiled when numba is on, for ``kernel_backend``
@@ -387,8 +389,11 @@ def decode_evt3_words(
     data = _buffer(buf)
     if len(data) % 2:
         raise EventsError(f"buf holds 16-bit words: {len(data)} bytes")
-    if state.dtype != np.int64 or state.shape != (13,) or not state.flags.writeable:
-        raise EventsError(f"state must be a writeable int64 array of 13, got {state.dtype}")
+    if state.dtype != np.int64 or state.shape != (EVT3_STATE_SIZE,) or not state.flags.writeable:
+        raise EventsError(
+            f"state must be a writeable int64 array of {EVT3_STATE_SIZE}, got {state.dtype} "
+            f"{state.shape}"
+        )
     kernels = _use_jit(jit)
     if kernels is None or len(data) > _MAX_EVT3_BYTES:
         return None
@@ -398,11 +403,12 @@ def decode_evt3_words(
 
 def decode_libcaer_records(
     buf: np.ndarray, big_endian: bool, time_base_ns: int, *, jit: bool | None = None
-) -> tuple[np.ndarray, int] | None:
+) -> tuple[np.ndarray, int, int] | None:
     """The compiled loop behind ``libcaer.decode_libcaer``; None: take the numpy path.
 
     ``buf``: uint8 bytes of whole 8-byte records. Returns (events, index of the lowest
-    timestamp when it is negative, else -1); one pass where numpy makes about ten.
+    timestamp when it is negative, else -1, backward steps that were no plausible rollover);
+    one pass where numpy makes about ten.
     """
     data = _buffer(buf)
     if len(data) % 8:
@@ -410,8 +416,8 @@ def decode_libcaer_records(
     kernels = _use_jit(jit)
     if kernels is None or len(data) > _MAX_KERNEL_SIZE:
         return None
-    events, bad = kernels.LIBCAER[bool(big_endian)](data, int(time_base_ns))
-    return events, int(bad)
+    events, bad, discontinuities = kernels.LIBCAER[bool(big_endian)](data, int(time_base_ns))
+    return events, int(bad), int(discontinuities)
 
 
 def warm_up() -> float:
@@ -438,6 +444,6 @@ def warm_up() -> float:
         accumulate_events(hist, out, None, t_end, jit=True)
     rectify_events(rect, out, jit=True)
     for big in (False, True):
-        decode_evt3_words(buf, big, 0, np.zeros(13, dtype=np.int64), jit=True)
+        decode_evt3_words(buf, big, 0, np.zeros(EVT3_STATE_SIZE, dtype=np.int64), jit=True)
         decode_libcaer_records(buf, big, 0, jit=True)
     return time.perf_counter() - start

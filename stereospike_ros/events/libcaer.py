@@ -3,12 +3,16 @@
 Layout as event_camera_codecs' libcaer decoder reads it (libcaer's polarity event): 8 bytes
 per event, a little-endian uint32 ``data`` (bit 0 valid mark, bit 1 polarity, bits 2..16 y,
 bits 17..31 x) then an int32 ``timestamp`` in microseconds. The event time in ns is
-``time_base + timestamp * 1000``; each time the 31-bit timestamp goes backwards inside a packet
-it has rolled over and ``2**31`` us are added (the driver folds earlier rollovers into
-``time_base``).
+``time_base + timestamp * 1000``; when the 31-bit timestamp goes backwards inside a packet and
+lands at most ``PLAUSIBLE_US`` (1 s) past the rollover, it has rolled over and ``2**31`` us are
+added (the driver folds earlier rollovers into ``time_base``). Any other step back is a
+discontinuity (garbage, a corrupted record): counted in ``LibcaerState.discontinuities``, the
+timestamp taken as it is, for the windower's jump rules to handle.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +21,14 @@ from stereospike_ros.events.errors import DecodeError, EncodeError
 from stereospike_ros.events.types import EVENT_DTYPE, empty_events
 
 _ROLLOVER_US = 1 << 31
+PLAUSIBLE_US = 1_000_000  # a rollover lands at most this far past 2**31 us
+
+
+@dataclass
+class LibcaerState:
+    """What one camera's libcaer packets left behind (counts only: no time carries over)."""
+
+    discontinuities: int = 0
 
 
 def _record(big_endian: bool) -> np.dtype:
@@ -30,11 +42,15 @@ def decode_libcaer(
     *,
     big_endian: bool = False,
     jit: bool | None = None,
+    state: LibcaerState | None = None,
 ) -> np.ndarray:
     """Events (``EVENT_DTYPE``) of one libcaer payload; raises DecodeError on a partial event.
 
     One compiled pass when numba is available (``jit`` as in ``kernels``), same events.
+    ``state`` counts the discontinuities met.
     """
+    if state is None:
+        state = LibcaerState()
     raw = payload if isinstance(payload, np.ndarray) else np.frombuffer(payload, dtype=np.uint8)
     raw = raw.view(np.uint8).reshape(-1)
     if len(raw) % 8:
@@ -51,14 +67,19 @@ def decode_libcaer(
         if found is not None:
             if found[1] >= 0:
                 raise _negative(found[1], int(rec["ts"][found[1]]))
+            state.discontinuities += found[2]
             return found[0]
     data = rec["data"]
     ts = rec["ts"].astype(np.int64)
     if ts.min() < 0:
         bad = int(np.argmin(ts))
         raise _negative(bad, int(ts[bad]))
+    steps = ts[1:] - ts[:-1]
+    back = steps < 0
+    plausible = back & (steps + _ROLLOVER_US <= PLAUSIBLE_US)
+    state.discontinuities += int(np.count_nonzero(back & ~plausible))
     wraps = np.zeros(len(ts), dtype=np.int64)
-    np.cumsum(ts[1:] < ts[:-1], out=wraps[1:])
+    np.cumsum(plausible, out=wraps[1:])
     out = np.empty(len(rec), dtype=EVENT_DTYPE)
     out["x"] = (data >> 17) & 0x7FFF
     out["y"] = (data >> 2) & 0x7FFF
@@ -75,7 +96,8 @@ def encode_libcaer(events: np.ndarray, time_base_ns: int = 0, *, big_endian: boo
     """libcaer bytes of time-sorted ``events``; timestamps are ``(t - time_base_ns) // 1000``.
 
     Rollovers of the 31-bit microsecond counter are written as such; a gap of 2**31 us or more
-    between consecutive events cannot be told from a rollover and raises EncodeError.
+    between consecutive events, or one that lands more than ``PLAUSIBLE_US`` past a rollover,
+    cannot be told from a discontinuity and raises EncodeError.
     """
     events = np.asarray(events)
     if len(events) == 0:
@@ -93,6 +115,15 @@ def encode_libcaer(events: np.ndarray, time_base_ns: int = 0, *, big_endian: boo
         raise EncodeError(
             f"libcaer needs time-sorted events less than 2**31 us apart: events {bad} and "
             f"{bad + 1} are {int(gaps[bad])} us apart"
+        )
+    wrapped = (us[1:] // _ROLLOVER_US != us[:-1] // _ROLLOVER_US) & (
+        us[1:] % _ROLLOVER_US >= PLAUSIBLE_US
+    )
+    if wrapped.any():
+        bad = int(np.flatnonzero(wrapped)[0])
+        raise EncodeError(
+            f"libcaer: event {bad + 1} lands {int(us[bad + 1] % _ROLLOVER_US)} us past a "
+            f"rollover of the 2**31 us counter; a decoder trusts at most {PLAUSIBLE_US} us"
         )
     rec = np.empty(len(events), dtype=_record(big_endian))
     rec["data"] = (x << 17) | (y << 2) | ((events["p"] != 0).astype(np.int64) << 1) | 1

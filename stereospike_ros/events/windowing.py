@@ -23,13 +23,26 @@ window's end, and only then is the window counted. Scheduling rules (what the no
 - An event more than ``backwards_tolerance_ns`` before its camera's newest event (a bag that
   loops) restarts that camera and the schedule, with a logged warning; the other camera, if it
   is still more than a window ahead, is forgotten and its old-timeline events are ignored
-  (``dropped_stale``) until it jumps back too, so one loop is one reset and no window mixes
-  the two timelines.
+  (``dropped_stale``) until it jumps back too, or jumps forward far past its old timeline to
+  within ``SAME_TIMELINE_NS`` of the other camera's, so one loop is one reset and no window
+  mixes the two timelines. A camera that returns to the other's timeline (a burst of old
+  stamps, not a loop) lifts that.
+- Work is linear in the events pushed, never in the time their stamps span: all backward
+  jumps of a push are found in one pass; a push with more than ``MAX_JUMPS_PER_PUSH`` of them
+  is garbage, and only its events after the last jump are kept (``dropped_discontinuity``);
+  slightly unordered runs are sorted once; an empty stretch of the schedule, however long, is
+  crossed in one step to the next buffered event.
+- With ``outlier_ns``, an event more than ``outlier_ns`` away from both of its neighbours in
+  the push (the camera's newest event time stands in for the first one's predecessor) is an
+  isolated outlier: dropped and counted (``dropped_outlier``) instead of dragging the
+  schedule or resetting the camera. A missing neighbour counts as far, so one stray event at
+  either end of a push is dropped too; a stream that really jumps moves with its neighbours.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import time
 from collections import deque
@@ -45,8 +58,15 @@ from stereospike_ros.events.histogram import accumulate_into, event_histogram
 from stereospike_ros.events.types import EVENT_DTYPE
 
 log = logging.getLogger(__name__)
+_WARN_EVERY_S = 5.0  #: a windower logs each kind of warning at most this often
+
+
 SIDES = ("left", "right")
 NEVER = 2**63 - 1  #: ``due_ns()`` when nothing can complete until a trigger arrives
+#: a forgotten camera whose events come this close to the other camera's joins its timeline
+SAME_TIMELINE_NS = 1_000_000_000
+#: backward jumps one push may hold before it counts as garbage (see the module docstring)
+MAX_JUMPS_PER_PUSH = 8
 
 
 @dataclass
@@ -71,16 +91,28 @@ class WindowerCounters:
     dropped_out_of_bounds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     dropped_memory: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     dropped_stale: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    dropped_outlier: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    dropped_discontinuity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     windows_emitted: int = 0
     windows_skipped: int = 0
     resets: int = 0
 
 
+_RECORD = np.dtype((np.void, EVENT_DTYPE.itemsize))
+
+
+def _select(events: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``events[index]`` through an opaque record view: numpy copies 13-byte voids ~7x faster
+    than it gathers a structured array field by field."""
+    if not events.flags.c_contiguous:
+        return events[index]
+    return events.view(_RECORD)[index].view(EVENT_DTYPE)
+
+
 class _Chunk(NamedTuple):
-    events: np.ndarray
+    events: np.ndarray  # sorted by time: windows are cut by binary search, never a mask
     t_min: int
     t_max: int
-    is_sorted: bool  # times non-decreasing: windows are cut by binary search, not a mask
 
 
 class _Side:
@@ -110,6 +142,7 @@ class StereoWindower:
         silence_timeout_ns: int = 1_000_000_000,
         schedule: str = "rate",
         backwards_tolerance_ns: int = 1_000_000,
+        outlier_ns: int | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         late_trigger_ns: int = 0,
     ) -> None:
@@ -128,11 +161,18 @@ class StereoWindower:
         self.silence_timeout_ns = int(silence_timeout_ns)
         self.schedule = schedule
         self.backwards_tolerance_ns = int(backwards_tolerance_ns)
+        if outlier_ns is not None and outlier_ns <= self.backwards_tolerance_ns:
+            raise EventsError(
+                f"outlier_ns ({outlier_ns}) must exceed backwards_tolerance_ns "
+                f"({self.backwards_tolerance_ns})"
+            )
+        self.outlier_ns = None if outlier_ns is None else int(outlier_ns)
         self.clock = clock
         # Trigger mode keeps this much sensor time of events beyond the frontier's window, so
         # a trigger that arrives after the events passing it (another topic) still finds them.
         self.late_trigger_ns = max(0, int(late_trigger_ns))
         self.counters = WindowerCounters()
+        self._warned: dict[str, float] = {}
         self._triggers: list[int] = []
         self._reset_state()
 
@@ -154,8 +194,31 @@ class StereoWindower:
         s.last_arrival = self.clock()
         self.counters.events_in[side] += len(events)
         windows: list[StereoWindow] = []
-        while len(events):
-            events = self._cut_at_backwards_jump(side, events, windows)
+        if not len(events):
+            return windows
+        steps = np.diff(events["t"])
+        if self.outlier_ns is not None and len(events) > 1:
+            keep = self._outlier_free(side, events["t"], steps)
+            if keep is not None:
+                events = _select(events, keep)
+                if not len(events):
+                    return windows
+                steps = np.diff(events["t"])
+        jumps = np.flatnonzero(steps < -self.backwards_tolerance_ns)
+        if len(jumps) > MAX_JUMPS_PER_PUSH:
+            cut = int(jumps[-1]) + 1
+            self.counters.dropped_discontinuity[side] += cut
+            self._warn(
+                "garbage",
+                "%s camera: %d backward time jumps in one batch: keeping its last %d events",
+                side,
+                len(jumps),
+                len(events) - cut,
+            )
+            events, steps, jumps = events[cut:], steps[cut:], jumps[:0]
+        bounds = [0, *(int(j) + 1 for j in jumps), len(events)]
+        for lo, hi in itertools.pairwise(bounds):
+            self._push_run(side, events[lo:hi], steps[lo : hi - 1], windows)
         return windows
 
     def advance(self, side: str, t_ns: int) -> list[StereoWindow]:
@@ -197,33 +260,64 @@ class StereoWindower:
         self._reset_state()
 
     # ---- internals
+    def _warn(self, kind: str, text: str, *args: object) -> None:
+        """``log.warning``, at most once per ``_WARN_EVERY_S`` per kind (counters keep all)."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._warned[kind] = now
+            log.warning(text, *args)
+
     def _reset_state(self) -> None:
         self._sides = {name: _Side() for name in SIDES}
         self._next_end: int | None = None
         self._created = self.clock()
 
-    def _cut_at_backwards_jump(
-        self, side: str, events: np.ndarray, windows: list[StereoWindow]
-    ) -> np.ndarray:
-        """Ingest up to the first backwards jump inside ``events``; return what is left."""
+    def _outlier_free(self, side: str, t: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
+        """Mask of the events that are no isolated outliers (see the module docstring), or
+        None when all are kept; one vectorized pass over ``steps`` (= ``np.diff(t)``)."""
+        limit = self.outlier_ns
+        far_next = np.empty(len(t), dtype=bool)
+        far_next[-1] = True
+        np.greater(np.abs(steps), limit, out=far_next[:-1])
+        if not far_next[:-1].any():
+            return None  # the usual case: no step that large at all
+        far_prev = np.empty(len(t), dtype=bool)
+        frontier = self._sides[side].frontier
+        far_prev[0] = frontier is None or abs(int(t[0]) - frontier) > limit
+        far_prev[1:] = far_next[:-1]
+        outlier = far_prev & far_next
+        n_out = int(np.count_nonzero(outlier))
+        if not n_out:
+            return None
+        self.counters.dropped_outlier[side] += n_out
+        return ~outlier
+
+    def _push_run(
+        self, side: str, events: np.ndarray, steps: np.ndarray, windows: list[StereoWindow]
+    ) -> None:
+        """Ingest a run without backward jumps beyond the tolerance (``steps``: its diffs)."""
         s = self._sides[side]
-        t = events["t"]
         tol = self.backwards_tolerance_ns
-        steps = np.diff(t)
-        jumps = np.flatnonzero(steps < -tol)
-        head, rest = (events, events[:0]) if not len(jumps) else np.split(events, [jumps[0] + 1])
-        is_sorted = not (steps[: len(head) - 1] < 0).any()
-        t0 = int(t[0])
+        if (steps < 0).any():  # jitter within the tolerance: sort once (stable, nearly sorted)
+            events = _select(events, np.argsort(events["t"], kind="stable"))
+        t0 = int(events["t"][0])
         if s.stale_until is not None:
             waited = self.clock() - s.stale_since
-            if t0 >= s.stale_until - tol and waited <= self.silence_timeout_ns:
-                self.counters.dropped_stale[side] += len(head)  # still before its own loop
-                return rest
-            if t0 >= s.stale_until - tol:
-                log.warning("%s camera never jumped back after the other one did", side)
+            other = self._sides[SIDES[1 - SIDES.index(side)]]
+            joined = (  # far past its old timeline, beside the other camera's new one
+                t0 > s.stale_until + SAME_TIMELINE_NS
+                and other.frontier is not None
+                and abs(t0 - other.frontier) <= SAME_TIMELINE_NS
+            )
+            if t0 >= s.stale_until - tol and waited <= self.silence_timeout_ns and not joined:
+                self.counters.dropped_stale[side] += len(events)  # still before its own loop
+                return
+            if t0 >= s.stale_until - tol and not joined:
+                self._warn("stale", "%s camera never jumped back after the other one did", side)
             s.stale_until = None
         elif s.frontier is not None and t0 < s.frontier - tol:
-            log.warning(
+            self._warn(
+                "reset",
                 "%s camera time jumped back from %d ns to %d ns: resetting the stereo windower",
                 side,
                 s.frontier,
@@ -231,9 +325,11 @@ class StereoWindower:
             )
             self.counters.resets += 1
             self._restart(side, t0)
-        self._ingest(side, head, is_sorted)
+        other = self._sides[SIDES[1 - SIDES.index(side)]]
+        if other.stale_until is not None and t0 >= other.stale_until - self.window_ns:
+            other.stale_until = None  # back on the other camera's timeline: a burst, no loop
+        self._ingest(side, events)
         windows.extend(self._emit())
-        return rest
 
     def _restart(self, side: str, new_t: int) -> None:
         """Forget ``side`` and the schedule after its jump back to ``new_t``.
@@ -255,21 +351,21 @@ class StereoWindower:
             self._sides[other_name] = stale
         self._next_end = None
 
-    def _ingest(self, side: str, events: np.ndarray, is_sorted: bool) -> None:
+    def _ingest(self, side: str, events: np.ndarray) -> None:
         s = self._sides[side]
         inside = (events["x"] < self.width) & (events["y"] < self.height)
         n_in = int(np.count_nonzero(inside))
         if n_in < len(events):
             self.counters.dropped_out_of_bounds[side] += len(events) - n_in
-            events = events[inside]
+            events = _select(events, inside)
         if not len(events):
             return
         t = events["t"]
-        t_min, t_max = (int(t[0]), int(t[-1])) if is_sorted else (int(t.min()), int(t.max()))
+        t_min, t_max = int(t[0]), int(t[-1])
         s.frontier = t_max if s.frontier is None else max(s.frontier, t_max)
         if s.first_t is None:
             s.first_t = t_min
-        s.chunks.append(_Chunk(events, t_min, t_max, is_sorted))
+        s.chunks.append(_Chunk(events, t_min, t_max))
         s.count += len(events)
         self._bound_memory(side)
 
@@ -277,15 +373,15 @@ class StereoWindower:
         s = self._sides[side]
         excess = s.count - self.max_buffered_events
         while excess > 0:
-            chunk, _, t_max, is_sorted = s.chunks[0]
+            chunk, _, t_max = s.chunks[0]
             k = min(excess, len(chunk))
-            lost = t_max if k == len(chunk) else int(chunk["t"][:k].max())
+            lost = t_max if k == len(chunk) else int(chunk["t"][k - 1])
             s.lost_until = lost if s.lost_until is None else max(s.lost_until, lost)
             if k == len(chunk):
                 s.chunks.popleft()
             else:
                 rest = chunk[k:]
-                s.chunks[0] = _Chunk(rest, int(rest["t"].min()), t_max, is_sorted)
+                s.chunks[0] = _Chunk(rest, int(rest["t"][0]), t_max)
             s.count -= k
             excess -= k
             self.counters.dropped_memory[side] += k
@@ -334,11 +430,21 @@ class StereoWindower:
         return out
 
     def _skip_empty_grid(self, end: int) -> int:
-        """Jump the rate grid over windows before any buffered event (after a pause)."""
-        oldest = [s.chunks[0].t_min for s in self._sides.values() if s.chunks]
-        if not oldest or min(oldest) < end:
+        """Jump the rate grid to the first window holding a buffered event (after a pause or
+        a jump forward): one step, whatever the time crossed."""
+        start = end - self.window_ns
+        nxt = None
+        for s in self._sides.values():
+            for chunk, t_min, t_max in s.chunks:
+                if t_max < start:
+                    continue
+                first = (
+                    t_min if t_min >= start else int(chunk["t"][np.searchsorted(chunk["t"], start)])
+                )
+                nxt = first if nxt is None else min(nxt, first)
+        if nxt is None or nxt < end:
             return end
-        first_end = (min(oldest) // self.period_ns + 1) * self.period_ns
+        first_end = (nxt // self.period_ns + 1) * self.period_ns
         self.counters.windows_skipped += (first_end - end) // self.period_ns
         self._next_end = first_end
         return first_end
@@ -349,16 +455,12 @@ class StereoWindower:
         # compiled scatter each chunk is counted where it lies: concatenating 13-byte records
         # cost more than counting them.
         parts = []
-        for chunk, t_min, t_max, is_sorted in s.chunks:
+        for chunk, t_min, t_max in s.chunks:
             if start <= t_min and t_max < end:  # wholly inside: no per-event time test
                 parts.append(chunk)
             elif t_min < end and t_max >= start:
-                t = chunk["t"]
-                if is_sorted:
-                    i, j = np.searchsorted(t, (start, end))
-                    parts.append(chunk[i:j])
-                else:
-                    parts.append(chunk[(t >= start) & (t < end)])
+                i, j = np.searchsorted(chunk["t"], (start, end))
+                parts.append(chunk[i:j])
         if not parts:
             return np.zeros((2, self.height, self.width), dtype=np.uint16)
         if kernels.HAVE_NUMBA and len(parts) > 1:

@@ -20,6 +20,7 @@ on this machine's cores together with the publisher, so treat absolute figures a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -199,10 +201,72 @@ def _last(rows: list[dict[str, str]], key: str) -> str | None:
     return values[-1] if values else None
 
 
-def run(args: argparse.Namespace) -> int:
+class NodeSession:
+    """A depth node process under test, and this process's talker beside it (``session``)."""
+
+    def __init__(
+        self, node_process: subprocess.Popen, node: object, listener: _Listener, log: Path
+    ) -> None:
+        self.process = node_process
+        self.node = node
+        self.listener = listener
+        self.log = log
+        self.stop = threading.Event()
+        self.rss: list[tuple[float, float]] = []
+
+    def sample_memory(self) -> None:
+        """Sample the node's RSS every 0.5 s from now on (a daemon thread)."""
+
+        def sample() -> None:
+            while not self.stop.is_set() and self.process.poll() is None:
+                value = _rss_mb(self.process.pid)
+                if value is not None:
+                    self.rss.append((time.monotonic(), value))
+                time.sleep(0.5)
+
+        threading.Thread(target=sample, daemon=True).start()
+
+
+@contextlib.contextmanager
+def session(params: dict[str, object], threads: int, prefix: str) -> Iterator[NodeSession]:
+    """Start ``depth_node`` (``params``) as its own process on a private DDS domain, with a
+    talker node spun here; on exit stop the node with SIGINT (as Ctrl-C) and shut down."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    env["OMP_NUM_THREADS"] = str(max(1, threads))
+    log = Path(tempfile.mkdtemp(prefix=prefix)) / "depth_node.log"
+    argv = [sys.executable, "-m", "stereospike_ros.ros.depth_node", "--ros-args"]
+    for key, value in {"threads": threads, **params}.items():
+        argv += ["-p", f"{key}:={value}"]
+    node_process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    context = rclpy.Context()
+    rclpy.init(context=context, args=[])
+    node = rclpy.create_node("stereospike_benchmark_node", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    current = NodeSession(node_process, node, _Listener(node), log)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        yield current
+    finally:
+        current.stop.set()
+        if node_process.poll() is None:
+            node_process.send_signal(signal.SIGINT)
+            try:
+                node_process.wait(20)
+            except subprocess.TimeoutExpired:
+                node_process.kill()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.weights:  # a bad file is one clear error here, not a node that fails to start
         from stereospike_ros.model import load_checkpoint
 
@@ -211,38 +275,19 @@ def run(args: argparse.Namespace) -> int:
         args.duration = min(args.duration, 8.0)
         args.flood_duration = min(args.flood_duration, 12.0)
     height, width = (int(v) for v in args.size.lower().split("x"))
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    env["OMP_NUM_THREADS"] = str(max(1, args.threads))
     tmp = Path(tempfile.mkdtemp(prefix="stereospike_bench_node_"))
     weights = Path(args.weights) if args.weights else _tiny_weights(tmp)
-    log = tmp / "depth_node.log"
-    argv = [
-        sys.executable, "-m", "stereospike_ros.ros.depth_node", "--ros-args",
-        "-p", f"weights:={weights}", "-p", f"threads:={args.threads}",
-        "-p", f"event_type:={args.event_type}", "-p", "publish_points:=true",
-    ]  # fmt: skip
-    node_process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    context = rclpy.Context()
-    rclpy.init(context=context, args=[])
-    node = rclpy.create_node("stereospike_benchmark_node", context=context)
-    feeder = _Feeder(node, args.event_type, height, width)
-    listener = _Listener(node)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    stop = threading.Event()
-    rss: list[tuple[float, float]] = []
+    params = {"weights": weights, "event_type": args.event_type, "publish_points": "true"}
+    with session(params, args.threads, "stereospike_bench_node_") as current:
+        return _measure(args, current, weights, height, width)
 
-    def sample_memory() -> None:
-        while not stop.is_set() and node_process.poll() is None:
-            value = _rss_mb(node_process.pid)
-            if value is not None:
-                rss.append((time.monotonic(), value))
-            time.sleep(0.5)
+
+def _measure(
+    args: argparse.Namespace, current: NodeSession, weights: Path, height: int, width: int
+) -> int:
+    node_process, listener, rss, log = current.process, current.listener, current.rss, current.log
+    feeder = _Feeder(current.node, args.event_type, height, width)
+    stop = current.stop
 
     result: dict[str, object] = {}
     try:
@@ -251,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
             if node_process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("depth_node did not start:\n" + log.read_text()[-2000:])
             time.sleep(0.1)
-        threading.Thread(target=sample_memory, daemon=True).start()
+        current.sample_memory()
         print(
             f"benchmark node: {width}x{height}, {args.rate / 1e3:g}k events/s per camera in "
             f"{args.message_ms:g} ms messages ({args.event_type}), weights {weights.name}",
@@ -320,15 +365,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         stop.set()
-        if node_process.poll() is None:
-            node_process.send_signal(signal.SIGINT)
-            try:
-                node_process.wait(20)
-            except subprocess.TimeoutExpired:
-                node_process.kill()
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
     _print(result)
     if args.json:
         print(json.dumps(result))

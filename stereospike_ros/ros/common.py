@@ -48,6 +48,27 @@ def init_without_signal_handlers(args: Sequence[str] | None) -> None:
 
 
 @contextlib.contextmanager
+def interrupt_on_signals(stop: threading.Event) -> Iterator[None]:
+    """While inside (a node's start-up: model load, warm-up), SIGINT/SIGTERM raise
+    KeyboardInterrupt at once instead of waiting for the loop that polls ``stop``."""
+
+    def interrupt(*_: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, interrupt)
+    try:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGINT or SIGTERM while inside; the previous handlers come back after."""
     stop = threading.Event()
@@ -78,7 +99,8 @@ def run_node(
 ) -> int:
     """A node's ``main``: init, build, spin until SIGINT/SIGTERM, ``on_exit``, shut down.
 
-    Returns 1 (after one FATAL line) when ``factory`` raises ``StartupError``, else 0. One
+    Returns 1 (after one FATAL line) when ``factory`` raises ``StartupError``, else 0; a
+    signal during ``factory`` (loading weights, warming up) ends it at once, with 0. One
     SingleThreadedExecutor thread: rclpy's EventsExecutor delivered no message with the Kilted
     wheels (it held a core at 100 % and ignored SIGINT), and the depth node's heavy work has
     threads of its own.
@@ -87,14 +109,15 @@ def run_node(
     with stop_on_signals() as stop:
         node = None
         try:
-            node = factory()
+            with interrupt_on_signals(stop):
+                node = factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)
             spin_until_signal(executor, stop)
         except StartupError as err:
             rclpy.logging.get_logger(name).fatal(f"cannot start: {err}")
             return 1
-        except ExternalShutdownException:
+        except (ExternalShutdownException, KeyboardInterrupt):
             pass
         finally:
             if node is not None:
@@ -218,31 +241,16 @@ MISSING_PACKAGE_HINTS = {
 }
 
 
-def private_node(parent: Node, suffix: str) -> Node:
-    """A hidden helper node beside ``parent`` that no executor spins (for PolledSubscription).
-
-    It ignores the process's ROS arguments (a ``__node:=`` remap would otherwise give it the
-    parent's name): give it names already resolved by the parent (``resolve_topic_name``).
-    """
-    return Node(
-        f"_{parent.get_name()}_{suffix}",
-        namespace=parent.get_namespace(),
-        context=parent.context,
-        use_global_arguments=False,
-        enable_rosout=False,
-        start_parameter_services=False,
-    )
-
-
 class PolledSubscription:
     """A raw subscription read in batches by ``take_all`` instead of one callback per message.
 
     rclpy's executor costs ~300 us of Python per wake-up (measured here with the Kilted
     wheels), more than decoding a 1 ms event message; a driver publishing 1000 messages/s per
-    camera then costs the depth node most of a core before any work. A subscription on a node
-    that no executor spins (``private_node``) is instead drained every few ms by the node's
-    ingest thread. It takes messages exactly as rclpy's executor does (``handle.take_message``,
-    the call behind every subscription callback); rclpy has no public "take" API.
+    camera then costs the depth node most of a core before any work. A subscription in a
+    callback group that executors never wait on (``depth_node.PolledGroup``) is instead drained
+    every few ms by the node's ingest thread. It takes messages exactly as rclpy's executor
+    does (``handle.take_message``, the call behind every subscription callback); rclpy has no
+    public "take" API.
     """
 
     def __init__(
@@ -257,6 +265,27 @@ class PolledSubscription:
         self.subscription = node.create_subscription(
             msg_type, topic, _never_called, qos, raw=True, callback_group=callback_group
         )
+        self._lost_event = _message_lost_event(self.subscription)
+        self._lost = 0
+
+    def lost(self) -> int | None:
+        """Messages the transport reports lost on this subscription so far (None: the RMW
+        does not report it). Fast DDS counts samples that never arrived, e.g. best-effort
+        fragments of a large message dropped on the way; not samples a full history replaced.
+        An executor would deliver the same status to ``SubscriptionEventCallbacks(
+        message_lost=...)``; executors leave this subscription alone, so it is read here.
+        """
+        if self._lost_event is None:
+            return None
+        with self._lost_event:
+            status = self._lost_event.take_event()
+        total = -1 if status is None else int(status.total_count)
+        # Fast DDS's count is an int32 widened to size_t; under a flood it now and then reads
+        # as a huge number (2**64 minus about 2**31) and then recovers: keep the largest
+        # plausible value (the count only grows).
+        if 0 <= total < 2**31:
+            self._lost = max(self._lost, total)
+        return self._lost
 
     def take_all(self, limit: int = 100_000) -> list[bytes]:
         """The serialized messages waiting now, oldest first (at most ``limit``)."""
@@ -270,6 +299,20 @@ class PolledSubscription:
                     break
                 out.append(taken[0])
         return out
+
+
+def _message_lost_event(subscription: Any) -> Any:
+    """rcl's message-lost status handle of ``subscription``, or None where unsupported."""
+    from rclpy.event_handler import QoSSubscriptionEventType, UnsupportedEventTypeError
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+    try:
+        with subscription.handle:
+            return _rclpy.EventHandle(
+                subscription.handle, QoSSubscriptionEventType.RCL_SUBSCRIPTION_MESSAGE_LOST
+            )
+    except (UnsupportedEventTypeError, RuntimeError, TypeError):
+        return None
 
 
 def _never_called(_msg: object) -> None:  # pragma: no cover - the node is never spun

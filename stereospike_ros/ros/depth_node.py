@@ -21,6 +21,12 @@ ClockOffset` (zero offset when the stamps are already wall time, as with a live 
 host; otherwise the smallest arrival-minus-event-time offset of the last 2 s, which excludes
 the transport delay of the fastest message). ``processing_ms`` is publication minus the moment
 the window became complete (both cameras past its end): the node's own share.
+
+Faults (docs/failure-behaviour.md): every message costs work linear in its size; what the node
+does not use is counted per camera and reason, what the transport lost too (message-lost
+status, EventPacket ``seq``), and ``/diagnostics`` says it (ERROR for a clock skew between the
+cameras or a stream of another size than the weights'); the console gets a throttled WARN when
+windows are skipped or data dropped, and one summary line at shutdown.
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ __all__ = ["DepthNode", "PolledGroup", "main"]
 
 SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
+#: warn when qos_depth x the largest event message could exceed this (DDS keeps whole samples)
+HISTORY_WARN_BYTES = 1 << 30
 #: Trigger mode keeps this much sensor time of events for a trigger that arrives late (it
 #: comes on another topic than the events that pass it).
 LATE_TRIGGER_NS = 500_000_000
@@ -102,6 +110,7 @@ class _Window:
 @dataclass
 class _NodeStats:
     processed: int = 0
+    refused_size: int = 0  # windows of a size the weights were not trained on
     inference_errors: int = 0
     ingest_errors: int = 0
     trigger_errors: int = 0
@@ -140,8 +149,9 @@ class DepthNode(Node):
         compile_s = kernels.warm_up()
         self.get_logger().info(f"event kernels: {kernels.kernel_backend()} ({compile_s:.2f} s)")
         self._warmed: set[tuple[int, int]] = set()
+        self.trained_size = _trained_size(self.metadata)
         if p["warm_up_size"]:
-            self._warm_up(_parse_size(p["warm_up_size"]))
+            self._warm_up(_parse_size(p["warm_up_size"], "warm_up_size"))
         self._check_window_length()
         self.window_ns = round(p["window_ms"] * 1e6)
         self.period_ns = round((p["period_ms"] or p["window_ms"]) * 1e6)
@@ -150,10 +160,12 @@ class DepthNode(Node):
         self.clock_offset = ClockOffset()
         self.slot: LatestSlot[_Window] = LatestSlot()
         self._lock = threading.Lock()  # guards calibration
+        self._calibrated_size: tuple[int, int] | None = None  # for the ingest thread
         self.frame_id = p["frame_id"]
         self.calibrations: dict[str, CameraCalibration | None] = {s: None for s in SIDES}
         self.maps: dict[str, object] = {}  # Rectifier per side from the rectification topic
         self._test_delay_s = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
+        outlier_ns = round(p["outlier_gap_s"] * 1e9) or None
         self.ingest = StereoIngest(
             self.event_type,
             window_ns=self.window_ns,
@@ -162,11 +174,12 @@ class DepthNode(Node):
             max_buffered_events=p["max_buffered_events"],
             silence_timeout_ns=int(p["silence_timeout_s"] * 1e9),
             rectify=p["rectify"],
+            outlier_ns=None if outlier_ns is None else max(outlier_ns, 2_000_000),
+            geometry=self._configured_geometry(),
             on_start=self._on_start,
             watermarks=p["replay_watermarks"],
             late_trigger_ns=LATE_TRIGGER_NS,
-        )  # owned by the ingest thread; diagnostics read its counters and, under its lock,
-        # its windower
+        )  # owned by the ingest thread; diagnostics read its counters (no lock)
         self._warm_up_cpu_s = 0.0
         self._load_calibration_files()
 
@@ -247,6 +260,10 @@ class DepthNode(Node):
                 )
                 self._input_subs.append(sub)
         self._diag_last = time.monotonic()
+        self._warned: dict[str, int] = {}  # what the last console WARN reported
+        self._skew_ns: int | None = None  # left minus right sensor clock, last period
+        self._history_full_reported: dict[str, int] = {}
+        self._lost_checked = 0.0
         self._skipped_reported = 0
         self._startup_skipped = 0
         self._emitted_reported = 0
@@ -271,6 +288,17 @@ class DepthNode(Node):
         )
 
     # -- start-up -----------------------------------------------------------------------------
+
+    def _configured_geometry(self) -> tuple[int, int] | None:
+        """(H, W) from sensor_size, else a calibration file, else the weights; None: learn it."""
+        if self.p["sensor_size"]:
+            return _parse_size(self.p["sensor_size"], "sensor_size")
+        for side in SIDES:
+            path = self.p[f"{side}_calibration_file"]
+            if path:
+                calibration = load_camera_yaml(path)
+                return int(calibration.height), int(calibration.width)
+        return self.trained_size
 
     def _check_window_length(self) -> None:
         trained = self.metadata.get("window_ms")
@@ -307,6 +335,9 @@ class DepthNode(Node):
                     raise StartupError(f"{side} calibration from {source}: {err}") from err
             self.calibrations[side] = calibration
         self.get_logger().info(f"{side} calibration from {source}")
+        size = (int(calibration.height), int(calibration.width))
+        if side == "left" and not self.p["sensor_size"] and min(size) > 0:
+            self._calibrated_size = size  # the ingest thread adopts it (it owns the ingest)
 
     # -- callbacks (io group: one at a time) ----------------------------------------------------
 
@@ -389,6 +420,18 @@ class DepthNode(Node):
         Returns the messages taken and the CPU seconds rclpy spent handing them over.
         """
         taken, take_cpu = 0, 0.0
+        size = self._calibrated_size
+        if size is not None:
+            self._calibrated_size = None
+            if self.ingest.set_geometry(size):
+                self.get_logger().info(f"sensor size {size[1]}x{size[0]} from the calibration")
+        now = time.monotonic()
+        if now - self._lost_checked > 0.2:  # cumulative counts: a few reads a second suffice
+            self._lost_checked = now
+            for side in SIDES:
+                lost = self._event_subs[side].lost()
+                if lost is not None:
+                    self.ingest.counters[side].transport_lost = lost
         if self._trigger_sub is not None:
             for buf in self._trigger_sub.take_all():
                 self._on_trigger(buf)
@@ -398,6 +441,8 @@ class DepthNode(Node):
             bufs = self._event_subs[side].take_all(limit)
             take_cpu += time.thread_time() - cpu  # rclpy's share, reported apart
             taken += len(bufs)
+            if len(bufs) >= limit:  # KEEP_LAST overwrites silently once the history is full
+                self.ingest.counters[side].history_full += 1
             if not bufs:
                 continue
             now, last_t = time.monotonic(), None
@@ -434,11 +479,16 @@ class DepthNode(Node):
         self.ingest.add_triggers([stamp])
 
     def _on_start(self, geometry: tuple[int, int], frame_id: str) -> None:
-        """The first message fixed the geometry (ingest thread)."""
+        """The windows' geometry is known or changed (ingest thread, or start-up)."""
         height, width = geometry
-        if not self.frame_id:
-            self.frame_id = frame_id or DEFAULT_FRAME
-        self.get_logger().info(f"events are {width}x{height}; outputs in frame {self.frame_id!r}")
+        self.get_logger().info(f"windows are {width}x{height}")
+        if self.trained_size is not None and geometry != self.trained_size:
+            text = self._size_mismatch(geometry)
+            if self.p["allow_size_mismatch"]:
+                self.get_logger().warning(text + "; running anyway (allow_size_mismatch)")
+            else:
+                self.get_logger().error(text + "; set allow_size_mismatch:=true to run anyway")
+                return
         if geometry not in self._warmed:
             # Before any window exists, so the inference thread is idle. Messages wait in the
             # DDS history meanwhile; that backlog's windows are skipped as start-up.
@@ -463,9 +513,27 @@ class DepthNode(Node):
             f"network ready for {geometry[1]}x{geometry[0]} in {time.perf_counter() - start:.2f} s"
         )
 
+    def _size_mismatch(self, geometry: tuple[int, int]) -> str:
+        h, w = self.trained_size  # type: ignore[misc]
+        return (
+            f"the event stream is {geometry[1]}x{geometry[0]} but the weights {self.weights.name} "
+            f"were trained on {w}x{h}"
+        )
+
+    def _frame(self) -> str:
+        return self.frame_id or self.ingest.frame_id or DEFAULT_FRAME
+
     def _emit(self, windows: Sequence) -> None:
         now = time.time()
+        refuse = (
+            self.trained_size is not None
+            and self.ingest.geometry != self.trained_size
+            and not self.p["allow_size_mismatch"]
+        )
         for window in windows:
+            if refuse:
+                self.stats.refused_size += 1
+                continue
             self.slot.put(_Window(int(window.t_end_ns), window.left, window.right, now))
 
     # -- inference thread ---------------------------------------------------------------------
@@ -488,7 +556,7 @@ class DepthNode(Node):
             time.sleep(self._test_delay_s)
         estimate = self.estimator(window.left, window.right)
         start = time.thread_time()
-        stamp, frame = window.t_end_ns, self.frame_id
+        stamp, frame = window.t_end_ns, self._frame()
         self.pub_depth.publish(convert.image_from_array(estimate.depth, "32FC1", stamp, frame))
         calibration = self.calibrations["left"]
         if calibration is not None:
@@ -539,10 +607,11 @@ class DepthNode(Node):
     ) -> CameraInfo:
         # The depth image lives in the rectified left camera: K = P[:, :3], no distortion.
         P = np.asarray(calibration.P, dtype=float).reshape(3, 4)
+        frame = self._frame()
         rectified = CameraCalibration(
-            shape[0], shape[1], P[:, :3], np.zeros(5), np.eye(3), P, "plumb_bob", self.frame_id
+            shape[0], shape[1], P[:, :3], np.zeros(5), np.eye(3), P, "plumb_bob", frame
         )
-        return convert.camera_info_from_calibration(rectified, stamp, self.frame_id)
+        return convert.camera_info_from_calibration(rectified, stamp, frame)
 
     # -- diagnostics --------------------------------------------------------------------------
 
@@ -556,14 +625,30 @@ class DepthNode(Node):
         self._diag_last = now
         values: dict[str, object] = {}
         warnings: list[str] = []
+        self._skew_ns = self.ingest.take_clock_skew_ns()
+        errors = self._errors()
         seen_any = any(s.last_arrival is not None for s in self.ingest.counters.values())
         for side, s in self.ingest.counters.items():
             values[f"{side}_event_rate_hz"] = s.period_events / elapsed
             values[f"{side}_message_rate_hz"] = s.period_messages / elapsed
             values[f"{side}_events_total"] = s.events
+            values[f"{side}_messages_total"] = s.messages
             values[f"{side}_decode_errors"] = s.decode_errors
             values[f"{side}_geometry_errors"] = s.geometry_errors
             values[f"{side}_uncalibrated_drops"] = s.uncalibrated
+            values[f"{side}_dropped_message_events"] = s.dropped_events
+            values[f"{side}_messages_lost_transport"] = s.transport_lost
+            values[f"{side}_messages_lost_seq"] = s.seq_lost
+            values[f"{side}_seq_restarts"] = s.seq_restarts
+            values[f"{side}_time_discontinuities"] = s.time_discontinuities
+            values[f"{side}_largest_message_bytes"] = s.largest_message
+            values[f"{side}_history_full"] = s.history_full
+            if s.history_full > self._history_full_reported.get(side, 0):
+                warnings.append(
+                    f"{side} DDS history (qos_depth {self.p['qos_depth']}) was full: messages may "
+                    "have been overwritten uncounted (the node is behind)"
+                )
+            self._history_full_reported[side] = s.history_full
             rectifier = self.ingest.rectifiers[side]
             if rectifier is not None:
                 values[f"{side}_rectify_dropped"] = rectifier.dropped
@@ -572,14 +657,22 @@ class DepthNode(Node):
                 warnings.append(f"{side} camera silent: no message yet")
             elif silent_for is not None and silent_for > self.p["silence_timeout_s"]:
                 warnings.append(f"{side} camera silent for {silent_for:.1f} s")
-            s.period_events = s.period_messages = 0
+            s.period_events = s.period_messages = s.period_geometry_errors = 0
         if not seen_any:
             warnings.append("waiting for events on both cameras")
+        largest = max(c.largest_message for c in self.ingest.counters.values())
+        if largest * self.p["qos_depth"] > HISTORY_WARN_BYTES:
+            warnings.append(
+                f"event messages of up to {largest / 2**20:.1f} MB with qos_depth "
+                f"{self.p['qos_depth']}: DDS may hold {largest * self.p['qos_depth'] / 2**30:.1f}"
+                " GB for them; lower qos_depth (docs/failure-behaviour.md)"
+            )
         windower = self.ingest.windower
         if windower is not None:
-            with self.ingest.lock:
-                silent = windower.silent_sides()
-                counters = asdict(windower.counters)
+            # No lock: plain counters read while the ingest thread may add to them (the GIL
+            # makes each read whole), so diagnostics never wait for a batch being windowed.
+            silent = windower.silent_sides()
+            counters = asdict(windower.counters)
             for side in silent:
                 text = f"{side} camera silent"
                 if not any(w.startswith(text) for w in warnings):
@@ -598,6 +691,15 @@ class DepthNode(Node):
         values["inference_errors"] = self.stats.inference_errors
         values["ingest_errors"] = self.stats.ingest_errors
         values["trigger_errors"] = self.stats.trigger_errors
+        values["windows_refused_size"] = self.stats.refused_size
+        values["geometry"] = (
+            "unknown"
+            if self.ingest.geometry is None
+            else f"{self.ingest.geometry[1]}x{self.ingest.geometry[0]}"
+        )
+        values["geometry_changes"] = self.ingest.geometry_changes
+        if self._skew_ns is not None:
+            values["clock_skew_s"] = self._skew_ns * 1e-9
         self._skipped_reported = max(self._skipped_reported, self._startup_skipped)
         if skipped > self._skipped_reported:
             warnings.append(
@@ -632,11 +734,17 @@ class DepthNode(Node):
             if offset is None
             else ("wall time" if self.clock_offset.same_clock else f"offset {offset:.3f} s")
         )
+        self._warn_console(values)
+        level = (
+            DiagnosticStatus.ERROR
+            if errors
+            else (DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK)
+        )
         status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK,
+            level=level,
             name=f"{self.get_name()}: stereo depth",
-            message="; ".join(warnings) if warnings else "ok",
-            hardware_id=self.frame_id or "",
+            message="; ".join(errors + warnings) if errors or warnings else "ok",
+            hardware_id=self._frame(),
             values=[KeyValue(key=k, value=_format(v)) for k, v in values.items()],
         )
         array = DiagnosticArray(status=[status])
@@ -644,12 +752,120 @@ class DepthNode(Node):
         self.pub_diag.publish(array)
         return status
 
+    def _errors(self) -> list[str]:
+        """What stops correct depth for good until the user acts (ERROR level)."""
+        errors = []
+        skew = self._skew_ns
+        tolerance = self.p["clock_skew_tolerance_s"]
+        if skew is not None and abs(skew) * 1e-9 > tolerance:
+            ahead = "left" if skew > 0 else "right"
+            errors.append(
+                f"camera clocks disagree: {ahead} is {abs(skew) * 1e-9:.3f} s ahead "
+                f"(clock_skew_tolerance_s {tolerance:g}); windows pair events of different "
+                "moments: synchronise the cameras"
+            )
+        geometry = self.ingest.geometry
+        if (
+            geometry is not None
+            and self.trained_size is not None
+            and geometry != self.trained_size
+            and not self.p["allow_size_mismatch"]
+        ):
+            errors.append(self._size_mismatch(geometry) + ": no depth (allow_size_mismatch)")
+        for side, c in self.ingest.counters.items():
+            if c.period_geometry_errors and c.period_geometry_errors == c.period_messages:
+                errors.append(
+                    f"every {side} message is dropped: {self.ingest.last_geometry_error} "
+                    "(sensor_size)"
+                )
+        return errors
+
+    def loss_summary(self) -> dict[str, object]:
+        """Counters of what was received, lost and dropped, by camera and reason."""
+        windower = self.ingest.windower
+        w = windower.counters if windower is not None else None
+        summary: dict[str, object] = {
+            "windows_processed": self.stats.processed,
+            "windows_skipped_behind": self.slot.skipped,
+            "windows_skipped_incomplete": w.windows_skipped if w else 0,
+            "windows_refused_size": self.stats.refused_size,
+            "windower_resets": w.resets if w else 0,
+        }
+        for side, c in self.ingest.counters.items():
+            dropped = {
+                "decode": c.decode_errors,
+                "geometry": c.geometry_errors,
+                "uncalibrated": c.uncalibrated,
+            }
+            dropped_events = {"in_dropped_messages": c.dropped_events}
+            if w is not None:
+                for reason in ("out_of_bounds", "memory", "stale", "outlier", "discontinuity"):
+                    dropped_events[reason] = getattr(w, f"dropped_{reason}")[side]
+            rectifier = self.ingest.rectifiers[side]
+            if rectifier is not None:
+                dropped_events["rectify"] = rectifier.dropped
+            summary[side] = {
+                "messages": c.messages,
+                "events": c.events,
+                "messages_lost": {"transport": c.transport_lost, "seq": c.seq_lost},
+                "messages_dropped": dropped,
+                "events_dropped": dropped_events,
+            }
+        return summary
+
+    def _warn_console(self, values: dict[str, object]) -> None:
+        """A throttled WARN line when windows were skipped or data dropped since the last one."""
+        totals: dict[str, int] = {"windows skipped": self.slot.skipped - self._startup_skipped}
+        summary = self.loss_summary()
+        for side in SIDES:
+            c = summary[side]
+            totals[f"{side} messages lost"] = sum(c["messages_lost"].values())
+            totals[f"{side} messages dropped"] = sum(c["messages_dropped"].values())
+            totals[f"{side} events dropped"] = sum(c["events_dropped"].values())
+        news = {k: v - self._warned.get(k, 0) for k, v in totals.items()}
+        news = {k: v for k, v in news.items() if v > 0}
+        if not news:
+            return
+        self._warned = totals
+        text = ", ".join(f"{k} +{v}" for k, v in news.items())
+        self.get_logger().warning(
+            f"falling behind or losing data: {text} (see /diagnostics)",
+            throttle_duration_sec=self.p["warn_period_s"],
+        )
+
+    def summary_line(self) -> str:
+        """One line: windows processed/skipped, events received/lost/dropped by reason."""
+        s = self.loss_summary()
+        parts = [
+            f"windows processed {s['windows_processed']}, skipped {s['windows_skipped_behind']} "
+            f"(node behind) and {s['windows_skipped_incomplete']} (empty or incomplete), "
+            f"refused {s['windows_refused_size']} (size), resets {s['windower_resets']}"
+        ]
+        for side in SIDES:
+            c = s[side]
+
+            def nonzero(d: dict[str, int]) -> str:
+                items = [f"{k} {v}" for k, v in d.items() if v]
+                return ", ".join(items) if items else "none"
+
+            parts.append(
+                f"{side}: {c['events']} events in {c['messages']} messages, messages lost "
+                f"{nonzero(c['messages_lost'])}, messages dropped {nonzero(c['messages_dropped'])}"
+                f", events dropped {nonzero(c['events_dropped'])}"
+            )
+        return "; ".join(parts)
+
     def shutdown(self) -> None:
-        """Stop the ingest and inference threads (inference finishes the window it is on)."""
+        """Stop the ingest and inference threads within about a second, log the summary.
+
+        The threads are daemons: a forward pass still running after the join's timeout does
+        not hold up the exit (Ctrl-C ends the node within 2 s).
+        """
         self._stop.set()
-        self._ingester.join(timeout=5.0)
+        self._ingester.join(timeout=0.5)
         self.slot.close()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=0.7)
+        self.get_logger().info(f"summary: {self.summary_line()}")
 
     def _stop_inputs(self) -> None:
         """Undo ``_start_inputs``, also one that failed half-way: threads stopped,
@@ -663,15 +879,23 @@ class DepthNode(Node):
             self.destroy_subscription(subscription)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def _parse_size(text: str, name: str) -> tuple[int, int]:
     """'260x346' -> (260, 346); anything else is a StartupError naming the parameter."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         height = width = 0
     if height <= 0 or width <= 0:
-        raise StartupError(f"warm_up_size {text!r} is not HxW, e.g. 260x346 (or '' for none)")
+        raise StartupError(f"{name} {text!r} is not HxW, e.g. 260x346 (or '' for none)")
     return height, width
+
+
+def _trained_size(metadata: dict) -> tuple[int, int] | None:
+    """The (H, W) the weights were trained on, from their metadata, if they say."""
+    size = metadata.get("input_size")
+    if isinstance(size, list | tuple) and len(size) == 2:
+        return int(size[0]), int(size[1])
+    return None
 
 
 def _format(value: object) -> str:

@@ -169,6 +169,40 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         0.05,
         3600.0,
     ),
+    Param(
+        "sensor_size",
+        "",
+        "HxW of the event streams; '' = the calibration's size, else the weights' input size, "
+        "else learnt from the stream. Messages of another size are dropped and counted",
+    ),
+    Param(
+        "allow_size_mismatch",
+        False,
+        "run on a stream whose size differs from the weights' training size (else ERROR "
+        "diagnostic and no depth)",
+    ),
+    Param(
+        "outlier_gap_s",
+        1.0,
+        "an event this far (sensor time) from both its neighbours is dropped as an outlier "
+        "(0 = keep every event)",
+        0.0,
+        3600.0,
+    ),
+    Param(
+        "clock_skew_tolerance_s",
+        0.5,
+        "the two cameras' sensor clocks must agree within this; else ERROR diagnostic",
+        0.001,
+        3600.0,
+    ),
+    Param(
+        "warn_period_s",
+        10.0,
+        "console WARN about falling behind or dropped data at most this often",
+        0.1,
+        3600.0,
+    ),
     Param("frame_id", "", "frame of the outputs; '' = the left events' frame_id"),
     Param("min_depth", 0.5, "colour scale near end (m)", 0.0, 1000.0, read_only=False),
     Param("max_depth", 10.0, "colour scale far end (m)", 0.01, 1000.0, read_only=False),
