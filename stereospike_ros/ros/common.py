@@ -265,8 +265,17 @@ class PolledSubscription:
         self.subscription = node.create_subscription(
             msg_type, topic, _never_called, qos, raw=True, callback_group=callback_group
         )
+        self._node = node
         self._lost_event = _message_lost_event(self.subscription)
         self._lost = 0
+
+    def destroy(self) -> None:
+        """Destroy the subscription; its loss-status handle first, which otherwise keeps the
+        subscription alive (still matched in the graph) after ``destroy_subscription``."""
+        if self._lost_event is not None:
+            self._lost_event.destroy_when_not_in_use()
+            self._lost_event = None
+        self._node.destroy_subscription(self.subscription)
 
     def lost(self) -> int | None:
         """Messages the transport reports lost on this subscription so far (None: the RMW

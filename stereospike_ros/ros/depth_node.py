@@ -203,7 +203,7 @@ class DepthNode(Node):
         p = self.p
         io_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
-        self._input_subs: list = []  # what _stop_inputs destroys, with the timer
+        self._input_subs: list = []  # what _stop_inputs destroys (subscriptions), with the timer
 
         # Event and trigger messages are not delivered by the executor (its wake-up costs
         # ~300 us of Python per message): the ingest thread takes them in batches from
@@ -221,7 +221,7 @@ class DepthNode(Node):
             )
             for side in SIDES
         }  # fmt: skip
-        self._input_subs += [s.subscription for s in self._event_subs.values()]
+        self._input_subs += list(self._event_subs.values())
         self._trigger_sub = None
         if p["trigger_topic"]:
             self._trigger_sub = PolledSubscription(
@@ -231,7 +231,7 @@ class DepthNode(Node):
                 event_qos(p["reliable"], 100),
                 polled,
             )
-            self._input_subs.append(self._trigger_sub.subscription)
+            self._input_subs.append(self._trigger_sub)
         latched = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=1,
@@ -876,7 +876,10 @@ class DepthNode(Node):
         if timer is not None:
             self.destroy_timer(timer)
         for subscription in self.__dict__.pop("_input_subs", []):
-            self.destroy_subscription(subscription)
+            if isinstance(subscription, PolledSubscription):
+                subscription.destroy()
+            else:
+                self.destroy_subscription(subscription)
 
 
 def _parse_size(text: str, name: str) -> tuple[int, int]:
