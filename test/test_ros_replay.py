@@ -108,7 +108,7 @@ def _replay(ros_context, data: dict, which: str, slow_s: float = 0.0, evaluator=
         os.environ.pop(TEST_DELAY_ENV, None)
     player = None
     try:
-        assert spin_until(
+        ready = spin_until(
             executor,
             lambda: (
                 (
@@ -119,7 +119,12 @@ def _replay(ros_context, data: dict, which: str, slow_s: float = 0.0, evaluator=
             ),
             timeout=90.0,
         )
-        assert node.poll() is None, stop(node)[1]
+        graph = (
+            f"depth publishers {listener.count_publishers('/depth_node/depth')}, "
+            f"right-event subscribers {listener.count_subscribers('/davis/right/events')}"
+        )
+        if not ready or node.poll() is not None:
+            pytest.fail(f"the node did not come up ({graph}):\n{stop(node)[1]}")
         player = start_node(
             "event_player",
             {
