@@ -22,6 +22,7 @@ reported rather than assumed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -29,8 +30,9 @@ import json
 import math
 import os
 import statistics
+import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from torch import Tensor, nn
 
 import stereospike_ros
 from stereospike_ros.atomic import atomic_write
+from stereospike_ros.model import network
 from stereospike_ros.model.errors import CheckpointError, OnnxError
 from stereospike_ros.model.network import StereoSpike
 from stereospike_ros.model.runtimes import first_line, make_runner, require
@@ -71,6 +74,42 @@ CHANNEL_ORDERS: dict[int, list[str]] = {
     2: ["L_ON", "L_OFF"],
 }
 _EXAMPLE_SIZE = (40, 56)  # traced once; any size works when the axes are dynamic
+
+
+def _source_index(out: Any, size: Any) -> Tensor:
+    """Rows (or columns) nearest upsampling reads, computed as torch's CPU/CUDA kernels do:
+    ``min(floor(dst * float32(in / out)), in - 1)`` in float32."""
+    out_t, in_t = torch.as_tensor(out), torch.as_tensor(size)
+    scale = in_t.to(torch.float32) / out_t.to(torch.float32)
+    index = torch.floor(torch.arange(out_t, dtype=torch.float32) * scale).to(torch.int64)
+    return torch.minimum(index, in_t - 1)
+
+
+def _gather_upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest upsampling as two index gathers, equal to :func:`network.nn_upsample`.
+
+    The exporter writes ``nn_upsample`` as an ONNX ``Resize``, whose runtimes compute the source
+    pixel as ``dst / float(out / in)`` rather than torch's ``dst * float(in / out)``: at some
+    sizes (30 x 41 in a test) one row differs, a spike moves and the depth differs by
+    decimetres. Gathers with torch's own index arithmetic agree at every size."""
+    rows = _source_index(size[0], x.shape[-2])
+    cols = _source_index(size[1], x.shape[-1])
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+_EXPORT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exact_upsampling() -> Iterator[None]:
+    """Trace the network with :func:`_gather_upsample` in place of ``nn_upsample``."""
+    with _EXPORT_LOCK:
+        original = network.nn_upsample
+        network.nn_upsample = _gather_upsample
+        try:
+            yield
+        finally:
+            network.nn_upsample = original
 
 
 class _Half(nn.Module):
@@ -109,7 +148,7 @@ def export_onnx_bytes(
         dynamic.update({2: "height", 3: "width"})
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _exact_upsampling():
             # The input checks' Python `if`s are traced away (TracerWarning): shapes are checked
             # by the runtime instead.
             warnings.simplefilter("ignore")
@@ -218,6 +257,12 @@ def load_onnx(
     except Exception as err:  # onnx.checker.ValidationError
         raise OnnxError(f"{path} is not a valid ONNX graph ({first_line(err)})") from err
     for key, wanted in (expect or {}).items():
+        if key == "tensors_sha256" and metadata.get(key) != wanted:
+            raise OnnxError(
+                f"{path} was exported from another network ({metadata.get('checkpoint')}, "
+                f"tensors sha256 {str(metadata.get(key))[:12]}...), not from these weights "
+                f"({str(wanted)[:12]}...)"
+            )
         if metadata.get(key) != wanted:
             raise OnnxError(
                 f"{path} does not match: its {key} is {metadata.get(key)!r}, expected {wanted!r}"

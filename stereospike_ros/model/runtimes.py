@@ -115,7 +115,8 @@ def _openvino_runner(
         if input_size is not None:  # a static shape lets OpenVINO plan its kernels once
             channels = network.inputs[0].get_partial_shape()[1]
             network.reshape([batch, channels, *input_size])
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        # f32: on CPUs with bf16 units OpenVINO would otherwise round potentials, flipping spikes.
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         compiled = core.compile_model(network, "CPU", config)
