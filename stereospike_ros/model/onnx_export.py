@@ -345,8 +345,7 @@ def compare_with_reference(
             depth = runner(x)
         except Exception as err:  # runtime errors (wrong size for a fixed export, ...)
             raise OnnxError(
-                f"{runtime} cannot run the network on a {tuple(x.shape)} window: "
-                f"{first_line(err)}"
+                f"{runtime} cannot run the network on a {tuple(x.shape)} window: {first_line(err)}"
             ) from err
         if tuple(depth.shape) != tuple(reference.shape):
             raise OnnxError(
@@ -500,4 +499,3 @@ def check_onnx(
     return metadata, compare_with_reference(
         model, raw, windows, runtime=runtime, providers=providers
     )
-

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from stereospike_ros.model.errors import OnnxError
 
-__all__ = ["INSTALL", "RUNTIMES", "make_runner", "onnxruntime_providers", "require", "first_line"]
+__all__ = ["INSTALL", "RUNTIMES", "first_line", "make_runner", "onnxruntime_providers", "require"]
 
 #: optional package -> the pip command that installs the version this package is tested with
 INSTALL: dict[str, str] = {
