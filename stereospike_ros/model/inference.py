@@ -56,7 +56,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.errors import ModelError, OnnxError
 from stereospike_ros.model.fast import FastStereoSpike
 from stereospike_ros.model.network import StereoSpike
 
@@ -287,7 +287,7 @@ def _runtime_inference(
     from stereospike_ros.model.runtimes import make_runner
 
     if device is not None and torch.device(device).type != "cpu":
-        raise ModelError(
+        raise OnnxError(
             f"the {runtime} path runs on the runtime's own devices (ONNX Runtime: providers "
             f"such as cuda or tensorrt), not on torch device {device}"
         )
