@@ -237,3 +237,33 @@ def test_runtime_paths_equal_the_reference_and_name_what_is_missing(monkeypatch)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     with pytest.raises(OnnxError, match=r"onnxruntime is not installed.*pip install onnxruntime=="):
         compile_for_inference(model, "onnxruntime")
+
+
+def test_evaluate_scores_the_same_through_onnxruntime_and_names_a_bad_path(
+    tmp_path, capsys, exported
+):
+    import json
+
+    from ros_support import small_recording
+
+    checkpoint, _ = exported
+    _, data = small_recording(tmp_path, duration_s=0.3)
+    scores = {}
+    for path in ("reference", "onnxruntime"):
+        report = tmp_path / f"{path}.json"
+        code, out, err = _cli(
+            capsys, "evaluate", str(checkpoint), "--data", str(data), "--any-size",
+            "--inference-path", path, "--json", str(report), "--quiet", "--device", "cpu",
+        )  # fmt: skip
+        assert code == 0, err
+        scores[path] = json.loads(report.read_text())
+    reference, onnx = scores["reference"], scores["onnxruntime"]
+    assert onnx["info"]["inference_path"] == "onnxruntime"
+    assert onnx["frames"] == reference["frames"] >= 2
+    assert onnx["mde_cm"] == pytest.approx(reference["mde_cm"], abs=1e-3)
+    assert "firing_rate" in reference and "firing_rate" not in onnx
+    code, out, err = _cli(
+        capsys, "evaluate", str(checkpoint), "--data", str(data), "--any-size", "--quiet",
+        "--inference-path", "onnxruntime", "--onnx-providers", "tensorrt",
+    )  # fmt: skip
+    assert code == 2 and "no execution provider TensorrtExecutionProvider" in err
