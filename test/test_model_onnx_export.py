@@ -15,18 +15,18 @@ from model_helpers import one_torch_thread  # noqa: F401  (autouse fixture)
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from stereospike_ros.cli import main  # noqa: E402
-from stereospike_ros.model import build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from stereospike_ros.model.errors import OnnxError  # noqa: E402
-from stereospike_ros.model.inference import compile_for_inference  # noqa: E402
-from stereospike_ros.model.onnx_export import (  # noqa: E402
+from stereospike_ros.cli import main
+from stereospike_ros.model import build_model, load_checkpoint, save_checkpoint
+from stereospike_ros.model.errors import OnnxError
+from stereospike_ros.model.inference import compile_for_inference
+from stereospike_ros.model.onnx_export import (
     check_onnx,
     compare_with_reference,
     export_checkpoint,
     load_onnx,
     read_onnx_metadata,
 )
-from stereospike_ros.model.prune import prune_silent  # noqa: E402
+from stereospike_ros.model.prune import prune_silent
 
 
 def _windows(channels: int, size: tuple[int, int], count: int = 2, rate: float = 1.0):
@@ -114,7 +114,7 @@ def test_fixed_size_export_refuses_other_sizes_and_fp16_reports_its_difference(t
     assert measured["mean_abs_diff_m"] == half.agreement.mean_abs_diff_m <= 0.05
     assert measured["max_abs_diff_m"] >= measured["mean_abs_diff_m"]
     # Above the tolerance: refused, and nothing is written.
-    with pytest.raises(OnnxError, match="disagrees with the reference.*no file written"):
+    with pytest.raises(OnnxError, match=r"disagrees with the reference.*no file written"):
         export_checkpoint(checkpoint, tmp_path / "refused.onnx", precision="fp16",
                           windows=_windows(4, (24, 32)), tolerance_m=0.0)  # fmt: skip
     assert not (tmp_path / "refused.onnx").exists()
@@ -151,7 +151,7 @@ def test_cli_exports_on_simulated_windows_and_checks_the_file(tmp_path, capsys, 
 
 
 def _one_line_error(capsys, *argv: str) -> str:
-    code, out, err = _cli(capsys, *argv)
+    code, _, err = _cli(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("export: error: "), err
@@ -160,7 +160,7 @@ def _one_line_error(capsys, *argv: str) -> str:
 
 
 def test_corrupt_foreign_or_mismatched_onnx_files_are_one_line_errors(tmp_path, capsys, exported):
-    checkpoint, good = exported
+    _, good = exported
     blob = good.read_bytes()
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(blob[: len(blob) // 2])
@@ -251,7 +251,7 @@ def test_evaluate_scores_the_same_through_onnxruntime_and_names_a_bad_path(
     scores = {}
     for path in ("reference", "onnxruntime"):
         report = tmp_path / f"{path}.json"
-        code, out, err = _cli(
+        code, _, err = _cli(
             capsys, "evaluate", str(checkpoint), "--data", str(data), "--any-size",
             "--inference-path", path, "--json", str(report), "--quiet", "--device", "cpu",
         )  # fmt: skip
@@ -262,7 +262,7 @@ def test_evaluate_scores_the_same_through_onnxruntime_and_names_a_bad_path(
     assert onnx["frames"] == reference["frames"] >= 2
     assert onnx["mde_cm"] == pytest.approx(reference["mde_cm"], abs=1e-3)
     assert "firing_rate" in reference and "firing_rate" not in onnx
-    code, out, err = _cli(
+    code, _, err = _cli(
         capsys, "evaluate", str(checkpoint), "--data", str(data), "--any-size", "--quiet",
         "--inference-path", "onnxruntime", "--onnx-providers", "tensorrt",
     )  # fmt: skip

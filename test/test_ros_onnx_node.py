@@ -102,7 +102,7 @@ def test_a_foreign_or_missing_runtime_stops_the_node_at_start_up(tmp_path, check
     generator = torch.Generator().manual_seed(0)
     windows = [torch.poisson(torch.full((4, 16, 24), 1.0), generator=generator)]
     onnx_file = export_checkpoint(other, tmp_path / "other.onnx", windows=windows).path
-    with pytest.raises(StartupError, match="inference_path 'onnxruntime'.*exported from another"):
+    with pytest.raises(StartupError, match=r"inference_path 'onnxruntime'.*exported from another"):
         load_estimator(checkpoint, "cpu", path="onnxruntime", onnx_file=str(onnx_file))
     assert load_estimator(other, "cpu", path="onnxruntime", onnx_file=str(onnx_file))[0].fast
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
