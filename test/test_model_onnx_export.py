@@ -25,6 +25,8 @@ from stereospike_ros.model.onnx_export import (
     export_checkpoint,
     load_onnx,
     read_onnx_metadata,
+    resize_is_exact,
+    upsampling_sizes,
 )
 from stereospike_ros.model.prune import prune_silent
 
@@ -105,6 +107,16 @@ def test_fixed_size_export_refuses_other_sizes_and_fp16_reports_its_difference(t
     raw, _ = load_onnx(fixed.path)
     with pytest.raises(OnnxError, match=r"cannot run the network on a \(1, 4, 30, 41\) window"):
         compare_with_reference(model, raw, _windows(4, (30, 41), 1))
+
+    # ONNX Resize is faster in the runtimes but reads other rows than torch at some sizes.
+    assert resize_is_exact("onnxruntime", upsampling_sizes(model, (24, 32)))
+    assert not resize_is_exact("onnxruntime", upsampling_sizes(model, (30, 41)))
+    with pytest.raises(OnnxError, match="Resize reads other rows"):
+        export_checkpoint(checkpoint, tmp_path / "r.onnx", input_size=(30, 41), upsampling="resize")
+    resized = export_checkpoint(checkpoint, tmp_path / "resize.onnx", input_size=(24, 32),
+                                upsampling="resize", windows=_windows(4, (24, 32)))  # fmt: skip
+    assert resized.metadata["upsampling"] == "resize" and fixed.metadata["upsampling"] == "gather"
+    assert resized.agreement.max_abs_diff_m <= 1e-4
 
     half = export_checkpoint(checkpoint, tmp_path / "half.onnx", precision="fp16",
                              windows=_windows(4, (24, 32)))  # fmt: skip

@@ -283,7 +283,12 @@ def _runtime_inference(
 ) -> Inference:
     """The ``onnxruntime`` / ``openvino`` paths: ONNX bytes in a peer runtime's session."""
     from stereospike_ros.model.checkpoint import tensors_digest
-    from stereospike_ros.model.onnx_export import export_onnx_bytes, load_onnx
+    from stereospike_ros.model.onnx_export import (
+        export_onnx_bytes,
+        load_onnx,
+        resize_is_exact,
+        upsampling_sizes,
+    )
     from stereospike_ros.model.runtimes import make_runner
 
     if device is not None and torch.device(device).type != "cpu":
@@ -294,7 +299,14 @@ def _runtime_inference(
     if input_size is not None:
         input_size = (int(input_size[0]), int(input_size[1]))
     if onnx is None:
-        raw = export_onnx_bytes(model, input_size=input_size)
+        # At a fixed size, ONNX Resize (one pass) where this runtime reads torch's rows there;
+        # otherwise gathers, exact at every size but slower in the runtimes.
+        exact_resize = input_size is not None and resize_is_exact(
+            runtime, upsampling_sizes(model, input_size)
+        )
+        raw = export_onnx_bytes(
+            model, input_size=input_size, upsampling="resize" if exact_resize else "gather"
+        )
     elif isinstance(onnx, bytes):
         raw = onnx
     else:

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="float16 weights and activations (float32 in/out; lossy: difference printed)",
     )
     parser.add_argument(
+        "--upsampling",
+        default="gather",
+        choices=("gather", "resize"),
+        help="gather: exact at every size in every runtime (default); resize: ONNX Resize, "
+        "faster in the runtimes, with --size only, refused where ONNX Runtime reads other rows",
+    )
+    parser.add_argument(
         "--windows",
         help="validate on this recording's event windows (or --split folder, or training "
         "cache) instead of simulated ones",
@@ -153,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         windows_source=f"windows of {args.windows}" if args.windows else None,
         tolerance_m=args.tolerance,
         providers=args.providers,
+        upsampling=args.upsampling,
     )
     meta = result.metadata
     size = meta["input_size"]

@@ -98,18 +98,65 @@ def _gather_upsample(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 _EXPORT_LOCK = threading.Lock()
+#: How nearest upsampling is written: ``gather`` (torch's index arithmetic, exact at every size
+#: in every runtime) or ``resize`` (ONNX Resize: one pass, faster in the runtimes, but exact
+#: only at the sizes where the runtime's rounding picks torch's rows; see resize_is_exact).
+UPSAMPLINGS = ("gather", "resize")
 
 
 @contextlib.contextmanager
-def _exact_upsampling() -> Iterator[None]:
-    """Trace the network with :func:`_gather_upsample` in place of ``nn_upsample``."""
+def _upsampling(replacement: Any) -> Iterator[None]:
+    """Run the network with ``replacement`` in place of ``network.nn_upsample``."""
     with _EXPORT_LOCK:
         original = network.nn_upsample
-        network.nn_upsample = _gather_upsample
+        network.nn_upsample = replacement
         try:
             yield
         finally:
             network.nn_upsample = original
+
+
+def upsampling_sizes(
+    model: StereoSpike, input_size: tuple[int, int]
+) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Every ``(input (H, W), output (H, W))`` the network upsamples at ``input_size``."""
+    seen: list[tuple[tuple[int, int], tuple[int, int]]] = []
+
+    def record(x: Tensor, size: tuple[int, int]) -> Tensor:
+        pair = ((int(x.shape[-2]), int(x.shape[-1])), (int(size[0]), int(size[1])))
+        if pair not in seen:
+            seen.append(pair)
+        return original(x, size)
+
+    original = network.nn_upsample
+    example = torch.zeros(1, model.config.in_channels, *input_size)
+    with _upsampling(record), torch.inference_mode():
+        model.to("cpu").eval()(example)
+    return seen
+
+
+class _Upsample(nn.Module):
+    def __init__(self, size: tuple[int, int]) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return network.nn_upsample(x, self.size)
+
+
+def resize_is_exact(runtime: str, sizes: Sequence[tuple[tuple[int, int], tuple[int, int]]]) -> bool:
+    """Whether ``runtime`` reads torch's rows and columns in the ONNX ``Resize`` the exporter
+    writes for each ``(input, output)`` size pair (probed with one-op graphs on pixel numbers)."""
+    for (height, width), out in sizes:
+        probe = torch.arange(height * width, dtype=torch.float32).reshape(1, 1, height, width)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Upsample(out), (probe,), buffer, opset_version=OPSET, dynamo=False)
+        got = make_runner(runtime, buffer.getvalue(), input_size=(height, width))(probe)
+        if not torch.equal(got, network.nn_upsample(probe, out)):
+            return False
+    return True
 
 
 class _Half(nn.Module):
@@ -130,10 +177,14 @@ def export_onnx_bytes(
     batch: int | None = None,
     precision: str = "fp32",
     opset: int = OPSET,
+    upsampling: str = "gather",
 ) -> bytes:
     """The ONNX bytes of ``model``'s reference forward (no metadata yet).
 
-    ``input_size`` (H, W) and ``batch`` fix those dimensions; None leaves them dynamic."""
+    ``input_size`` (H, W) and ``batch`` fix those dimensions; None leaves them dynamic.
+    ``upsampling``: see :data:`UPSAMPLINGS`."""
+    if upsampling not in UPSAMPLINGS:
+        raise OnnxError(f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLINGS)}")
     if not isinstance(model, StereoSpike):
         raise OnnxError(f"ONNX export needs a StereoSpike network, got {type(model).__name__}")
     if precision not in PRECISIONS:
@@ -148,7 +199,8 @@ def export_onnx_bytes(
         dynamic.update({2: "height", 3: "width"})
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad(), _exact_upsampling():
+        upsample = _gather_upsample if upsampling == "gather" else network.nn_upsample
+        with warnings.catch_warnings(), torch.no_grad(), _upsampling(upsample):
             # The input checks' Python `if`s are traced away (TracerWarning): shapes are checked
             # by the runtime instead.
             warnings.simplefilter("ignore")
@@ -407,6 +459,7 @@ def export_checkpoint(
     tolerance_m: float | None = None,
     providers: str | Sequence[str] | None = None,
     opset: int = OPSET,
+    upsampling: str = "gather",
 ) -> OnnxExport:
     """Export the network of ``checkpoint`` to ``out`` (ONNX), validated first.
 
@@ -415,7 +468,8 @@ def export_checkpoint(
     checkpoint's training size, plus a small odd size to exercise the dynamic axes). The file
     is written (atomically) only when ONNX Runtime's depth agrees with the reference within
     ``tolerance_m`` (default :data:`FP32_TOLERANCE_M` on the largest difference for fp32,
-    :data:`FP16_TOLERANCE_M` on the mean for fp16).
+    :data:`FP16_TOLERANCE_M` on the mean for fp16). ``upsampling="resize"`` (faster in the
+    runtimes) needs a fixed ``input_size`` at which ONNX Runtime's Resize reads torch's rows.
     """
     from stereospike_ros.model.checkpoint import load_checkpoint
 
@@ -439,7 +493,17 @@ def export_checkpoint(
         if input_size is None:  # the dynamic axes, at a size no layer divides evenly
             windows.append(torch.poisson(torch.full((config.in_channels, 37, 53), 0.5)))
             windows_source += " + random 37x53"
-    raw = export_onnx_bytes(model, input_size=input_size, precision=precision, opset=opset)
+    if upsampling == "resize":
+        if input_size is None:
+            raise OnnxError("upsampling 'resize' needs a fixed input size (--size HxW)")
+        if not resize_is_exact("onnxruntime", upsampling_sizes(model, input_size)):
+            raise OnnxError(
+                f"at {input_size[0]}x{input_size[1]} ONNX Runtime's Resize reads other rows "
+                "than torch's nearest upsampling: export with upsampling 'gather'"
+            )
+    raw = export_onnx_bytes(
+        model, input_size=input_size, precision=precision, opset=opset, upsampling=upsampling
+    )
     agreement = compare_with_reference(model, raw, windows, providers=providers)
     _check_tolerance(agreement, precision, tolerance_m)
     ort = require("onnxruntime")
@@ -458,6 +522,7 @@ def export_checkpoint(
         "output_units": "m",
         "precision": precision,
         "opset": opset,
+        "upsampling": upsampling,
         "checkpoint": checkpoint.name,
         "checkpoint_sha256": _file_sha256(checkpoint),
         "tensors_sha256": ckpt_meta.get("tensors_sha256"),
