@@ -279,3 +279,29 @@ def test_evaluate_scores_the_same_through_onnxruntime_and_names_a_bad_path(
         "--inference-path", "onnxruntime", "--onnx-providers", "tensorrt",
     )  # fmt: skip
     assert code == 2 and "no execution provider TensorrtExecutionProvider" in err
+
+
+def test_benchmark_times_the_peers_in_the_same_run_with_ratios_against_exact(capsys, monkeypatch):
+    import json
+
+    args = ["benchmark", "model", "--models", "stereospike", "--width", "0.125", "--size", "24x32"]
+    code = main(
+        [*args, "--runs", "2", "--paths", "reference,exact", "--peers", "onnxruntime", "--json"]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["peers"]) == {"onnxruntime"}
+    rows = {r["path"]: r for r in report["results"]}
+    assert list(rows) == ["reference", "exact", "onnxruntime"]
+    peer = rows["onnxruntime"]
+    assert peer["exact_speedup"] == pytest.approx(
+        peer["forward_s_median"] / rows["exact"]["forward_s_median"]
+    )
+    assert peer["ratio_vs_reference"] > 0 and peer["runs"] == 2
+    assert main([*args, "--runs", "1", "--paths", "exact", "--peers", "onnxruntime"]) == 0
+    assert "onnxruntime (same weights, ONNX):" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown --peers"):
+        main([*args, "--peers", "tvm"])
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(SystemExit, match="pip install openvino=="):
+        main([*args, "--peers", "openvino"])
