@@ -9,9 +9,11 @@ float32 depth in metres on the CPU (the runtime's own device memory is its busin
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,11 +107,17 @@ def _onnxruntime_runner(
     return run
 
 
+@functools.cache
+def _openvino_core() -> Any:
+    """One OpenVINO Core per process: each Core loads its device plugins again, and a test
+    run that created and dropped several (one per probe) crashed later in unrelated code."""
+    return require("openvino").Core()
+
+
 def _openvino_runner(
     model: bytes, input_size: tuple[int, int] | None, batch: int, threads: int | None
 ) -> Runner:
-    ov = require("openvino")
-    core = ov.Core()
+    core = _openvino_core()
     try:
         network = core.read_model(model=model)
         if input_size is not None:  # a static shape lets OpenVINO plan its kernels once
