@@ -429,22 +429,18 @@ def run(args: argparse.Namespace) -> int:
 def _peers(text: str, device: str) -> dict[str, str]:
     """``--peers`` as {runtime: version}; a runtime that is not installed ends the run with
     the pip command that installs it."""
-    from stereospike_ros.model.errors import OnnxError
     from stereospike_ros.model.inference import RUNTIME_PATHS
     from stereospike_ros.model.runtimes import require
 
     names = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in names if p not in RUNTIME_PATHS]
     if unknown:
-        raise SystemExit(f"unknown --peers {unknown}; peers: {', '.join(RUNTIME_PATHS)}")
+        raise UsageError(f"unknown --peers {unknown}; peers: {', '.join(RUNTIME_PATHS)}")
     if names and device != "cpu":
-        raise SystemExit("--peers run on the CPU here: use --device cpu")
+        raise UsageError("--peers run on the CPU here: use --device cpu")
     versions = {}
     for name in names:
-        try:
-            module = require(name)
-            require("onnx")  # the in-memory export writes ONNX through it
-        except OnnxError as err:
-            raise SystemExit(f"--peers {name}: {err}") from err
+        module = require(name)  # OnnxError naming the pip command when missing
+        require("onnx")
         versions[name] = getattr(module, "__version__", "?")
     return versions

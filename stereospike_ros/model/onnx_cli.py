@@ -9,7 +9,6 @@ an exported file (and, given its checkpoint, that it came from it and still agre
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,32 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from stereospike_ros.model.errors import OnnxError
-    from stereospike_ros.training.errors import TrainingError
-
-    try:
-        return _run(args)
-    except (OnnxError, TrainingError) as err:
-        print(f"export: error: {err}", file=sys.stderr)
-        return 2
-
-
 def _windows(args: argparse.Namespace, in_channels: int) -> list[Any] | None:
     if not args.windows:
         return None
-    from stereospike_ros.data.errors import DataError
+    from stereospike_ros.errors import UsageError
     from stereospike_ros.model.benchmark import recorded_inputs
-    from stereospike_ros.training.errors import TrainingError
 
     if args.frames < 1:
-        raise TrainingError(f"--frames must be >= 1, got {args.frames}")
-    try:
-        return recorded_inputs(
-            args.windows, in_channels, split=args.split, part=args.part, frames=args.frames
-        )
-    except DataError as err:
-        raise TrainingError(f"--windows {args.windows}: {err}") from err
+        raise UsageError(f"--frames must be >= 1, got {args.frames}")
+    return recorded_inputs(
+        args.windows, in_channels, split=args.split, part=args.part, frames=args.frames
+    )
 
 
 def _in_channels(checkpoint: Path) -> int:
@@ -122,7 +106,7 @@ def _agreement_line(agreement: Any, source: str, runtime: str) -> str:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from stereospike_ros.model.errors import OnnxError
     from stereospike_ros.model.onnx_export import check_onnx, export_checkpoint
 
