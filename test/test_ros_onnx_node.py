@@ -13,12 +13,16 @@ from conftest import spin_until
 pytest.importorskip("onnxruntime")
 rclpy = pytest.importorskip("rclpy")
 
-from test_ros_nodes import _depth_node, _events, _graph, _wait_matched  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from test_ros_nodes import _events, _wait_matched  # noqa: E402
 
 from stereospike_ros.events import encode_event_array, event_histogram  # noqa: E402
 from stereospike_ros.model import build_model, save_checkpoint  # noqa: E402
 from stereospike_ros.model.onnx_export import export_checkpoint  # noqa: E402
 from stereospike_ros.ros import convert  # noqa: E402
+from stereospike_ros.ros.depth_node import DepthNode  # noqa: E402
 from stereospike_ros.ros.errors import StartupError  # noqa: E402
 from stereospike_ros.ros.pipeline import load_estimator  # noqa: E402
 
@@ -38,23 +42,39 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory):
 def test_onnxruntime_node_publishes_the_exact_paths_depth_over_dds(ros_context, checkpoint):
     from dvs_msgs.msg import EventArray
 
-    node = _depth_node(
-        ros_context,
-        checkpoint,
-        inference_path="onnxruntime",
-        onnx_providers="cpu",
-        firing_rate=False,
-        reliable=True,
-        warm_up_size="32x48",
+    # Its own name and topics: a destroyed node lingers in this process's DDS graph a while,
+    # and later tests count the publishers of /depth_node/depth.
+    overrides = {
+        "weights": str(checkpoint),
+        "threads": 1,
+        "inference_path": "onnxruntime",
+        "onnx_providers": "cpu",
+        "firing_rate": False,
+        "reliable": True,
+        "warm_up_size": "32x48",
+        "left_events_topic": "/onnx/left/events",
+        "right_events_topic": "/onnx/right/events",
+        "left_camera_info_topic": "/onnx/left/camera_info",
+        "right_camera_info_topic": "/onnx/right/camera_info",
+        "left_rectification_topic": "/onnx/left/rectification_map",
+        "right_rectification_topic": "/onnx/right/rectification_map",
+    }
+    node = DepthNode(
+        "onnx_depth_node",
+        context=ros_context,
+        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
     )
     assert node.estimator.fast is not None and node.estimator.fast.path == "onnxruntime"
     talker = rclpy.create_node("onnx_talker", context=ros_context)
     pubs = {
-        s: talker.create_publisher(EventArray, f"/davis/{s}/events", 1000)
-        for s in ("left", "right")
+        s: talker.create_publisher(EventArray, f"/onnx/{s}/events", 1000) for s in ("left", "right")
     }
     sent: dict[str, list[np.ndarray]] = {"left": [], "right": []}
-    executor, depth = _graph(ros_context, node, talker)
+    depth: list[Image] = []
+    talker.create_subscription(Image, "/onnx_depth_node/depth", depth.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(talker)
     try:
         _wait_matched(executor, node, pubs)
         step, deadline = 0, time.monotonic() + 40.0
