@@ -19,6 +19,7 @@ CONSOLE_SCRIPTS = [
     "demo = stereospike_ros.cli:demo_main",
     "simulate = stereospike_ros.cli:simulate_main",
     "evaluate = stereospike_ros.cli:evaluate_main",
+    "export = stereospike_ros.cli:export_main",
     "prune = stereospike_ros.cli:prune_main",
     "report = stereospike_ros.cli:report_main",
     "train = stereospike_ros.cli:train_main",

@@ -101,7 +101,7 @@ def generate_launch_description():
             "inference_path",
             default_value="",
             description="exact (default), reference, exact-dense, exact-direct, exact-nchw, "
-            "compile, bf16, fp16",
+            "compile, bf16, fp16, onnxruntime, openvino",
         ),
         DeclareLaunchArgument(
             "event_type",

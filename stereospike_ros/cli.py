@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "node": "stereospike_ros.ros.node_cli",
     "simulate": "stereospike_ros.data.simulate_cli",
     "evaluate": "stereospike_ros.training.evaluate_cli",
+    "export": "stereospike_ros.model.onnx_cli",
     "prune": "stereospike_ros.training.prune_cli",
     "report": "stereospike_ros.training.report_cli",
     "train": "stereospike_ros.training.train_cli",
@@ -100,6 +101,7 @@ inspect_main = entry("inspect")
 demo_main = entry("demo")
 simulate_main = entry("simulate")
 evaluate_main = entry("evaluate")
+export_main = entry("export")
 prune_main = entry("prune")
 report_main = entry("report")
 train_main = entry("train")

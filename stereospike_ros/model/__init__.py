@@ -5,7 +5,7 @@ No ROS import. ``build_model(name, **options)`` returns a stateless ``nn.Module`
 """
 
 from stereospike_ros.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
-from stereospike_ros.model.errors import CheckpointError, ConfigError, ModelError
+from stereospike_ros.model.errors import CheckpointError, ConfigError, ModelError, OnnxError
 from stereospike_ros.model.inference import Inference, compile_for_inference
 from stereospike_ros.model.loss import stereospike_loss
 from stereospike_ros.model.metrics import (
@@ -34,6 +34,7 @@ __all__ = [
     "ModelConfig",
     "ModelError",
     "ModelOutput",
+    "OnnxError",
     "StereoSpike",
     "build_model",
     "checkpoint_metadata",

@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="inference paths, comma-separated: reference, exact, exact-dense, exact-direct, "
         "exact-nchw, compile, bf16, fp16 (reference,exact); ratios need reference",
     )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="peer runtimes timed in the same rounds as --paths on the same weights (exported "
+        "to ONNX): onnxruntime, openvino, comma-separated; ratios against exact are printed",
+    )
     parser.add_argument("--batch", type=int, default=1, help="batch size (1)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--runs", type=int, default=5, help="timed forward passes per path (5)")
@@ -202,6 +208,10 @@ def measure_paths(
         }
         if "reference" in times:
             result["ratio_vs_reference"] = statistics.median(times["reference"]) / median
+        ours = next((p for p in ("exact", "exact-dense") if p in times), None)
+        if ours is not None:  # > 1: exact (else exact-dense) is that many times faster
+            result["exact_speedup"] = median / statistics.median(times[ours])
+            result["exact_speedup_of"] = ours
         if energy and path == "reference":
             result["ops"] = synaptic_operations(model, xs[0])
         results.append(result)
@@ -293,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown --paths {unknown}; paths: {', '.join(PATHS)}")
     if "reference" in paths:  # time the yardstick first in every round
         paths = ["reference", *[p for p in paths if p != "reference"]]
+    peers = _peers(args.peers, device)
+    paths += [p for p in peers if p not in paths]
     if args.checkpoint:
         from stereospike_ros.model.checkpoint import load_checkpoint
 
@@ -348,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "peers": peers,
         "results": results,
     }
     if args.json:
@@ -355,9 +368,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     height, width = results[0]["size"] if results else args.size
     source = f"windows of {args.inputs}" if args.inputs else "random counts"
+    versions = "".join(f", {name} {version}" for name, version in peers.items())
     print(
-        f"device {device}, {report['threads']} threads, torch {torch.__version__}, input "
-        f"{args.batch} x {height} x {width} ({source}), {args.runs} runs after "
+        f"device {device}, {report['threads']} threads, torch {torch.__version__}{versions}, "
+        f"input {args.batch} x {height} x {width} ({source}), {args.runs} runs after "
         f"{args.warmup} warm-up, paths interleaved (rotating order)"
     )
     if "exact" in paths and not (args.inputs and args.checkpoint):
@@ -388,6 +402,14 @@ def run(args: argparse.Namespace) -> int:
             f"{r['dense_macs'] / 1e9:>11.2f}{r['forward_s_median'] * 1e3:>10.1f}{spread:>14}"
             f"{r['fps']:>7.2f}{ratio:>7}{r['prepare_s']:>7.2f}"
         )
+        if r["path"] in peers and "exact_speedup" in r:
+            speedup, ours = r["exact_speedup"], r["exact_speedup_of"]
+            verdict = (
+                f"{ours} is {speedup:.2f}x faster"
+                if speedup >= 1
+                else f"{r['path']} is {1 / speedup:.2f}x FASTER than {ours} here"
+            )
+            print(f"{'':<44}{r['path']} (same weights, ONNX): {verdict}")
         if "accuracy" in r:
             a = r["accuracy"]
             print(
@@ -402,3 +424,23 @@ def run(args: argparse.Namespace) -> int:
                 f"{ops['dense_energy_uj']:.1f} uJ)"
             )
     return 0
+
+
+def _peers(text: str, device: str) -> dict[str, str]:
+    """``--peers`` as {runtime: version}; a runtime that is not installed ends the run with
+    the pip command that installs it."""
+    from stereospike_ros.model.inference import RUNTIME_PATHS
+    from stereospike_ros.model.runtimes import require
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in RUNTIME_PATHS]
+    if unknown:
+        raise UsageError(f"unknown --peers {unknown}; peers: {', '.join(RUNTIME_PATHS)}")
+    if names and device != "cpu":
+        raise UsageError("--peers run on the CPU here: use --device cpu")
+    versions = {}
+    for name in names:
+        module = require(name)  # OnnxError naming the pip command when missing
+        require("onnx")
+        versions[name] = getattr(module, "__version__", "?")
+    return versions

@@ -13,3 +13,8 @@ class ConfigError(ModelError):
 
 class CheckpointError(ModelError):
     """A checkpoint file that is corrupt, truncated, or does not match the expected network."""
+
+
+class OnnxError(ModelError):
+    """An ONNX export that fails or disagrees with the network, an ONNX file that is unreadable
+    or not this network's, or a runtime (ONNX Runtime, OpenVINO) that is missing or refuses."""

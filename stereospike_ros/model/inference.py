@@ -26,6 +26,17 @@ window. Execution paths (``PATHS``):
   small counts are exact in both, weights and potentials are rounded: lossy (accuracy cost
   measured by ``benchmark model --accuracy``).
 
+Peer runtimes (``RUNTIME_PATHS``), for deployments that run ONNX rather than PyTorch:
+
+- ``onnxruntime``: the reference graph exported to ONNX (:mod:`~stereospike_ros.model.onnx_export`)
+  run by ONNX Runtime on the execution ``providers`` given (CPU by default; CUDA, TensorRT where
+  the installed build has them). Equal to the reference up to float rounding.
+- ``openvino``: the same ONNX graph compiled by OpenVINO for the CPU.
+
+Both export the network in memory at preparation, or take an exported file (``onnx=``), which
+must hold this network's weights. Their runtimes are optional packages: a missing one is a
+one-line error naming the pip command.
+
 On CUDA every path with a fixed ``input_size`` is captured once in a CUDA graph and replayed
 (``cuda_graph=True``), so a window costs one graph launch. On the CPU the folded paths are traced
 and frozen with TorchScript once per input shape (``freeze=True``): the whole forward then runs
@@ -38,13 +49,14 @@ per cent faster alone. Outputs are the same as eager up to float rounding (teste
 from __future__ import annotations
 
 import copy
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from stereospike_ros.model.errors import ModelError
+from stereospike_ros.model.errors import ModelError, OnnxError
 from stereospike_ros.model.fast import FastStereoSpike
 from stereospike_ros.model.network import StereoSpike
 
@@ -61,6 +73,10 @@ PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
 }
 #: Paths whose outputs equal the reference up to float32 rounding.
 EXACT_PATHS = ("reference", "exact", "exact-dense", "exact-direct", "exact-nchw", "compile")
+#: Paths that run the exported ONNX graph in another runtime (optional packages).
+RUNTIME_PATHS = ("onnxruntime", "openvino")
+#: Every path :func:`compile_for_inference` takes.
+ALL_PATHS = (*PATHS, *RUNTIME_PATHS)
 
 
 class Inference:
@@ -180,6 +196,8 @@ def compile_for_inference(
     threads: int | None = None,
     cuda_graph: bool = True,
     freeze: bool = True,
+    providers: str | Sequence[str] | None = None,
+    onnx: str | os.PathLike[str] | bytes | None = None,
 ) -> Inference:
     """Prepare ``model`` (left untouched) for repeated inference along execution ``path``.
 
@@ -187,9 +205,11 @@ def compile_for_inference(
     up now instead of on the first window, and is required for a CUDA graph; ``threads`` sets
     torch's CPU threads (process-wide); ``freeze`` traces and freezes the folded CPU paths per
     input shape (see the module docstring; ignored for ``reference``, ``compile`` and CUDA).
+    The runtime paths take ``providers`` (ONNX Runtime's, e.g. ``"tensorrt,cuda,cpu"``) and
+    ``onnx``, an exported file (or its bytes) to run instead of exporting ``model`` now.
     """
-    if path not in PATHS:
-        raise ModelError(f"unknown inference path {path!r}; paths: {', '.join(PATHS)}")
+    if path not in ALL_PATHS:
+        raise ModelError(f"unknown inference path {path!r}; paths: {', '.join(ALL_PATHS)}")
     if not isinstance(model, StereoSpike):
         raise ModelError(f"compile_for_inference needs a StereoSpike, got {type(model).__name__}")
     if batch < 1:
@@ -198,6 +218,8 @@ def compile_for_inference(
         if threads < 1:
             raise ModelError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    if path in RUNTIME_PATHS:
+        return _runtime_inference(model, path, device, input_size, batch, providers, onnx)
     fast, channels_last, dtype, use_compile = PATHS[path]
     param = next(model.parameters())
     device = torch.device(device) if device is not None else param.device
@@ -247,4 +269,66 @@ def compile_for_inference(
             inference._graph = _CudaGraph(forward, example)
         else:
             inference(example)  # warm-up: plans, compile, allocator
+    return inference
+
+
+def _runtime_inference(
+    model: StereoSpike,
+    runtime: str,
+    device: str | torch.device | None,
+    input_size: tuple[int, int] | None,
+    batch: int,
+    providers: str | Sequence[str] | None,
+    onnx: str | os.PathLike[str] | bytes | None,
+) -> Inference:
+    """The ``onnxruntime`` / ``openvino`` paths: ONNX bytes in a peer runtime's session."""
+    from stereospike_ros.model.checkpoint import tensors_digest
+    from stereospike_ros.model.onnx_export import (
+        export_onnx_bytes,
+        load_onnx,
+        resize_is_exact,
+        upsampling_sizes,
+    )
+    from stereospike_ros.model.runtimes import make_runner
+
+    if device is not None and torch.device(device).type != "cpu":
+        raise OnnxError(
+            f"the {runtime} path runs on the runtime's own devices (ONNX Runtime: providers "
+            f"such as cuda or tensorrt), not on torch device {device}"
+        )
+    if input_size is not None:
+        input_size = (int(input_size[0]), int(input_size[1]))
+    if onnx is None:
+        # At a fixed size, ONNX Resize (one pass) where this runtime reads torch's rows there;
+        # otherwise gathers, exact at every size but slower in the runtimes.
+        exact_resize = input_size is not None and resize_is_exact(
+            runtime, upsampling_sizes(model, input_size)
+        )
+        raw = export_onnx_bytes(
+            model, input_size=input_size, upsampling="resize" if exact_resize else "gather"
+        )
+    elif isinstance(onnx, bytes):
+        raw = onnx
+    else:
+        # An exported file must hold exactly this network's weights.
+        raw, _ = load_onnx(onnx, expect={"tensors_sha256": tensors_digest(model.state_dict())})
+    runner = make_runner(
+        runtime,
+        raw,
+        providers=providers,
+        input_size=input_size,
+        batch=batch,
+        threads=torch.get_num_threads(),
+    )
+    inference = Inference(
+        runner,
+        path=runtime,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        config=model.config,
+        input_size=input_size,
+        batch=batch,
+    )
+    if input_size is not None:
+        inference(torch.zeros(batch, model.config.in_channels, *input_size))  # warm-up
     return inference

@@ -143,7 +143,13 @@ class DepthNode(Node):
         self.weights = resolve_weights(p["weights"])
         self.estimator: DepthEstimator
         self.estimator, self.metadata = load_estimator(
-            self.weights, p["device"], p["firing_rate"], p["threads"], p["inference_path"]
+            self.weights,
+            p["device"],
+            p["firing_rate"],
+            p["threads"],
+            p["inference_path"],
+            providers=p["onnx_providers"],
+            onnx_file=p["onnx_file"],
         )
         # Compile (or load from numba's cache) the event kernels now, not on the first window.
         compile_s = kernels.warm_up()

@@ -83,7 +83,8 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "exact",
         "network execution path: exact (folded fast network, outputs equal reference up to "
         "float rounding), reference, exact-dense, exact-direct, exact-nchw, compile, bf16, "
-        "fp16 (last two lossy)",
+        "fp16 (last two lossy); onnxruntime, openvino (the network exported to ONNX, run by "
+        "that runtime: optional packages)",
         choices=(
             "exact",
             "reference",
@@ -93,7 +94,21 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
             "compile",
             "bf16",
             "fp16",
+            "onnxruntime",
+            "openvino",
         ),
+    ),
+    Param(
+        "onnx_providers",
+        "cpu",
+        "ONNX Runtime execution providers in order of preference, comma-separated: cpu, cuda, "
+        "tensorrt or full names (inference_path onnxruntime)",
+    ),
+    Param(
+        "onnx_file",
+        "",
+        "exported .onnx of these weights to run (inference_path onnxruntime/openvino); '' = "
+        "export the weights in memory at start-up",
     ),
     Param(
         "warm_up_size",

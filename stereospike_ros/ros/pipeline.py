@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from stereospike_ros.model.metrics import firing_rates
+from stereospike_ros.model.runtimes import RUNTIMES
 from stereospike_ros.ros.errors import StartupError
 
 __all__ = ["DepthEstimate", "DepthEstimator", "load_estimator", "stereo_input"]
@@ -55,6 +56,8 @@ class DepthEstimator:
         device: str,
         firing_rate: bool = True,
         path: str = "reference",
+        providers: str | None = None,
+        onnx_file: str | None = None,
     ) -> None:
         self.model = model.eval()
         self.device = torch.device(device)
@@ -71,14 +74,17 @@ class DepthEstimator:
         self.fast = None
         if path != "reference":
             from stereospike_ros.model.errors import ModelError
-            from stereospike_ros.model.inference import PATHS, compile_for_inference
+            from stereospike_ros.model.inference import ALL_PATHS, compile_for_inference
 
-            if path not in PATHS:
+            if path not in ALL_PATHS:
                 raise StartupError(
-                    f"inference_path {path!r} is unknown; choose one of {', '.join(PATHS)}"
+                    f"inference_path {path!r} is unknown; choose one of {', '.join(ALL_PATHS)}"
                 )
+            runtime = {"providers": providers, "onnx": onnx_file or None}
             try:
-                self.fast = compile_for_inference(model, path, device=self.device)
+                self.fast = compile_for_inference(
+                    model, path, device=self.device, **(runtime if path in RUNTIMES else {})
+                )
             except ModelError as err:
                 raise StartupError(f"inference_path {path!r}: {err}") from err
 
@@ -124,8 +130,13 @@ def load_estimator(
     firing_rate: bool = True,
     threads: int = 0,
     path: str = "reference",
+    providers: str | None = None,
+    onnx_file: str | None = None,
 ) -> tuple[DepthEstimator, dict]:
-    """Load a checkpoint for the node; every way it can fail becomes a StartupError now."""
+    """Load a checkpoint for the node; every way it can fail becomes a StartupError now.
+
+    ``providers`` and ``onnx_file`` (an exported file of these weights; None = export now)
+    are for the runtime paths (``onnxruntime``, ``openvino``)."""
     from stereospike_ros.model import CheckpointError, load_checkpoint
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -142,7 +153,7 @@ def load_estimator(
         model, metadata = load_checkpoint(weights, device=str(torch_device))
     except CheckpointError as err:
         raise StartupError(f"cannot load weights {weights}: {err}") from err
-    estimator = DepthEstimator(model, str(torch_device), firing_rate, path)
+    estimator = DepthEstimator(model, str(torch_device), firing_rate, path, providers, onnx_file)
     # One tiny forward now, so a model that cannot run fails at start-up, not at window one.
     try:
         zeros = np.zeros((2, 32, 48), dtype=np.uint16)

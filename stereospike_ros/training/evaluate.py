@@ -88,7 +88,11 @@ def frame_tensor(frame: Frame, in_channels: int) -> Tensor:
 
 
 class ModelPredictor:
-    """A StereoSpike-family network; mono networks (2 input channels) see the left camera only."""
+    """A StereoSpike-family network; mono networks (2 input channels) see the left camera only.
+
+    ``path`` is an execution path of :func:`~stereospike_ros.model.compile_for_inference`
+    (``reference`` by default; ``onnxruntime`` with ``providers``, ...). Only the reference
+    network returns spikes, so firing rates are measured on that path alone."""
 
     def __init__(
         self,
@@ -97,6 +101,8 @@ class ModelPredictor:
         name: str | None = None,
         device: str | torch.device = "cpu",
         metadata: Mapping[str, Any] | None = None,
+        path: str = "reference",
+        providers: str | None = None,
     ) -> None:
         if not isinstance(model, StereoSpike):
             raise TrainingError(
@@ -112,6 +118,22 @@ class ModelPredictor:
                 f"{self.name}: a network with {self.config.in_channels} input channels cannot "
                 "take stereo event frames (2 = left camera, 4 = both)"
             )
+        self.path = path
+        self.runner = None
+        if path != "reference":
+            from stereospike_ros.model.errors import ModelError
+            from stereospike_ros.model.inference import RUNTIME_PATHS, compile_for_inference
+
+            runtime = path in RUNTIME_PATHS
+            try:
+                self.runner = compile_for_inference(
+                    model,
+                    path,
+                    device=None if runtime else self.device,
+                    **({"providers": providers} if runtime else {}),
+                )
+            except ModelError as err:
+                raise TrainingError(f"--inference-path {path}: {err}") from err
 
     def input_tensor(self, frame: Frame) -> Tensor:
         """``(1, C, H, W)`` float counts on the model's device."""
@@ -119,6 +141,8 @@ class ModelPredictor:
 
     @torch.inference_mode()
     def __call__(self, frame: Frame) -> Prediction:
+        if self.runner is not None:
+            return Prediction(self.runner(self.input_tensor(frame))[0, 0])
         out = self.model(self.input_tensor(frame), return_all=True)
         spikes = out.spikes if self.config.spiking else None
         return Prediction(out.depth[0, 0], spikes)
@@ -131,6 +155,7 @@ class ModelPredictor:
             "parameters": count_parameters(self.model),
             "dense_macs": dense_macs(self.model, (height, width)).total,
             "spiking": self.config.spiking,
+            "inference_path": self.path,
         }
 
 

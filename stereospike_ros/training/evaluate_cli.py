@@ -121,6 +121,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default: 1 or torch's default, whichever runs the model "
         "faster here, measured at start)",
     )
+    parser.add_argument(
+        "--inference-path",
+        default="reference",
+        help="how the checkpoint runs: reference (default; also measures firing rates), exact, "
+        "onnxruntime, openvino, ... (docs/deploy.md)",
+    )
+    parser.add_argument(
+        "--onnx-providers",
+        help="ONNX Runtime execution providers for --inference-path onnxruntime, e.g. "
+        "tensorrt,cuda,cpu (cpu)",
+    )
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
     parser.add_argument("--plots", type=Path, help="write PNG figures to this folder")
     parser.add_argument(
@@ -189,12 +200,20 @@ def run(args: argparse.Namespace) -> int:
                 input_size=size,
                 any_size=args.any_size,
             )
-            predictors.append(ModelPredictor(model, device=device, metadata=metadata))
             if args.threads is None:
                 threads, measured = pick_threads(model, size, device)
                 if measured:
                     per_frame = ", ".join(f"{n}: {s * 1e3:.0f} ms" for n, s in measured.items())
                     print(f"torch threads: {threads} (measured per forward: {per_frame})")
+            predictors.append(
+                ModelPredictor(
+                    model,
+                    device=device,
+                    metadata=metadata,
+                    path=args.inference_path,
+                    providers=args.onnx_providers,
+                )
+            )
         for spec in args.baseline:
             predictors.append(
                 load_baseline(
