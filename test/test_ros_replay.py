@@ -119,9 +119,11 @@ def _replay(ros_context, data: dict, which: str, slow_s: float = 0.0, evaluator=
             ),
             timeout=90.0,
         )
+        publishers = listener.get_publishers_info_by_topic("/depth_node/depth")
+        subscribers = listener.get_subscriptions_info_by_topic("/davis/right/events")
         graph = (
-            f"depth publishers {listener.count_publishers('/depth_node/depth')}, "
-            f"right-event subscribers {listener.count_subscribers('/davis/right/events')}"
+            f"depth publishers {[i.node_name for i in publishers]}, "
+            f"right-event subscribers {[i.node_name for i in subscribers]}"
         )
         if not ready or node.poll() is not None:
             pytest.fail(f"the node did not come up ({graph}):\n{stop(node)[1]}")

@@ -861,6 +861,15 @@ class DepthNode(Node):
             )
         return "; ".join(parts)
 
+    def destroy_node(self) -> None:
+        """Destroy the polled subscriptions through ``PolledSubscription.destroy`` first: a
+        plain ``destroy_subscription`` leaves them matched in the DDS graph while their
+        loss-status handles live, and other nodes of the process would still see them."""
+        for subscription in self.__dict__.pop("_input_subs", []):
+            if isinstance(subscription, PolledSubscription):
+                subscription.destroy()
+        super().destroy_node()
+
     def shutdown(self) -> None:
         """Stop the ingest and inference threads within about a second, log the summary.
 
