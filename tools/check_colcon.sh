@@ -9,6 +9,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${1:-${STEREOSPIKE_VENV:-$ROOT/.venv}}
+[ -d "$VENV" ] && VENV=$(cd "$VENV" && pwd)  # absolute: the build runs in another folder
 WS=$ROOT/build/colcon_check
 PKG=stereospike_ros
 log() { printf '[colcon] %s\n' "$*" >&2; }
