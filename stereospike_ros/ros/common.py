@@ -30,6 +30,7 @@ __all__ = [
     "declare_parameters",
     "event_qos",
     "init_without_signal_handlers",
+    "latched_qos",
     "message_class",
     "output_qos",
     "spin_until_signal",
@@ -212,6 +213,17 @@ def output_qos(depth: int = 5) -> QoSProfile:
         depth=depth,
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def latched_qos() -> QoSProfile:
+    """RELIABLE, transient local, depth 1: the last sample reaches late joiners (the player's
+    rectification maps and the node's subscription to them must agree on this)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
     )
 
 

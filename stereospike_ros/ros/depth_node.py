@@ -42,7 +42,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import CallbackGroup, MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
@@ -54,6 +53,7 @@ from stereospike_ros.ros.common import (
     PolledSubscription,
     declare_parameters,
     event_qos,
+    latched_qos,
     message_class,
     output_qos,
     run_node,
@@ -238,12 +238,7 @@ class DepthNode(Node):
                 polled,
             )
             self._input_subs.append(self._trigger_sub)
-        latched = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
+        latched = latched_qos()
         for side in SIDES:
             if p[f"{side}_rectification_topic"]:
                 sub = self.create_subscription(

@@ -41,13 +41,18 @@ import rclpy
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from stereospike_ros.events.types import EVENT_DTYPE
 from stereospike_ros.ros import convert
-from stereospike_ros.ros.common import declare_parameters, event_qos, message_class, output_qos
+from stereospike_ros.ros.common import (
+    declare_parameters,
+    event_qos,
+    latched_qos,
+    message_class,
+    output_qos,
+)
 from stereospike_ros.ros.errors import ConversionError, PlayerError, StartupError
 from stereospike_ros.ros.parameters import PLAYER_PARAMS, normalize_event_type
 from stereospike_ros.ros.playback import slots
@@ -141,12 +146,7 @@ class EventPlayer(Node):
         """Each camera's rectification as ``evaluate`` applies it, latched for late joiners."""
         from stereospike_ros.events import Rectifier
 
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
+        qos = latched_qos()
         self.rectifiers = {}
         self.pub_rectification = {}  # kept: a latched sample lives as long as its publisher
         for side in SIDES:
