@@ -24,10 +24,11 @@ from stereospike_ros.events import (
     decode_libcaer,
     encode_event_array,
     event_histogram,
+    fallbacks,
     kernels,
 )
-from stereospike_ros.events.decode import _event_array_header, accumulate_event_array
-from stereospike_ros.events.histogram import _accumulate_numpy
+from stereospike_ros.events.cdr import read_event_array_head
+from stereospike_ros.events.decode import accumulate_event_array
 
 NS = 1_000_000_000
 SIZES = [0, 1, 2, 7, 100_000]
@@ -48,7 +49,8 @@ def serialized(
 ) -> tuple[bytes, int]:
     """EventArray bytes with random padding and polarity bytes 0..255; (bytes, first event)."""
     buf = bytearray(encode_event_array(events, 260, 346, 5, frame_id, big_endian=big))
-    _, _, _, _, _, n, start = _event_array_header(bytes(buf))
+    head = read_event_array_head(bytes(buf))
+    n, start = head.count, head.start
     k = np.arange(n)
     body = np.frombuffer(buf, dtype=np.uint8)
     for offsets in (start + 16 * k[1:] + 2, start + 16 * k[1:] + 3, start + 16 * k[:-1] + 13):
@@ -261,7 +263,7 @@ def test_histogram_kernel_equals_numpy_bincount(rng, n, window):
     t0, t1 = (None if t is None else t * NS for t in window)
     fast, slow = np.zeros((2, 12, 18), np.uint16), np.zeros((2, 12, 18), np.uint16)
     fast[1, 2, 3] = slow[1, 2, 3] = 65000
-    assert kernels.accumulate_events(fast, events, t0, t1, jit=True) == _accumulate_numpy(
+    assert kernels.accumulate_events(fast, events, t0, t1, jit=True) == fallbacks.accumulate_into(
         slow, events, t0, t1
     )
     assert fast.tobytes() == slow.tobytes()

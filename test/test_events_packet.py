@@ -125,18 +125,25 @@ def test_truncated_or_inconsistent_packets_raise_decode_error():
 
 
 @pytest.mark.parametrize("big_endian", [False, True])
-def test_fast_header_read_agrees_with_the_checked_reader_for_every_alignment(big_endian):
-    from stereospike_ros.events.decode import _checked_packet_head, _packet_head
-
+def test_every_header_alignment_decodes_the_fields_rclpy_reads(big_endian):
+    """frame_id lengths 0..9 move every later field through each CDR alignment."""
     events = np.zeros(3, dtype=EVENT_DTYPE)
     events["t"] = [5_000, 6_000, 9_000]
+    events["x"] = [1, 2, 3]
     for n_frame in range(10):
         for encoding in ("evt3", "libcaer"):
             buf = encode_event_packet(
-                events, 260, 346, 7 * 10**9 + 1, "f" * n_frame, encoding, seq=9,
-                time_base=4_000 + n_frame, big_endian=big_endian,
+                events, 260, 346, 7 * 10**9 + 1, "f" * n_frame, encoding, seq=9 + n_frame,
+                time_base=1_000 * (n_frame % 5), big_endian=big_endian,
             )  # fmt: skip
-            assert _packet_head(buf) == _checked_packet_head(buf)
+            decoder = EventPacketDecoder()
+            batch = decoder.decode(buf)
+            msg = deserialize_message(buf, EventPacket)
+            assert (batch.height, batch.width, batch.frame_id) == (260, 346, msg.header.frame_id)
+            assert batch.stamp_ns == msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            assert decoder.last_seq == msg.seq == 9 + n_frame
+            assert msg.time_base == 1_000 * (n_frame % 5) and msg.encoding == encoding
+            np.testing.assert_array_equal(batch.events, events)
 
 
 @pytest.mark.parametrize("jit", [False, None])

@@ -276,8 +276,7 @@ _CTZ12 = np.array([(i & -i).bit_length() - 1 if i else 12 for i in range(4096)],
     S_WITHOUT_TIME,
     S_TH_JUMP,
     S_DISCONTINUITIES,
-) = range(15)
-STATE_SIZE = 15
+) = range(15)  # kernels.EVT3_STATE_SIZE
 
 
 @helper

@@ -1,41 +1,40 @@
 """Queue one camera's raw ``dvs_msgs/EventArray`` messages and decode them together.
 
-A DAVIS driver publishes a message every millisecond or so, a few hundred events each. Decoding
-each one on arrival costs a dozen numpy calls per message, ~100 us, whatever its size: at two
-cameras that alone is most of a core. The node instead validates each message's header as it
-arrives (a few ``struct`` reads: bad messages are still rejected one by one, with the same
-error ``decode_event_array`` gives) and decodes all queued messages in one vectorized pass when
-a window needs them.
+A DAVIS driver publishes a message every millisecond or so, a few hundred events each.
+Decoding each one on arrival costs a dozen numpy calls per message whatever its size, so at
+two cameras the per-call overhead, not the events, would dominate. The node instead validates
+each message's header as it arrives (``cdr.read_event_array_head``: bad messages are still
+rejected one by one, with the error ``decode_event_array`` gives) and decodes all queued
+messages in one vectorized pass when a window needs them.
 
 With numba (``kernels.HAVE_NUMBA``) the queued messages are joined as they are and one compiled
 loop decodes every event block of the joined buffer. Without it, decoding the joined blocks in
 one numpy pass needs one record layout: in CDR the first event of a sequence is packed
-differently from the rest (see ``encode.py``), so each message's first event is re-laid out
-like the others (16 bytes) while the bytes are joined.
+differently from the rest, so each message's first event is re-laid out like the others
+(``cdr.padded_event_block``) while the bytes are joined.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import NamedTuple
 
 import numpy as np
 
-from stereospike_ros.events import kernels
-from stereospike_ros.events.decode import _copy_events, decode_event_array
-from stereospike_ros.events.encode import _LATER, EVENT_STRIDE, _event_dtype
-from stereospike_ros.events.errors import DecodeError
+from stereospike_ros.events import fallbacks, kernels
+from stereospike_ros.events.cdr import (
+    EVENT_STRIDE,
+    event_time_ns,
+    padded_event_block,
+    padded_event_dtype,
+    read_event_array_head,
+)
 from stereospike_ros.events.types import EVENT_DTYPE
 
 __all__ = ["EventArrayHeader", "EventArrayQueue", "parse_event_array_header"]
 
 Buffer = bytes | bytearray | memoryview
 
-_HEAD = {False: struct.Struct("<iII"), True: struct.Struct(">iII")}  # sec, nanosec, strlen
-_DIMS = {False: struct.Struct("<III"), True: struct.Struct(">III")}  # height, width, count
-_TIME = {False: struct.Struct("<iI"), True: struct.Struct(">iI")}  # an event's sec, nanosec
-_LAYOUT = {big: _event_dtype((_LATER[0], EVENT_STRIDE), big) for big in (False, True)}
-_PAD2, _PAD1 = b"\x00\x00", b"\x00"
+_LAYOUT = {big: padded_event_dtype(big) for big in (False, True)}
 
 
 class EventArrayHeader(NamedTuple):
@@ -56,43 +55,17 @@ def parse_event_array_header(buf: Buffer) -> EventArrayHeader:
     """Header, size and first/last event time of a ``dvs_msgs/EventArray`` (CDR bytes).
 
     Checks everything ``decode_event_array`` checks except the events themselves (every byte
-    pattern is a valid event); on any inconsistency the full decoder runs to raise its error.
+    pattern is a valid event), raising the same ``DecodeError``.
     """
-    try:
-        return _parse(buf)
-    except (struct.error, IndexError, ValueError, TypeError):
-        pass
-    batch = decode_event_array(buf)  # raises the precise DecodeError
-    raise DecodeError(  # pragma: no cover - only if the two parsers disagree
-        f"dvs_msgs/EventArray: header parse failed on a message the full decoder accepts "
-        f"({len(batch.events)} events)"
-    )
-
-
-def _parse(buf: Buffer) -> EventArrayHeader:
-    size = len(buf)
-    if size < 16 or buf[0] != 0 or buf[1] > 1:
-        raise ValueError
-    big = buf[1] == 0
-    sec, nanosec, length = _HEAD[big].unpack_from(buf, 4)
-    end_id = 16 + length
-    if length == 0 or end_id > size or buf[end_id - 1] != 0:
-        raise ValueError
-    frame_id = bytes(buf[16 : end_id - 1]).decode("utf-8")  # UnicodeDecodeError is a ValueError
-    pos = end_id + (-end_id) % 4
-    height, width, count = _DIMS[big].unpack_from(buf, pos)
-    start = pos + 12
-    end = start + (EVENT_STRIDE * count - 3 if count else 0)
-    if end > size or size - end > 3:
-        raise ValueError
+    head = read_event_array_head(buf)
     first_t = last_t = None
-    if count:
-        s, ns = _TIME[big].unpack_from(buf, start + 4)
-        first_t = s * 1_000_000_000 + ns
-        s, ns = _TIME[big].unpack_from(buf, start + EVENT_STRIDE * (count - 1) + 4)
-        last_t = s * 1_000_000_000 + ns
-    stamp = sec * 1_000_000_000 + nanosec
-    return EventArrayHeader(stamp, frame_id, height, width, count, first_t, last_t, big, start)
+    if head.count:
+        first_t = event_time_ns(buf, head.start, 0, head.big_endian)
+        last_t = event_time_ns(buf, head.start, head.count - 1, head.big_endian)
+    return EventArrayHeader(
+        head.stamp_ns, head.frame_id, head.height, head.width, head.count, first_t, last_t,
+        head.big_endian, head.start,
+    )  # fmt: skip
 
 
 class EventArrayQueue:
@@ -123,15 +96,11 @@ class EventArrayQueue:
         if self._big is not None and header.big_endian != self._big:
             self._done.append(self._decode_pending())
         self._big = header.big_endian
-        mem = memoryview(buf)
-        s = header.start
+        mem = memoryview(buf).cast("B")
         if kernels.HAVE_NUMBA:
-            self._blocks.append((mem, s, n))
+            self._blocks.append((mem, header.start, n))
         else:
-            pieces = self._pieces
-            pieces += (mem[s : s + 4], _PAD2, mem[s + 4 : s + 13], _PAD1)
-            if n > 1:
-                pieces += (mem[s + 14 : s + EVENT_STRIDE * n - 3], _PAD1)
+            self._pieces += padded_event_block(mem, header.start, n)
         self.pending_events += n
         return header
 
@@ -155,7 +124,7 @@ class EventArrayQueue:
         if len(runs) == 1:
             return runs[0]
         # As raw bytes: np.concatenate promotes the fields of every structured array it is
-        # given (~15 us each), which for 1 ms EventPackets cost more than decoding them.
+        # given, a fixed cost per array that for many small EventPackets exceeds decoding them.
         out = np.empty(sum(len(r) for r in runs), dtype=EVENT_DTYPE)
         flat, pos = out.view(np.uint8), 0
         for run in runs:
@@ -175,7 +144,7 @@ class EventArrayQueue:
         n = len(joined) // EVENT_STRIDE
         block = np.ndarray((n,), _LAYOUT[bool(self._big)], buffer=joined, strides=(EVENT_STRIDE,))
         out = np.empty(n, dtype=EVENT_DTYPE)
-        _copy_events(block, out)
+        fallbacks.copy_events(block, out)
         return out
 
     def _decode_blocks(self) -> np.ndarray:

@@ -1,17 +1,25 @@
-"""Minimal XCDR1 (plain CDR) reading and writing for the two event messages we handle.
+"""Plain CDR (XCDR1) and the wire layouts of the event messages, for decoder and encoder alike.
 
 ROS 2 over Fast DDS serializes with a 4-byte encapsulation header (``00 01`` little-endian,
 ``00 00`` big-endian, then two option bytes) and aligns every primitive to its own size,
-counted from the byte after that header. Only the header fields are parsed here with
-``struct``; the bulk arrays are read by the callers as numpy views, never byte by byte.
-Alignment padding is skipped, never read: Fast DDS leaves garbage in it.
+counted from the byte after that header. The layouts of ``dvs_msgs/EventArray``,
+``dvs_msgs/Event`` and ``event_camera_msgs/EventPacket`` live here once: ``decode.py``,
+``encode.py``, ``batch.py`` and the numpy fallbacks all read them from this module. Header
+fields go through ``struct``; the bulk arrays are read by the callers as numpy views, never
+byte by byte. Alignment padding is skipped, never read: Fast DDS leaves garbage in it.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from stereospike_ros.events.errors import DecodeError, EncodeError
+
+Buffer = bytes | bytearray | memoryview
 
 #: encapsulation id -> big_endian
 _ENCAPSULATIONS = {0x0000: True, 0x0001: False}
@@ -76,6 +84,12 @@ class CdrReader:
         except UnicodeDecodeError as err:
             raise DecodeError(f"{self.what}: {field} is not valid UTF-8: {err}") from err
 
+    def fields(self, layout: Sequence[tuple[str, str]]) -> list[int | str]:
+        """The values of ``layout``'s fields (``EVENT_ARRAY_FIELDS``...), in order."""
+        return [
+            self.string(name) if fmt == STRING else self.scalar(fmt, name) for fmt, name in layout
+        ]
+
     def sequence_start(self, element_size: int, element_align: int, field: str) -> tuple[int, int]:
         """Read a sequence length; return (count, byte offset of the first element)."""
         count = self.scalar("I", f"{field} length")
@@ -126,6 +140,14 @@ class CdrWriter:
         self.scalar("I", len(raw) + 1, f"{field} length")
         self.buf += raw + b"\x00"
 
+    def fields(self, layout: Sequence[tuple[str, str]], values: Sequence[Any]) -> None:
+        """Write ``values`` as ``layout``'s fields, in order."""
+        for (fmt, name), value in zip(layout, values, strict=True):
+            if fmt == STRING:
+                self.string(value, name)
+            else:
+                self.scalar(fmt, value, name)
+
     def sequence_start(self, count: int, element_align: int, field: str) -> int:
         """Write a sequence length; return the byte offset where the elements start."""
         self.scalar("I", count, f"{field} length")
@@ -138,3 +160,264 @@ def split_stamp(stamp_ns: int) -> tuple[int, int]:
     """builtin_interfaces/Time from integer nanoseconds (sec may be negative, nanosec not)."""
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return sec, nanosec
+
+
+# ---------------------------------------------------------------- message layouts
+#
+# (struct format or STRING, field name) of each message's fields before its event sequence, in
+# wire order. The checked reader and the writer walk these tuples; ``_array_head`` and
+# ``_packet_head`` are the same layouts unrolled into fixed offsets, because a node reads one
+# header per message and CdrReader's per-field bookkeeping would cost more than the decode of a
+# small message. Whenever the unrolled reader meets anything unexpected, the checked reader
+# reads the buffer again and names the field at fault.
+
+STRING = "string"
+_HEADER_FIELDS = (
+    ("i", "header.stamp.sec"),
+    ("I", "header.stamp.nanosec"),
+    (STRING, "header.frame_id"),
+)
+#: dvs_msgs/EventArray; ``sequence<dvs_msgs/Event> events`` follows
+EVENT_ARRAY_FIELDS = (*_HEADER_FIELDS, ("I", "height"), ("I", "width"))
+#: event_camera_msgs/EventPacket; ``sequence<uint8> events`` (the encoded payload) follows
+EVENT_PACKET_FIELDS = (
+    *EVENT_ARRAY_FIELDS,
+    ("Q", "seq"),
+    ("Q", "time_base"),
+    (STRING, "encoding"),
+    ("B", "is_bigendian"),
+)
+_NOT_AS_LAID_OUT = (struct.error, IndexError, ValueError, TypeError)  # UnicodeDecodeError too
+
+
+class EventArrayHead(NamedTuple):
+    """A ``dvs_msgs/EventArray`` up to its events; ``start``: byte offset of the first event."""
+
+    stamp_ns: int
+    frame_id: str
+    height: int
+    width: int
+    count: int
+    start: int
+    big_endian: bool
+
+
+class EventPacketHead(NamedTuple):
+    """An ``event_camera_msgs/EventPacket`` up to its payload of ``count`` bytes at ``start``."""
+
+    stamp_ns: int
+    frame_id: str
+    height: int
+    width: int
+    seq: int
+    time_base: int
+    encoding: str
+    is_bigendian: bool
+    count: int
+    start: int
+
+
+def read_event_array_head(buf: Buffer) -> EventArrayHead:
+    """The head of ``dvs_msgs/EventArray`` CDR bytes, its event block checked against ``buf``.
+
+    Raises ``DecodeError`` naming the field at fault; the events themselves are not read (any
+    byte pattern is a valid event).
+    """
+    try:
+        return _array_head(memoryview(buf).cast("B"))
+    except _NOT_AS_LAID_OUT:
+        r = CdrReader(buf, "dvs_msgs/EventArray")
+        sec, nanosec, frame_id, height, width = r.fields(EVENT_ARRAY_FIELDS)
+        n, start = r.sequence_start(EVENT_STRIDE, 4, "events")
+        r.expect_end(start + event_block_size(n), f"events[{n}]")
+        stamp = int(sec) * 1_000_000_000 + int(nanosec)
+        return EventArrayHead(stamp, str(frame_id), int(height), int(width), n, start, r.big_endian)
+
+
+def read_event_packet_head(buf: Buffer) -> EventPacketHead:
+    """The head of ``event_camera_msgs/EventPacket`` CDR bytes, its payload checked against ``buf``.
+
+    Raises ``DecodeError`` naming the field at fault.
+    """
+    try:
+        return _packet_head(memoryview(buf).cast("B"))
+    except _NOT_AS_LAID_OUT:
+        r = CdrReader(buf, "event_camera_msgs/EventPacket")
+        sec, nanosec, frame_id, height, width, seq, time_base, encoding, is_bigendian = r.fields(
+            EVENT_PACKET_FIELDS
+        )
+        n, start = r.sequence_start(1, 1, "events")
+        r.expect_end(start + n, f"events[{n}]")
+        stamp = int(sec) * 1_000_000_000 + int(nanosec)
+        return EventPacketHead(
+            stamp, str(frame_id), int(height), int(width), int(seq), int(time_base),
+            str(encoding), is_bigendian != 0, n, start,
+        )  # fmt: skip
+
+
+def write_event_array_head(
+    height: int, width: int, stamp_ns: int, frame_id: str, count: int, big_endian: bool
+) -> bytes:
+    """A ``dvs_msgs/EventArray`` up to its first event, with ``count`` as the sequence length."""
+    w = CdrWriter(big_endian)
+    w.fields(EVENT_ARRAY_FIELDS, (*split_stamp(stamp_ns), frame_id, height, width))
+    w.sequence_start(count, 4, "events")
+    return bytes(w.buf)
+
+
+def write_event_packet_head(
+    height: int,
+    width: int,
+    stamp_ns: int,
+    frame_id: str,
+    seq: int,
+    time_base: int,
+    encoding: str,
+    big_endian: bool,
+    payload_size: int,
+) -> bytes:
+    """An ``event_camera_msgs/EventPacket`` up to its payload of ``payload_size`` bytes."""
+    w = CdrWriter(big_endian)
+    values = (*split_stamp(stamp_ns), frame_id, height, width, seq, time_base, encoding)
+    w.fields(EVENT_PACKET_FIELDS, (*values, int(big_endian)))
+    w.sequence_start(payload_size, 1, "events")
+    return bytes(w.buf)
+
+
+_HEAD = {False: struct.Struct("<iII"), True: struct.Struct(">iII")}  # sec, nanosec, strlen
+_DIMS = {False: struct.Struct("<III"), True: struct.Struct(">III")}  # height, width, count
+_SIZE = {False: struct.Struct("<II"), True: struct.Struct(">II")}  # height, width
+_PACKET = {False: struct.Struct("<QQI"), True: struct.Struct(">QQI")}  # seq, time_base, strlen
+_U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+_TIME = {False: struct.Struct("<iI"), True: struct.Struct(">iI")}  # an event's sec, nanosec
+
+
+def _head_string(buf: memoryview, pos: int, length: int) -> tuple[str, int]:
+    """A CDR string of ``length`` bytes (NUL included) at ``pos``; (text, position after it)."""
+    end = pos + length
+    if length == 0 or end > len(buf) or buf[end - 1] != 0:
+        raise ValueError
+    return bytes(buf[pos : end - 1]).decode("utf-8"), end
+
+
+def _array_head(buf: memoryview) -> EventArrayHead:
+    """``EVENT_ARRAY_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
+    size = len(buf)
+    if size < 16 or buf[0] != 0 or buf[1] > 1:
+        raise ValueError
+    big = buf[1] == 0
+    sec, nanosec, length = _HEAD[big].unpack_from(buf, 4)
+    frame_id, pos = _head_string(buf, 16, length)
+    pos += -pos % 4
+    height, width, count = _DIMS[big].unpack_from(buf, pos)
+    start = pos + 12
+    end = start + event_block_size(count)
+    if end > size or size - end > 3:
+        raise ValueError
+    stamp = sec * 1_000_000_000 + nanosec
+    return EventArrayHead(stamp, frame_id, height, width, count, start, big)
+
+
+def _packet_head(buf: memoryview) -> EventPacketHead:
+    """``EVENT_PACKET_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
+    size = len(buf)
+    if size < 16 or buf[0] != 0 or buf[1] > 1:
+        raise ValueError
+    big = buf[1] == 0
+    sec, nanosec, length = _HEAD[big].unpack_from(buf, 4)
+    frame_id, pos = _head_string(buf, 16, length)
+    pos += -pos % 4
+    height, width = _SIZE[big].unpack_from(buf, pos)
+    pos += 8
+    pos += -(pos - 4) % 8  # CDR aligns to 8 counting from the byte after the 4-byte header
+    seq, time_base, length = _PACKET[big].unpack_from(buf, pos)
+    encoding, pos = _head_string(buf, pos + 20, length)
+    is_bigendian = buf[pos] != 0
+    pos += 1
+    pos += -pos % 4
+    (n,) = _U32[big].unpack_from(buf, pos)
+    start = pos + 4
+    if start + n > size or size - (start + n) > 3:
+        raise ValueError
+    stamp = sec * 1_000_000_000 + nanosec
+    return EventPacketHead(
+        stamp, frame_id, height, width, seq, time_base, encoding, is_bigendian, n, start
+    )
+
+
+# ---------------------------------------------------------------- dvs_msgs/Event records
+#
+# Plain CDR aligns each primitive, not the struct, so the events of a sequence come in two
+# phases: the first starts 4-aligned (x@0 y@2 sec@4 nanosec@8 pol@12, 13 bytes); every later
+# one starts 2 mod 4, after one padding byte (x@0 y@2, 2 padding bytes, sec@6 nanosec@10
+# pol@14, 15 bytes), and they repeat every 16 bytes. Event i's sec is at byte 16 * i + 4 of the
+# block either way.
+
+EVENT_STRIDE = 16
+_FIRST = ([0, 2, 4, 8, 12], 13)
+_LATER = ([0, 2, 6, 10, 14], 15)
+_LATER_OFFSET = 14
+_PAD2, _PAD1 = b"\x00\x00", b"\x00"
+
+
+def _event_dtype(offsets: list[int], itemsize: int, big_endian: bool) -> np.dtype:
+    o = ">" if big_endian else "<"
+    return np.dtype(
+        {
+            "names": ["x", "y", "sec", "nanosec", "polarity"],
+            "formats": [o + "u2", o + "u2", o + "i4", o + "u4", "u1"],
+            "offsets": offsets,
+            "itemsize": itemsize,
+        }
+    )
+
+
+def event_block_size(count: int) -> int:
+    """Bytes of ``count`` serialized dvs_msgs/Event, from the first x to the last polarity."""
+    return EVENT_STRIDE * count - 3 if count else 0
+
+
+def event_block_views(
+    buf: np.ndarray, offset: int, count: int, big_endian: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Views of the first serialized event and of the rest (strided) in ``buf`` (uint8)."""
+    first_dtype = _event_dtype(*_FIRST, big_endian)
+    later_dtype = _event_dtype(*_LATER, big_endian)
+    if count == 0:
+        empty = np.zeros(0, dtype=first_dtype)
+        return empty, empty
+    first = np.ndarray((1,), first_dtype, buffer=buf, offset=offset)
+    if count == 1:
+        return first, np.zeros(0, dtype=later_dtype)
+    rest = np.ndarray(
+        (count - 1,),
+        dtype=later_dtype,
+        buffer=buf,
+        offset=offset + _LATER_OFFSET,
+        strides=(EVENT_STRIDE,),
+    )
+    return first, rest
+
+
+def padded_event_dtype(big_endian: bool) -> np.dtype:
+    """One serialized event laid out as every event after the first, padded to EVENT_STRIDE."""
+    return _event_dtype(_LATER[0], EVENT_STRIDE, big_endian)
+
+
+def padded_event_block(mem: memoryview, start: int, count: int) -> tuple[memoryview | bytes, ...]:
+    """Byte pieces that, joined, hold the ``count`` events at ``start`` as ``padded_event_dtype``.
+
+    The first event is re-laid out like the others (its x, y, 2 padding bytes, the rest, 1
+    padding byte), so that the blocks of several messages join into one uniform array.
+    """
+    s = start
+    pieces: tuple[memoryview | bytes, ...] = (mem[s : s + 4], _PAD2, mem[s + 4 : s + 13], _PAD1)
+    if count > 1:
+        pieces += (mem[s + _LATER_OFFSET : s + event_block_size(count)], _PAD1)
+    return pieces
+
+
+def event_time_ns(buf: Buffer, start: int, index: int, big_endian: bool) -> int:
+    """sec * 1e9 + nanosec of event ``index`` of the block at ``start`` (bounds: the caller's)."""
+    sec, nanosec = _TIME[big_endian].unpack_from(buf, start + EVENT_STRIDE * index + 4)
+    return sec * 1_000_000_000 + nanosec

@@ -118,12 +118,6 @@ def _undefined_word(words: np.ndarray, bad: int) -> DecodeError:
     )
 
 
-def _last_index(mask: np.ndarray) -> np.ndarray:
-    """For every position, the index of the last True at or before it (-1 if none)."""
-    idx = np.where(mask, np.arange(len(mask), dtype=np.int64), -1)
-    return np.maximum.accumulate(idx) if len(idx) else idx
-
-
 def _ffill(mask: np.ndarray, at: np.ndarray) -> np.ndarray:
     """How many True of ``mask`` lie at or before each position in ``at`` (a forward fill index)."""
     return np.cumsum(mask, dtype=np.int32)[at]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stereospike_ros.events import fallbacks
 from stereospike_ros.events.errors import DecodeError, EventsError
 from stereospike_ros.events.types import EVENT_DTYPE
 
@@ -218,16 +219,7 @@ def decode_event_array_blocks(
     bad = _bad_block(len(data), starts, counts, len(out))
     if bad >= 0:
         _raise_bad_block(bad, len(data), starts, counts, len(out))
-    from stereospike_ros.events.decode import _copy_events  # decode.py imports this module
-    from stereospike_ros.events.encode import event_block_views
-
-    pos = 0
-    for s, c in zip(starts.tolist(), counts.tolist(), strict=True):
-        if c:
-            first, rest = event_block_views(data, s, c, bool(big_endian))
-            _copy_events(first, out[pos : pos + 1])
-            _copy_events(rest, out[pos + 1 : pos + c])
-        pos += c
+    fallbacks.decode_event_array_blocks(data, starts.tolist(), counts.tolist(), big_endian, out)
 
 
 def _window(t_start: int | None, t_end: int | None) -> tuple[bool, np.ndarray]:
@@ -281,9 +273,7 @@ def count_event_array(
         if rectifier is not None:
             events = rectifier(events, inplace=True)
             rect_dropped = rectifier.last_dropped
-        from stereospike_ros.events.histogram import _accumulate_numpy  # imports this module
-
-        return rect_dropped, _accumulate_numpy(hist, events, t_start, t_end)
+        return rect_dropped, fallbacks.accumulate_into(hist, events, t_start, t_end)
     if rectifier is None:
         lut, x_bits, raw_h, raw_w = _NO_LUT, 0, 0, 0
     else:  # the Rectifier's own padded table: (y << x_bits) | x, INVALID off the sensor
@@ -334,9 +324,7 @@ def accumulate_events(
         or not events.flags.c_contiguous
         or max(len(events), hist.size) > _MAX_KERNEL_SIZE
     ):
-        from stereospike_ros.events.histogram import _accumulate_numpy  # imports this module
-
-        return _accumulate_numpy(hist, events, t_start, t_end)
+        return fallbacks.accumulate_into(hist, events, t_start, t_end)
     _, height, width = hist.shape
     timed, win = _window(t_start, t_end)
     events = events.view()  # read-only view: one kernel type whatever the caller's flags
