@@ -62,15 +62,21 @@ def test_area_closing_matches_its_definition_on_random_maps(seed):
     np.testing.assert_array_equal(area_closing(depth, 5), expected)
 
 
+def _txy(events: np.ndarray) -> list[tuple[int, int, int]]:
+    return list(zip(events["t"].tolist(), events["x"].tolist(), events["y"].tolist(), strict=True))
+
+
 def test_truncation_puts_a_coordinate_in_k_to_k_plus_1_on_pixel_k():
     x_map = np.array([[0.4, 0.6, 1.99, 2.5, -0.3, 3.2]])
     y_map = np.zeros_like(x_map)
     nearest = Rectifier.from_maps(x_map, y_map, out_width=4)
     truncated = Rectifier.from_maps(x_map, y_map, out_width=4, rounding="truncate")
-    assert [nearest.rectified_pixel(x, 0) for x in range(6)] == [
-        (0, 0), (1, 0), (2, 0), (3, 0), (0, 0), (3, 0)]  # fmt: skip
-    assert [truncated.rectified_pixel(x, 0) for x in range(6)] == [
-        (0, 0), (0, 0), (1, 0), (2, 0), None, (3, 0)]  # fmt: skip
+    events = np.zeros(6, dtype=EVENT_DTYPE)
+    events["x"] = events["t"] = np.arange(6)
+    assert _txy(nearest(events)) == [
+        (0, 0, 0), (1, 1, 0), (2, 2, 0), (3, 3, 0), (4, 0, 0), (5, 3, 0)]  # fmt: skip
+    assert _txy(truncated(events)) == [  # raw x 4 (-0.3) leaves the image
+        (0, 0, 0), (1, 0, 0), (2, 1, 0), (3, 2, 0), (5, 3, 0)]  # fmt: skip
 
 
 def _events(times_ns: list[int], x: int = 1) -> np.ndarray:

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from stereospike_ros.events import EVENT_DTYPE, encode_event_array, encode_event_packet
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
+from stereospike_ros.events.types import SIDES
 from stereospike_ros.events.windowing import StereoWindower
 
 H, W = 12, 16
 MS = 1_000_000
-SIDES = ("left", "right")
 GOOD_T0 = 10_000_000 * MS  # good input starts at 10,000 s of sensor time ...
 GOOD_MS = 400  # ... and lasts this long; garbage times stay 10 s away from it
 MARGIN = 10_000 * MS

@@ -30,12 +30,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from stereospike_ros.events import encode_event_array, encode_event_packet  # noqa: E402
-from stereospike_ros.events.types import EVENT_DTYPE  # noqa: E402
+from stereospike_ros.events.types import EVENT_DTYPE, SIDES  # noqa: E402
 from stereospike_ros.ros import convert  # noqa: E402
 
 H, W = 32, 48
 MS = 1_000_000
-SIDES = ("left", "right")
 DEPTH_BOUND_S = 30.0  # generous: a loaded 2-core machine; a hang never gets there
 DIAG_GAP_S = 4.0  # /diagnostics comes every second; a held lock or a stuck thread shows here
 

@@ -10,17 +10,16 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from stereospike_ros.data.errors import FormatError, MissingInputError
 from stereospike_ros.data.recording import CameraCalibration
+from stereospike_ros.events.types import SIDES, Side
 
 log = logging.getLogger(__name__)
 
-Side = Literal["left", "right"]
-SIDES: tuple[Side, Side] = ("left", "right")
 DEFAULT_CHUNK = 1 << 20
 
 PathLike = str | os.PathLike

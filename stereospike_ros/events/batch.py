@@ -23,6 +23,7 @@ import numpy as np
 from stereospike_ros.events import fallbacks, kernels
 from stereospike_ros.events.cdr import (
     EVENT_STRIDE,
+    Buffer,
     event_time_ns,
     padded_event_block,
     padded_event_dtype,
@@ -31,8 +32,6 @@ from stereospike_ros.events.cdr import (
 from stereospike_ros.events.types import EVENT_DTYPE
 
 __all__ = ["EventArrayHeader", "EventArrayQueue", "parse_event_array_header"]
-
-Buffer = bytes | bytearray | memoryview
 
 _LAYOUT = {big: padded_event_dtype(big) for big in (False, True)}
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stereospike_ros.events import fallbacks, kernels
-from stereospike_ros.events.cdr import read_event_array_head, read_event_packet_head
+from stereospike_ros.events.cdr import Buffer, read_event_array_head, read_event_packet_head
 from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.evt3 import Evt3State, decode_evt3
 from stereospike_ros.events.libcaer import LibcaerState, decode_libcaer
@@ -24,8 +24,6 @@ from stereospike_ros.events.types import EVENT_DTYPE, EventBatch
 
 if TYPE_CHECKING:
     from stereospike_ros.events.rectify import Rectifier
-
-Buffer = bytes | bytearray | memoryview
 
 
 def decode_event_array(buf: Buffer) -> EventBatch:
@@ -78,8 +76,8 @@ class EventPacketDecoder:
     A real evt3 driver cuts its word stream anywhere, so time-high, row and vector base carry
     over from one packet to the next; feed every packet of a topic, in order, to one instance.
     ``t`` = ``time_base`` + decoded sensor time (evt3: microseconds since the sensor's counter
-    started, times 1000; libcaer: timestamp us * 1000). ``reset()`` forgets the carried state
-    (use it when a bag loops). ``last_seq`` is the ``seq`` field of the last packet decoded;
+    started, times 1000; libcaer: timestamp us * 1000). A new decoder starts without carried
+    state (use one when a bag loops). ``last_seq`` is the ``seq`` field of the last packet decoded;
     ``discontinuities`` counts time steps the decoders did not trust (see evt3 and libcaer).
     """
 
@@ -87,9 +85,6 @@ class EventPacketDecoder:
         self.evt3_state = Evt3State()
         self.libcaer_state = LibcaerState()
         self.last_seq: int | None = None
-
-    def reset(self) -> None:
-        self.evt3_state = Evt3State()
 
     @property
     def discontinuities(self) -> int:

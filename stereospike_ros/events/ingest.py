@@ -30,7 +30,8 @@ from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_head
 from stereospike_ros.events.decode import EventPacketDecoder
 from stereospike_ros.events.errors import DecodeError, EventsError
 from stereospike_ros.events.rectify import Rectifier
-from stereospike_ros.events.windowing import SIDES, StereoWindow, StereoWindower
+from stereospike_ros.events.types import SIDES
+from stereospike_ros.events.windowing import StereoWindow, StereoWindower
 
 __all__ = ["DroppedMessageError", "SideCounters", "StereoIngest"]
 

@@ -197,17 +197,7 @@ class Rectifier:
             return self.height * self.width
         return int((self.lut() != other.lut()).sum())
 
-    def is_identity(self) -> bool:
-        return self.pixels_differing(Rectifier.identity(self.height, self.width)) == 0
-
     # ---- use
-    def rectified_pixel(self, x: int, y: int) -> tuple[int, int] | None:
-        """Rectified (x, y) of raw pixel (x, y), or None when it leaves the image."""
-        if not (0 <= x < self.width and 0 <= y < self.height):
-            return None
-        v = int(self._lut[(y << self._x_bits) | x])
-        return None if v == _INVALID else (v & 0xFFFF, v >> 16)
-
     def __call__(self, events: np.ndarray, *, inplace: bool = False) -> np.ndarray:
         """Rectified ``events`` (EVENT_DTYPE) without the ones that leave the image.
 

@@ -7,8 +7,14 @@ A structured numpy array keeps a batch of events in one contiguous block that ve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+
+#: A camera of the stereo pair.
+Side = Literal["left", "right"]
+#: Both cameras, in the order the network stacks their histograms.
+SIDES: tuple[Side, Side] = ("left", "right")
 
 #: x, y: pixel column and row, (0, 0) top-left; t: sensor time in nanoseconds; p: 1 = ON, 0 = OFF.
 EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])

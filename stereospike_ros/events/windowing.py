@@ -55,13 +55,12 @@ import numpy as np
 from stereospike_ros.events import kernels
 from stereospike_ros.events.errors import EventsError
 from stereospike_ros.events.histogram import accumulate_into, event_histogram
-from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.events.types import EVENT_DTYPE, SIDES
 
 log = logging.getLogger(__name__)
 _WARN_EVERY_S = 5.0  #: a windower logs each kind of warning at most this often
 
 
-SIDES = ("left", "right")
 NEVER = 2**63 - 1  #: ``due_ns()`` when nothing can complete until a trigger arrives
 #: a forgotten camera whose events come this close to the other camera's joins its timeline
 SAME_TIMELINE_NS = 1_000_000_000
@@ -174,7 +173,9 @@ class StereoWindower:
         self.counters = WindowerCounters()
         self._warned: dict[str, float] = {}
         self._triggers: list[int] = []
-        self._reset_state()
+        self._sides = {name: _Side() for name in SIDES}
+        self._next_end: int | None = None
+        self._created = self.clock()
 
     # ---- public API
     def add_triggers(self, stamps_ns: Iterable[int]) -> None:
@@ -252,13 +253,6 @@ class StereoWindower:
                 silent.append(name)
         return silent
 
-    def buffered_events(self) -> dict[str, int]:
-        return {name: s.count for name, s in self._sides.items()}
-
-    def reset(self) -> None:
-        """Forget buffered events and the schedule (trigger stamps are kept)."""
-        self._reset_state()
-
     # ---- internals
     def _warn(self, kind: str, text: str, *args: object) -> None:
         """``log.warning``, at most once per ``_WARN_EVERY_S`` per kind (counters keep all)."""
@@ -266,11 +260,6 @@ class StereoWindower:
         if now - self._warned.get(kind, -_WARN_EVERY_S) >= _WARN_EVERY_S:
             self._warned[kind] = now
             log.warning(text, *args)
-
-    def _reset_state(self) -> None:
-        self._sides = {name: _Side() for name in SIDES}
-        self._next_end: int | None = None
-        self._created = self.clock()
 
     def _outlier_free(self, side: str, t: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
         """Mask of the events that are no isolated outliers (see the module docstring), or

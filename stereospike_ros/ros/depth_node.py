@@ -47,6 +47,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereospike_ros.data.recording import CameraCalibration
 from stereospike_ros.events import EventsError, Rectifier, kernels
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
+from stereospike_ros.events.types import SIDES
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
 from stereospike_ros.ros.common import (
@@ -70,7 +71,6 @@ from stereospike_ros.ros.visualize import colorize_depth, depth_to_points, event
 
 __all__ = ["DepthNode", "PolledGroup", "main"]
 
-SIDES = ("left", "right")
 DEFAULT_FRAME = "davis_left_optical_frame"
 #: warn when qos_depth x the largest event message could exceed this (DDS keeps whole samples)
 HISTORY_WARN_BYTES = 1 << 30

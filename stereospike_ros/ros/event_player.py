@@ -44,7 +44,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
-from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.events.types import EVENT_DTYPE, SIDES
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.common import (
     declare_parameters,
@@ -60,7 +60,6 @@ from stereospike_ros.ros.sync import header_stamp_ns
 
 __all__ = ["EventPlayer", "PlayStats", "main"]
 
-SIDES = ("left", "right")
 CLOCK_PERIOD_NS = 10_000_000
 
 

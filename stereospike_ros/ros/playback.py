@@ -11,12 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.events.types import EVENT_DTYPE, SIDES
 from stereospike_ros.ros.errors import PlayerError
 
 __all__ = ["EventCursor", "Slot", "slots"]
-
-SIDES = ("left", "right")
 
 
 class EventCursor:
