@@ -1,12 +1,12 @@
-"""The numba kernels behind ``kernels.py``; imported only on first use (numba costs ~0.5 s).
+"""The numba kernels behind ``kernels.py``; imported only on first use (importing numba is slow).
 
 Each public kernel is one specialisation of a generic loop that numba inlines with constant
 flags (byte order, rectify, time window), so LLVM drops the dead branches and keeps every
-flag out of the loop: 1.6x faster than testing runtime flags per event. Indices are masked
-to 32 bits (``_IDX``; ``kernels.py`` keeps every array under 4 GiB) so numba's negative-index
-wraparound folds away and LLVM merges the byte loads into word loads (3x faster decode); a
-32-bit mask is a plain register move, where a wider one costs a BMI2 ``bzhi`` whose count
-register LLVM writes partially, chaining the loop's iterations (2x slower). Records are
+flag out of the loop instead of testing runtime flags per event. Indices are masked to 32
+bits (``_IDX``; ``kernels.py`` keeps every array under 4 GiB) so numba's negative-index
+wraparound folds away and LLVM merges the byte loads into word loads; a 32-bit mask is a
+plain register move, where a wider one costs a BMI2 ``bzhi`` whose count register LLVM writes
+partially, chaining the loop's iterations so that they cannot overlap. Records are
 written and read through numba's record fields, one unaligned load or store per field.
 
 A serialized dvs_msgs/Event k of a sequence whose first event starts at byte s: sec at
@@ -63,7 +63,7 @@ def _beyond(v, big, w, h):
 
     Reading x and y as two 2-byte big-endian loads (which LLVM does when only the halves of
     ``v`` are used) puts them in 16-bit registers whose partial writes chain the loop's
-    iterations together: 2x slower on this AMD EPYC.
+    iterations together, so that they cannot overlap.
     """
     if big:
         return v >= (w << 16) or (v & 0xFFFF) >= h

@@ -9,7 +9,8 @@ libcaer payloads in one pass instead of ten. Kernels release the GIL (``nogil``)
 depth node's decode thread runs beside the network's, and are cached on disk (``cache``):
 only the first process after an install pays the compile (``warm_up``).
 
-numba is imported on first use, not with this module (it costs ~0.5 s of start-up).
+numba is imported on first use, not with this module: importing it is a visible part of a
+process's start-up, which the CLIs and tools that never touch events should not pay.
 ``HAVE_NUMBA`` says whether the event functions (``decode_event_array``, ``event_histogram``,
 ``accumulate_into``, ...) take the compiled path: False when numba is not installed, when
 ``STEREOSPIKE_NO_NUMBA`` is set to anything but ``0``, inside ``numpy_only()``, or once
@@ -411,8 +412,8 @@ def decode_libcaer_records(
 def warm_up() -> float:
     """Compile (or load from the on-disk cache) every kernel variant; seconds spent.
 
-    The node calls it at start-up so that no message pays a compile (~1 s per kernel cold,
-    milliseconds from the cache).
+    The node calls it at start-up so that no message pays a compile: compiling a kernel cold
+    takes far longer than a window's budget, loading it from the cache does not.
     """
     start = time.perf_counter()
     if _use_jit(None) is None:
