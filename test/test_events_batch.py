@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stereospike_ros.events import DecodeError, decode_event_array, encode_event_array, kernels
-from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
+from stereospike_ros.events.batch import EventArrayQueue
+from stereospike_ros.events.cdr import read_event_array_header
 from stereospike_ros.events.types import EVENT_DTYPE
 
 
@@ -70,7 +71,7 @@ def test_decoded_events_and_pre_parsed_headers_keep_arrival_order():
     queue = EventArrayQueue()
     a, b = _message(rng, 4)[0], _message(rng, 6, big_endian=True)[0]
     decoded = _events(rng, 3, 0)
-    queue.add(a, parse_event_array_header(a))
+    queue.add(a, read_event_array_header(a))
     queue.add_decoded(decoded)
     queue.add(b)
     assert queue.pending_events == 13 and queue.pending_messages == 3
@@ -111,7 +112,7 @@ def test_bad_messages_raise_the_decoders_error_and_queue_nothing(mangle, match):
     with pytest.raises(DecodeError, match=match):
         queue.add(bad)
     with pytest.raises(DecodeError):
-        parse_event_array_header(bad)
+        read_event_array_header(bad)
     assert queue.pending_messages == 0 and len(queue.drain()) == 0
     queue.add(buf)  # and good input still goes through afterwards
     np.testing.assert_array_equal(queue.drain(), decode_event_array(buf).events)

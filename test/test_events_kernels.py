@@ -27,7 +27,7 @@ from stereospike_ros.events import (
     fallbacks,
     kernels,
 )
-from stereospike_ros.events.cdr import read_event_array_head
+from stereospike_ros.events.cdr import read_event_array_header
 from stereospike_ros.events.decode import accumulate_event_array
 
 NS = 1_000_000_000
@@ -49,7 +49,7 @@ def serialized(
 ) -> tuple[bytes, int]:
     """EventArray bytes with random padding and polarity bytes 0..255; (bytes, first event)."""
     buf = bytearray(encode_event_array(events, 260, 346, 5, frame_id, big_endian=big))
-    head = read_event_array_head(bytes(buf))
+    head = read_event_array_header(bytes(buf))
     n, start = head.count, head.start
     k = np.arange(n)
     body = np.frombuffer(buf, dtype=np.uint8)

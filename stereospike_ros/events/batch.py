@@ -3,7 +3,7 @@
 A DAVIS driver publishes a message every millisecond or so, a few hundred events each.
 Decoding each one on arrival costs a dozen numpy calls per message whatever its size, so at
 two cameras the per-call overhead, not the events, would dominate. The node instead validates
-each message's header as it arrives (``cdr.read_event_array_head``: bad messages are still
+each message's header as it arrives (``cdr.read_event_array_header``: bad messages are still
 rejected one by one, with the error ``decode_event_array`` gives) and decodes all queued
 messages in one vectorized pass when a window needs them.
 
@@ -16,55 +16,22 @@ differently from the rest, so each message's first event is re-laid out like the
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from stereospike_ros.events import fallbacks, kernels
 from stereospike_ros.events.cdr import (
     EVENT_STRIDE,
     Buffer,
-    event_time_ns,
+    EventArrayHeader,
     padded_event_block,
     padded_event_dtype,
-    read_event_array_head,
+    read_event_array_header,
 )
 from stereospike_ros.events.types import EVENT_DTYPE
 
-__all__ = ["EventArrayHeader", "EventArrayQueue", "parse_event_array_header"]
+__all__ = ["EventArrayQueue"]
 
 _LAYOUT = {big: padded_event_dtype(big) for big in (False, True)}
-
-
-class EventArrayHeader(NamedTuple):
-    """What the node needs of a message before (and without) decoding its events."""
-
-    stamp_ns: int
-    frame_id: str
-    height: int
-    width: int
-    count: int
-    first_t: int | None  # ns; None without events
-    last_t: int | None
-    big_endian: bool
-    start: int  # byte offset of the first event
-
-
-def parse_event_array_header(buf: Buffer) -> EventArrayHeader:
-    """Header, size and first/last event time of a ``dvs_msgs/EventArray`` (CDR bytes).
-
-    Checks everything ``decode_event_array`` checks except the events themselves (every byte
-    pattern is a valid event), raising the same ``DecodeError``.
-    """
-    head = read_event_array_head(buf)
-    first_t = last_t = None
-    if head.count:
-        first_t = event_time_ns(buf, head.start, 0, head.big_endian)
-        last_t = event_time_ns(buf, head.start, head.count - 1, head.big_endian)
-    return EventArrayHeader(
-        head.stamp_ns, head.frame_id, head.height, head.width, head.count, first_t, last_t,
-        head.big_endian, head.start,
-    )  # fmt: skip
 
 
 class EventArrayQueue:
@@ -85,9 +52,9 @@ class EventArrayQueue:
         self.pending_messages = 0
 
     def add(self, buf: Buffer, header: EventArrayHeader | None = None) -> EventArrayHeader:
-        """Queue ``buf``; ``header`` is its ``parse_event_array_header`` when already parsed."""
+        """Queue ``buf``; ``header`` is its ``read_event_array_header`` when already read."""
         if header is None:
-            header = parse_event_array_header(buf)
+            header = read_event_array_header(buf)
         n = header.count
         self.pending_messages += 1
         if not n:

@@ -190,19 +190,23 @@ EVENT_PACKET_FIELDS = (
 _NOT_AS_LAID_OUT = (struct.error, IndexError, ValueError, TypeError)  # UnicodeDecodeError too
 
 
-class EventArrayHead(NamedTuple):
-    """A ``dvs_msgs/EventArray`` up to its events; ``start``: byte offset of the first event."""
+class EventArrayHeader(NamedTuple):
+    """A ``dvs_msgs/EventArray`` but its events: what a node needs before (and without) decoding
+    them. ``first_t``, ``last_t``: ns of the first and last event (None without events);
+    ``start``: byte offset of the first event."""
 
     stamp_ns: int
     frame_id: str
     height: int
     width: int
     count: int
-    start: int
+    first_t: int | None
+    last_t: int | None
     big_endian: bool
+    start: int
 
 
-class EventPacketHead(NamedTuple):
+class EventPacketHeader(NamedTuple):
     """An ``event_camera_msgs/EventPacket`` up to its payload of ``count`` bytes at ``start``."""
 
     stamp_ns: int
@@ -217,30 +221,34 @@ class EventPacketHead(NamedTuple):
     start: int
 
 
-def read_event_array_head(buf: Buffer) -> EventArrayHead:
-    """The head of ``dvs_msgs/EventArray`` CDR bytes, its event block checked against ``buf``.
+def read_event_array_header(buf: Buffer) -> EventArrayHeader:
+    """All but the events of ``dvs_msgs/EventArray`` CDR bytes, and its first and last event time.
 
-    Raises ``DecodeError`` naming the field at fault; the events themselves are not read (any
-    byte pattern is a valid event).
+    Checks everything ``decode_event_array`` checks except the events themselves (any byte
+    pattern is a valid event); raises ``DecodeError`` naming the field at fault.
     """
     try:
-        return _array_head(memoryview(buf).cast("B"))
+        return _array_head(_bytes_view(buf))
     except _NOT_AS_LAID_OUT:
         r = CdrReader(buf, "dvs_msgs/EventArray")
         sec, nanosec, frame_id, height, width = r.fields(EVENT_ARRAY_FIELDS)
         n, start = r.sequence_start(EVENT_STRIDE, 4, "events")
         r.expect_end(start + event_block_size(n), f"events[{n}]")
         stamp = int(sec) * 1_000_000_000 + int(nanosec)
-        return EventArrayHead(stamp, str(frame_id), int(height), int(width), n, start, r.big_endian)
+        first_t, last_t = _first_last(r.mem, start, n, r.big_endian)
+        return EventArrayHeader(
+            stamp, str(frame_id), int(height), int(width), n, first_t, last_t, r.big_endian, start
+        )
 
 
-def read_event_packet_head(buf: Buffer) -> EventPacketHead:
-    """The head of ``event_camera_msgs/EventPacket`` CDR bytes, its payload checked against ``buf``.
+def read_event_packet_header(buf: Buffer) -> EventPacketHeader:
+    """All but the payload of ``event_camera_msgs/EventPacket`` CDR bytes; its size is checked
+    against ``buf``.
 
     Raises ``DecodeError`` naming the field at fault.
     """
     try:
-        return _packet_head(memoryview(buf).cast("B"))
+        return _packet_head(_bytes_view(buf))
     except _NOT_AS_LAID_OUT:
         r = CdrReader(buf, "event_camera_msgs/EventPacket")
         sec, nanosec, frame_id, height, width, seq, time_base, encoding, is_bigendian = r.fields(
@@ -249,13 +257,13 @@ def read_event_packet_head(buf: Buffer) -> EventPacketHead:
         n, start = r.sequence_start(1, 1, "events")
         r.expect_end(start + n, f"events[{n}]")
         stamp = int(sec) * 1_000_000_000 + int(nanosec)
-        return EventPacketHead(
+        return EventPacketHeader(
             stamp, str(frame_id), int(height), int(width), int(seq), int(time_base),
             str(encoding), is_bigendian != 0, n, start,
         )  # fmt: skip
 
 
-def write_event_array_head(
+def write_event_array_header(
     height: int, width: int, stamp_ns: int, frame_id: str, count: int, big_endian: bool
 ) -> bytes:
     """A ``dvs_msgs/EventArray`` up to its first event, with ``count`` as the sequence length."""
@@ -265,7 +273,7 @@ def write_event_array_head(
     return bytes(w.buf)
 
 
-def write_event_packet_head(
+def write_event_packet_header(
     height: int,
     width: int,
     stamp_ns: int,
@@ -292,7 +300,12 @@ _U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
 _TIME = {False: struct.Struct("<iI"), True: struct.Struct(">iI")}  # an event's sec, nanosec
 
 
-def _head_string(buf: memoryview, pos: int, length: int) -> tuple[str, int]:
+def _bytes_view(buf: Buffer) -> Buffer:
+    """``buf`` indexable by byte (a memoryview of wider items would index by item)."""
+    return buf if isinstance(buf, bytes | bytearray) else memoryview(buf).cast("B")
+
+
+def _head_string(buf: Buffer, pos: int, length: int) -> tuple[str, int]:
     """A CDR string of ``length`` bytes (NUL included) at ``pos``; (text, position after it)."""
     end = pos + length
     if length == 0 or end > len(buf) or buf[end - 1] != 0:
@@ -300,7 +313,7 @@ def _head_string(buf: memoryview, pos: int, length: int) -> tuple[str, int]:
     return bytes(buf[pos : end - 1]).decode("utf-8"), end
 
 
-def _array_head(buf: memoryview) -> EventArrayHead:
+def _array_head(buf: Buffer) -> EventArrayHeader:
     """``EVENT_ARRAY_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
     size = len(buf)
     if size < 16 or buf[0] != 0 or buf[1] > 1:
@@ -315,10 +328,22 @@ def _array_head(buf: memoryview) -> EventArrayHead:
     if end > size or size - end > 3:
         raise ValueError
     stamp = sec * 1_000_000_000 + nanosec
-    return EventArrayHead(stamp, frame_id, height, width, count, start, big)
+    first_t, last_t = _first_last(buf, start, count, big)
+    return EventArrayHeader(stamp, frame_id, height, width, count, first_t, last_t, big, start)
 
 
-def _packet_head(buf: memoryview) -> EventPacketHead:
+def _first_last(buf: Buffer, start: int, count: int, big: bool) -> tuple[int | None, int | None]:
+    """ns of the first and last event of a block already checked against ``buf``."""
+    if not count:
+        return None, None
+    time = _TIME[big]
+    sec, nanosec = time.unpack_from(buf, start + 4)
+    first = sec * 1_000_000_000 + nanosec
+    sec, nanosec = time.unpack_from(buf, start + EVENT_STRIDE * (count - 1) + 4)
+    return first, sec * 1_000_000_000 + nanosec
+
+
+def _packet_head(buf: Buffer) -> EventPacketHeader:
     """``EVENT_PACKET_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
     size = len(buf)
     if size < 16 or buf[0] != 0 or buf[1] > 1:
@@ -340,7 +365,7 @@ def _packet_head(buf: memoryview) -> EventPacketHead:
     if start + n > size or size - (start + n) > 3:
         raise ValueError
     stamp = sec * 1_000_000_000 + nanosec
-    return EventPacketHead(
+    return EventPacketHeader(
         stamp, frame_id, height, width, seq, time_base, encoding, is_bigendian, n, start
     )
 
@@ -415,9 +440,3 @@ def padded_event_block(mem: memoryview, start: int, count: int) -> tuple[memoryv
     if count > 1:
         pieces += (mem[s + _LATER_OFFSET : s + event_block_size(count)], _PAD1)
     return pieces
-
-
-def event_time_ns(buf: Buffer, start: int, index: int, big_endian: bool) -> int:
-    """sec * 1e9 + nanosec of event ``index`` of the block at ``start`` (bounds: the caller's)."""
-    sec, nanosec = _TIME[big_endian].unpack_from(buf, start + EVENT_STRIDE * index + 4)
-    return sec * 1_000_000_000 + nanosec

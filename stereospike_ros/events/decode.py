@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stereospike_ros.events import fallbacks, kernels
-from stereospike_ros.events.cdr import Buffer, read_event_array_head, read_event_packet_head
+from stereospike_ros.events.cdr import Buffer, read_event_array_header, read_event_packet_header
 from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.evt3 import Evt3State, decode_evt3
 from stereospike_ros.events.libcaer import LibcaerState, decode_libcaer
@@ -31,7 +31,7 @@ def decode_event_array(buf: Buffer) -> EventBatch:
 
     Either byte order; ``t`` = sec * 1e9 + nanosec as int64 ns; ``p`` = 1 for ON.
     """
-    head = read_event_array_head(buf)
+    head = read_event_array_header(buf)
     n = head.count
     out = np.empty(n, dtype=EVENT_DTYPE)
     if n:
@@ -56,7 +56,7 @@ def accumulate_event_array(
     inplace=True), t_start, t_end)``, in one compiled pass with numba (``kernels.HAVE_NUMBA``).
     Returns (events the rectifier dropped, in-window events that fell off ``hist``).
     """
-    head = read_event_array_head(buf)
+    head = read_event_array_header(buf)
     mem = np.frombuffer(buf, dtype=np.uint8)
     return kernels.count_event_array(
         mem, head.start, head.count, head.big_endian, rectifier, hist, t_start, t_end
@@ -91,7 +91,7 @@ class EventPacketDecoder:
         return self.evt3_state.discontinuities + self.libcaer_state.discontinuities
 
     def decode(self, buf: Buffer) -> EventBatch:
-        head = read_event_packet_head(buf)
+        head = read_event_packet_header(buf)
         payload = np.frombuffer(buf, dtype=np.uint8, count=head.count, offset=head.start)
         time_base, big_endian = head.time_base, head.is_bigendian
         if head.encoding == "evt3":

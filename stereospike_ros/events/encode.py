@@ -15,8 +15,8 @@ import numpy as np
 from stereospike_ros.events.cdr import (
     event_block_size,
     event_block_views,
-    write_event_array_head,
-    write_event_packet_head,
+    write_event_array_header,
+    write_event_packet_header,
 )
 from stereospike_ros.events.errors import EncodeError
 from stereospike_ros.events.evt3 import encode_evt3
@@ -42,7 +42,7 @@ def encode_event_array(
     """CDR bytes of a ``dvs_msgs/EventArray`` (with the 4-byte encapsulation header)."""
     events = _check_events(events)
     n = len(events)
-    head = write_event_array_head(height, width, stamp_ns, frame_id, n, big_endian)
+    head = write_event_array_header(height, width, stamp_ns, frame_id, n, big_endian)
     start = len(head)
     out = np.zeros(start + event_block_size(n), dtype=np.uint8)
     out[:start] = np.frombuffer(head, dtype=np.uint8)
@@ -92,7 +92,7 @@ def encode_event_packet(
     if time_base is None:
         time_base = int(events["t"][0]) // 1000 * 1000 if len(events) else 0
     payload = PAYLOAD_ENCODERS[encoding](events, time_base, big_endian=big_endian)
-    head = write_event_packet_head(
+    head = write_event_packet_header(
         height, width, stamp_ns, frame_id, seq, time_base, encoding, big_endian, len(payload)
     )
     return head + payload

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from stereospike_ros.events import kernels
-from stereospike_ros.events.batch import EventArrayQueue, parse_event_array_header
+from stereospike_ros.events.batch import EventArrayQueue
+from stereospike_ros.events.cdr import read_event_array_header
 from stereospike_ros.events.decode import EventPacketDecoder
 from stereospike_ros.events.errors import DecodeError, EventsError
 from stereospike_ros.events.rectify import Rectifier
@@ -208,7 +209,7 @@ class StereoIngest:
         c.largest_message = max(c.largest_message, len(buf))
         try:
             if self._raw:
-                header = parse_event_array_header(buf)
+                header = read_event_array_header(buf)
                 geometry, frame_id = (header.height, header.width), header.frame_id
                 count, first_t, last_t = header.count, header.first_t, header.last_t
                 stamp = header.stamp_ns
