@@ -293,7 +293,6 @@ def write_event_packet_header(
 
 
 _HEAD = {False: struct.Struct("<iII"), True: struct.Struct(">iII")}  # sec, nanosec, strlen
-_DIMS = {False: struct.Struct("<III"), True: struct.Struct(">III")}  # height, width, count
 _SIZE = {False: struct.Struct("<II"), True: struct.Struct(">II")}  # height, width
 _PACKET = {False: struct.Struct("<QQI"), True: struct.Struct(">QQI")}  # seq, time_base, strlen
 _U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
@@ -313,21 +312,27 @@ def _head_string(buf: Buffer, pos: int, length: int) -> tuple[str, int]:
     return bytes(buf[pos : end - 1]).decode("utf-8"), end
 
 
-def _array_head(buf: Buffer) -> EventArrayHeader:
-    """``EVENT_ARRAY_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
-    size = len(buf)
-    if size < 16 or buf[0] != 0 or buf[1] > 1:
+def _common_head(buf: Buffer) -> tuple[bool, int, str, int, int, int]:
+    """(big_endian, stamp_ns, frame_id, height, width, offset after width): the fields both
+    messages start with, at fixed offsets; ValueError (or a struct error) on any doubt."""
+    if len(buf) < 16 or buf[0] != 0 or buf[1] > 1:
         raise ValueError
     big = buf[1] == 0
     sec, nanosec, length = _HEAD[big].unpack_from(buf, 4)
     frame_id, pos = _head_string(buf, 16, length)
     pos += -pos % 4
-    height, width, count = _DIMS[big].unpack_from(buf, pos)
-    start = pos + 12
+    height, width = _SIZE[big].unpack_from(buf, pos)
+    return big, sec * 1_000_000_000 + nanosec, frame_id, height, width, pos + 8
+
+
+def _array_head(buf: Buffer) -> EventArrayHeader:
+    """``EVENT_ARRAY_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
+    big, stamp, frame_id, height, width, pos = _common_head(buf)
+    (count,) = _U32[big].unpack_from(buf, pos)
+    start = pos + 4
     end = start + event_block_size(count)
-    if end > size or size - end > 3:
+    if end > len(buf) or len(buf) - end > 3:
         raise ValueError
-    stamp = sec * 1_000_000_000 + nanosec
     first_t, last_t = _first_last(buf, start, count, big)
     return EventArrayHeader(stamp, frame_id, height, width, count, first_t, last_t, big, start)
 
@@ -345,15 +350,7 @@ def _first_last(buf: Buffer, start: int, count: int, big: bool) -> tuple[int | N
 
 def _packet_head(buf: Buffer) -> EventPacketHeader:
     """``EVENT_PACKET_FIELDS`` at fixed offsets; ValueError (or a struct error) on any doubt."""
-    size = len(buf)
-    if size < 16 or buf[0] != 0 or buf[1] > 1:
-        raise ValueError
-    big = buf[1] == 0
-    sec, nanosec, length = _HEAD[big].unpack_from(buf, 4)
-    frame_id, pos = _head_string(buf, 16, length)
-    pos += -pos % 4
-    height, width = _SIZE[big].unpack_from(buf, pos)
-    pos += 8
+    big, stamp, frame_id, height, width, pos = _common_head(buf)
     pos += -(pos - 4) % 8  # CDR aligns to 8 counting from the byte after the 4-byte header
     seq, time_base, length = _PACKET[big].unpack_from(buf, pos)
     encoding, pos = _head_string(buf, pos + 20, length)
@@ -362,9 +359,8 @@ def _packet_head(buf: Buffer) -> EventPacketHeader:
     pos += -pos % 4
     (n,) = _U32[big].unpack_from(buf, pos)
     start = pos + 4
-    if start + n > size or size - (start + n) > 3:
+    if start + n > len(buf) or len(buf) - (start + n) > 3:
         raise ValueError
-    stamp = sec * 1_000_000_000 + nanosec
     return EventPacketHeader(
         stamp, frame_id, height, width, seq, time_base, encoding, is_bigendian, n, start
     )

@@ -310,7 +310,7 @@ class StereoIngest:
         """Drop what is queued and start a windower of the new size (triggers carried)."""
         if self.windower is not None:
             self.geometry_changes += 1
-            self._triggers = list(self.windower._triggers)
+            self._triggers = self.windower.pending_triggers()
         for q in self._queues.values():
             q.drain()
         self._queued_since.clear()

@@ -278,7 +278,7 @@ def count_event_array(
     if rectifier is None:
         lut, x_bits, raw_h, raw_w = _NO_LUT, 0, 0, 0
     else:  # the Rectifier's own padded table: (y << x_bits) | x, INVALID off the sensor
-        lut, x_bits = rectifier._lut, rectifier._x_bits
+        lut, x_bits = rectifier.padded_table
         raw_h, raw_w = rectifier.height, rectifier.width
     _, height, width = hist.shape
     timed, win = _window(t_start, t_end)
@@ -353,7 +353,7 @@ def rectify_events(
     out = events if inplace else np.empty_like(events)
     src = events.view()  # read-only view: one kernel type whatever the caller's flags
     src.flags.writeable = False
-    table, x_bits = rectifier._lut, rectifier._x_bits  # the Rectifier's own padded table
+    table, x_bits = rectifier.padded_table
     kept = int(kernels.rectify(src, out, table, x_bits, rectifier.height, rectifier.width))
     rectifier.last_dropped = len(events) - kept
     rectifier.dropped += rectifier.last_dropped

@@ -190,6 +190,13 @@ class Rectifier:
         y_map = np.where(valid, lut >> 16, np.nan).astype(np.float32)
         return x_map, y_map
 
+    @property
+    def padded_table(self) -> tuple[np.ndarray, int]:
+        """(table, x_bits): the flat padded table that ``__call__`` and the compiled kernels
+        index with ``(y << x_bits) | x``; ``y << 16 | x`` of the rectified pixel, or 0xFFFFFFFF.
+        Read it, never write it: the Rectifier owns it."""
+        return self._lut, self._x_bits
+
     def pixels_differing(self, other: Rectifier) -> int:
         """How many raw pixels the two tables send to different places (all, if the sizes
         differ)."""

@@ -178,6 +178,10 @@ class StereoWindower:
         self._created = self.clock()
 
     # ---- public API
+    def pending_triggers(self) -> list[int]:
+        """Trigger stamps not yet used as a window end, in order."""
+        return list(self._triggers)
+
     def add_triggers(self, stamps_ns: Iterable[int]) -> None:
         """Window ends for ``schedule="trigger"`` (any order; duplicates are kept once)."""
         for stamp in stamps_ns:
