@@ -1,4 +1,5 @@
-"""Compiled event kernels (numba, optional), each with a numpy fallback giving the same bits.
+"""Compiled event kernels (numba, optional), each with a numpy fallback (``fallbacks.py``) giving
+the same bits.
 
 The numpy path makes a dozen passes over every event (strided copies, LUT gather, compaction,
 index build, bincount), each a full trip through memory; one compiled loop reads each
