@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         recording = None
         if args.input is None:
-            from stereospike_ros.data.simulator import SimConfig, simulate
+            from stereospike_ros.sim.simulator import SimConfig, simulate
 
             config = SimConfig(
                 name="bench", seed=args.seed, duration_s=args.duration, scene=args.scene
