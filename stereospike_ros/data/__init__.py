@@ -14,8 +14,9 @@ from stereospike_ros.data.errors import (
 )
 from stereospike_ros.data.frames import Frame, FrameStats, fill_small_holes, iter_frames
 from stereospike_ros.data.mvsec_hdf5 import MvsecHdf5Sequence, write_mvsec_hdf5
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
-from stereospike_ros.data.sequence import DepthFrame, StereoSequence, open_sequence
+from stereospike_ros.data.sequence import DepthFrame, StereoSequence
 from stereospike_ros.data.splits import Split, SplitPart, load_split
 
 _LAZY = {"CachedFrames", "CacheOptions", "build_cache", "build_split_cache"}

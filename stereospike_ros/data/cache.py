@@ -31,14 +31,9 @@ from stereospike_ros import __version__
 from stereospike_ros.atomic import partial_path, remove_stale_partials
 from stereospike_ros.data.errors import CacheError, MissingInputError
 from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, FrameStats, iter_frames
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.data.protocol import get_protocol
-from stereospike_ros.data.sequence import (
-    SIDES,
-    CalibrationSource,
-    PathLike,
-    focal_baseline_of,
-    open_sequence,
-)
+from stereospike_ros.data.sequence import SIDES, CalibrationSource, PathLike, focal_baseline_of
 from stereospike_ros.data.splits import PARTS, Split, load_split
 
 log = logging.getLogger(__name__)

@@ -113,7 +113,7 @@ def _resolve_weights(value: str) -> Path:
 def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
     """What the demo says about a user's recording before replaying it (clear errors here)."""
     from stereospike_ros.data.errors import DataError
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     try:
         sequence = open_sequence(args.recording, calibration=args.calibration)

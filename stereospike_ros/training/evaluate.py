@@ -459,7 +459,7 @@ def _available_topics(paths: Sequence[Path]) -> str:
 
 def _open(path: Any, calibration: Any, depth_topic: str | None) -> StereoSequence:
     from stereospike_ros.data.bags import BagSequence, BagTopics
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     sequence = open_sequence(path, calibration=calibration)
     if isinstance(sequence, BagSequence):
