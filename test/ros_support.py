@@ -28,7 +28,7 @@ def tiny_checkpoint(path: Path, name: str = "stereospike", bias: float = 3.0) ->
 def small_recording(folder: Path, duration_s: float = 0.6, height: int = 48, width: int = 64):
     """A simulated recording at reduced resolution, written as an MVSEC HDF5 pair."""
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.simulator import SimConfig, simulate
+    from stereospike_ros.sim.simulator import SimConfig, simulate
 
     config = SimConfig(
         name="small",

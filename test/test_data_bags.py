@@ -20,7 +20,7 @@ from stereospike_ros.data.bags import (
     write_ros2_bag,
 )
 from stereospike_ros.data.msgdefs import ros2_typestore
-from stereospike_ros.data.sequence import open_sequence
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.events import encode_event_packet
 from stereospike_ros.events.decode_ros1 import decode_event_array_ros1
 

@@ -12,6 +12,7 @@ from data_helpers import tiny_recording
 from torch.utils.data import DataLoader
 
 from stereospike_ros.data import cache as cache_module
+from stereospike_ros.data import frames as frames_module
 from stereospike_ros.data.cache import (
     CachedFrames,
     CacheOptions,
@@ -22,7 +23,7 @@ from stereospike_ros.data.cache import (
 from stereospike_ros.data.errors import CacheError, MissingInputError
 from stereospike_ros.data.frames import iter_frames
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-from stereospike_ros.data.sequence import open_sequence
+from stereospike_ros.data.open import open_sequence
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_rerun_is_a_no_op_until_an_input_or_option_changes(root, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(cache_module, "iter_frames", must_not_run)
+    monkeypatch.setattr(frames_module, "iter_frames", must_not_run)
     build_cache(items, path, progress=False)
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -112,7 +113,7 @@ def test_an_interrupted_conversion_never_looks_complete(root, monkeypatch):
                 raise KeyboardInterrupt
             yield frame
 
-    monkeypatch.setattr(cache_module, "iter_frames", two_then_interrupt)
+    monkeypatch.setattr(frames_module, "iter_frames", two_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         build_cache(items, path, progress=False)
     assert sorted(p.name for p in root.iterdir() if "c.h5" in p.name) == []
@@ -120,7 +121,7 @@ def test_an_interrupted_conversion_never_looks_complete(root, monkeypatch):
     # an older complete cache survives an interrupted rebuild, and is not taken for the new one
     monkeypatch.undo()
     build_cache(items, path, progress=False)
-    monkeypatch.setattr(cache_module, "iter_frames", two_then_interrupt)
+    monkeypatch.setattr(frames_module, "iter_frames", two_then_interrupt)
     options = CacheOptions(window_ns=20_000_000)
     with pytest.raises(KeyboardInterrupt):
         build_cache(items, path, options=options, progress=False)

@@ -12,7 +12,7 @@ from stereospike_ros.data.bags import write_ros1_bag
 from stereospike_ros.data.cache import CachedFrames
 from stereospike_ros.data.frames import iter_frames
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-from stereospike_ros.data.sequence import open_sequence
+from stereospike_ros.data.open import open_sequence
 
 
 @pytest.fixture(scope="module")

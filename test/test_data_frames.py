@@ -7,7 +7,7 @@ import pytest
 from data_helpers import tiny_recording
 
 from stereospike_ros.data import FrameStats, fill_small_holes, iter_frames, write_mvsec_hdf5
-from stereospike_ros.data.sequence import open_sequence
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.events.histogram import event_histogram
 from stereospike_ros.events.windowing import StereoWindower
 

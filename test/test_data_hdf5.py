@@ -17,7 +17,7 @@ from stereospike_ros.data.mvsec_hdf5 import (
     seconds_to_ns,
     write_mvsec_hdf5,
 )
-from stereospike_ros.data.sequence import open_sequence
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.events.histogram import event_histogram
 
 

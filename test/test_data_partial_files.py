@@ -66,15 +66,15 @@ def test_a_cache_killed_mid_conversion_leaves_a_partial_that_the_next_run_remove
         """
         import os, signal, sys
         from stereospike_ros.cli import main
-        from stereospike_ros.data import cache
+        from stereospike_ros.data import frames
 
-        real = cache.iter_frames
+        real = frames.iter_frames
         def dying(*args, **kwargs):
             for n, frame in enumerate(real(*args, **kwargs)):
                 if n == 2:
                     os.kill(os.getpid(), signal.SIGKILL)
                 yield frame
-        cache.iter_frames = dying
+        frames.iter_frames = dying
         main(sys.argv[1:])
         """,
         "cache", "--root", str(root), "--out", str(out), *CACHE_ARGS,

@@ -12,8 +12,8 @@ from data_helpers import tiny_recording
 from scipy import ndimage
 
 from stereospike_ros.data import iter_frames, write_mvsec_hdf5
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.data.protocol import PROTOCOLS, DataProtocol, area_closing, get_protocol
-from stereospike_ros.data.sequence import open_sequence
 from stereospike_ros.events.histogram import event_histogram
 from stereospike_ros.events.rectify import Rectifier
 from stereospike_ros.events.types import EVENT_DTYPE

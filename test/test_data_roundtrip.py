@@ -65,7 +65,7 @@ def _reference_frames(rec, window_ns=50_000_000):
 def recording(request):
     if request.param == "hand-made":
         return _distorted(tiny_recording(seed=21, frames=6))
-    from stereospike_ros.data.simulator import SimConfig, simulate
+    from stereospike_ros.sim.simulator import SimConfig, simulate
 
     config = SimConfig(duration_s=0.3, width=64, height=48, focal_px=50.0, seed=2)
     return simulate(config)

@@ -13,8 +13,8 @@ import torch
 
 from stereospike_ros.cli import main
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-from stereospike_ros.data.simulator import SimConfig, simulate
 from stereospike_ros.model import build_model, count_parameters, dense_macs, save_checkpoint
+from stereospike_ros.sim.simulator import SimConfig, simulate
 
 H, W = 32, 40
 

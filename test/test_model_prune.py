@@ -20,7 +20,6 @@ from test_model_fast_exact import _counts, _dyadic_
 
 from stereospike_ros.cli import main
 from stereospike_ros.data import write_mvsec_hdf5
-from stereospike_ros.data.simulator import SimConfig, simulate
 from stereospike_ros.model import build_model, load_checkpoint, save_checkpoint
 from stereospike_ros.model.errors import ModelError
 from stereospike_ros.model.fast import FastStereoSpike, live_outputs, never_fire
@@ -28,6 +27,7 @@ from stereospike_ros.model.gather import add_channels_, put_channels
 from stereospike_ros.model.inference import compile_for_inference
 from stereospike_ros.model.network import StereoSpike
 from stereospike_ros.model.prune import conv_units, prune_silent, silent_channels
+from stereospike_ros.sim.simulator import SimConfig, simulate
 
 CL = torch.channels_last
 

@@ -174,7 +174,7 @@ def _recording(n: int = 3000, frames: int = 4) -> StereoRecording:
 
 def test_player_slots_carry_every_event_once_in_order_and_depth_in_its_slot(tmp_path):
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
     from stereospike_ros.ros.playback import slots
 
     rec = _recording()

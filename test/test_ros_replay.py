@@ -244,7 +244,7 @@ def test_node_applies_or_reports_the_players_rectification_maps(ros_context, rep
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy
 
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
     from stereospike_ros.ros.depth_node import DepthNode
 
     with open_sequence(replay_data["inputs"]["hdf5"]) as sequence:

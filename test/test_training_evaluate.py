@@ -19,13 +19,13 @@ from stereospike_ros.data import (
     write_ros1_bag,
     write_ros2_bag,
 )
-from stereospike_ros.data.simulator import SimConfig, simulate
 from stereospike_ros.model import (
     MetricAccumulator,
     build_model,
     checkpoint_metadata,
     save_checkpoint,
 )
+from stereospike_ros.sim.simulator import SimConfig, simulate
 from stereospike_ros.training.evaluate import evaluate, evaluate_many, open_eval_data
 
 H, W = 64, 80

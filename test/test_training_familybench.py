@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from stereospike_ros.cli import main
-from stereospike_ros.data.families import FAMILIES
 from stereospike_ros.model.checkpoint import save_checkpoint
 from stereospike_ros.model.network import build_model
+from stereospike_ros.sim.families import FAMILIES
 
 QUICK = ["--quick", "--threads", "1"]
 

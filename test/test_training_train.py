@@ -17,8 +17,8 @@ import torch
 
 from stereospike_ros.cli import main
 from stereospike_ros.data import write_mvsec_hdf5, write_ros1_bag, write_ros2_bag
-from stereospike_ros.data.simulator import SimConfig, simulate
 from stereospike_ros.model import ModelOutput, load_checkpoint
+from stereospike_ros.sim.simulator import SimConfig, simulate
 from stereospike_ros.training import TrainingError
 from stereospike_ros.training.export import export_default
 from stereospike_ros.training.train import TrainConfig, level_loss, load_state, train

@@ -27,9 +27,9 @@ from scipy import ndimage
 
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
 from stereospike_ros.data.protocol import PROTOCOLS, DataProtocol
-from stereospike_ros.data.simulator import SimConfig, simulate
 from stereospike_ros.model import load_checkpoint
 from stereospike_ros.ros.parameters import DEFAULT_WEIGHTS
+from stereospike_ros.sim.simulator import SimConfig, simulate
 from stereospike_ros.training.evaluate import evaluate, open_eval_data
 
 VARIANTS = {

@@ -12,13 +12,21 @@ from stereospike_ros.data.errors import (
     MissingInputError,
     SplitError,
 )
-from stereospike_ros.data.frames import Frame, FrameStats, fill_small_holes, iter_frames
+from stereospike_ros.data.frames import (
+    Frame,
+    FrameOptions,
+    FrameStats,
+    fill_small_holes,
+    iter_frames,
+)
 from stereospike_ros.data.mvsec_hdf5 import MvsecHdf5Sequence, write_mvsec_hdf5
+from stereospike_ros.data.open import open_sequence
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
-from stereospike_ros.data.sequence import DepthFrame, StereoSequence, open_sequence
+from stereospike_ros.data.sequence import DepthFrame, StereoSequence
+from stereospike_ros.data.split_frames import SplitFrames
 from stereospike_ros.data.splits import Split, SplitPart, load_split
 
-_LAZY = {"CachedFrames", "CacheOptions", "build_cache", "build_split_cache"}
+_LAZY = {"CachedFrames", "CacheOptions", "build_cache", "build_split_cache", "cache_split"}
 
 
 def __getattr__(name: str) -> object:
@@ -40,16 +48,19 @@ __all__ = [
     "DepthFrame",
     "FormatError",
     "Frame",
+    "FrameOptions",
     "FrameStats",
     "MissingInputError",
     "MvsecHdf5Sequence",
     "Split",
     "SplitError",
+    "SplitFrames",
     "SplitPart",
     "StereoRecording",
     "StereoSequence",
     "build_cache",
     "build_split_cache",
+    "cache_split",
     "fill_small_holes",
     "iter_frames",
     "load_split",

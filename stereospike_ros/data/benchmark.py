@@ -34,7 +34,8 @@ def _timed(label: str, fn: object, *args: object, **kwargs: object) -> tuple[obj
 
 
 def _stream(path: object) -> int:
-    from stereospike_ros.data.sequence import SIDES, open_sequence
+    from stereospike_ros.data.open import open_sequence
+    from stereospike_ros.data.sequence import SIDES
 
     with open_sequence(path) as sequence:
         return sum(len(c) for side in SIDES for c in sequence.iter_events(side))
@@ -42,7 +43,7 @@ def _stream(path: object) -> int:
 
 def _frames(path: object) -> int:
     from stereospike_ros.data.frames import iter_frames
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     with open_sequence(path) as sequence:
         return sum(1 for _ in iter_frames(sequence))
@@ -52,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from stereospike_ros.data.bags import write_ros1_bag, write_ros2_bag
     from stereospike_ros.data.cache import build_cache
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stereospike-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         recording = None
         if args.input is None:
-            from stereospike_ros.data.simulator import SimConfig, simulate
+            from stereospike_ros.sim.simulator import SimConfig, simulate
 
             config = SimConfig(
                 name="bench", seed=args.seed, duration_s=args.duration, scene=args.scene

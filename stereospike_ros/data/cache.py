@@ -16,9 +16,8 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import h5py
@@ -30,16 +29,11 @@ from tqdm import tqdm
 from stereospike_ros import __version__
 from stereospike_ros.atomic import partial_path, remove_stale_partials
 from stereospike_ros.data.errors import CacheError, MissingInputError
-from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, FrameStats, iter_frames
-from stereospike_ros.data.protocol import get_protocol
-from stereospike_ros.data.sequence import (
-    SIDES,
-    CalibrationSource,
-    PathLike,
-    focal_baseline_of,
-    open_sequence,
-)
-from stereospike_ros.data.splits import PARTS, Split, load_split
+from stereospike_ros.data.frames import FrameOptions, FrameStats
+from stereospike_ros.data.open import open_sequence
+from stereospike_ros.data.sequence import CalibrationSource, PathLike, focal_baseline_of
+from stereospike_ros.data.split_frames import SplitFrames
+from stereospike_ros.data.splits import PARTS, Split
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +41,24 @@ CACHE_FORMAT = 1
 CHANNELS = ("L_ON", "L_OFF", "R_ON", "R_OFF")
 
 
-@dataclass(frozen=True)
-class CacheOptions:
-    """Everything besides the inputs that changes the cached frames."""
+@dataclass(frozen=True, kw_only=True)
+class CacheOptions(FrameOptions):
+    """Everything besides the inputs that changes the cached frames: the frame options and
+    the compression."""
 
-    window_ns: int = DEFAULT_WINDOW_NS
-    fill_holes_px: int = 0
-    rectify: bool = True
     compression: str | None = "lzf"
-    protocol: str = "default"  # stereospike_ros.data.protocol: default or paper
+
+    @classmethod
+    def of(cls, frames: FrameOptions, compression: str | None = "lzf") -> CacheOptions:
+        """The cache options of ``frames`` (a FrameOptions, or a CacheOptions to recompress)."""
+        return cls(**{f.name: getattr(frames, f.name) for f in fields(FrameOptions)},
+                   compression=compression)  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """The options in the order caches have always stored and hashed them (a key that
+        changed would rebuild every existing cache)."""
+        order = ("window_ns", "fill_holes_px", "rectify", "compression", "protocol")
+        return {name: getattr(self, name) for name in order}
 
 
 #: (recording as open_sequence takes it, depth-frame indices)
@@ -81,10 +84,10 @@ def _input_files(source: PathLike | Sequence[PathLike]) -> list[Path]:
 def cache_key(items: Sequence[CacheItem], options: CacheOptions) -> str:
     """Hash of format version, options, indices and input files' paths, sizes and mtimes."""
     h = hashlib.sha256()
-    fields = asdict(options)
-    if fields["protocol"] == "default":  # caches made before protocols existed stay current
-        del fields["protocol"]
-    h.update(json.dumps({"format": CACHE_FORMAT, "options": fields}).encode())
+    options_dict = options.to_dict()
+    if options_dict["protocol"] == "default":  # caches made before protocols existed stay current
+        del options_dict["protocol"]
+    h.update(json.dumps({"format": CACHE_FORMAT, "options": options_dict}).encode())
     for source, indices in items:
         for path in _input_files(source):
             st = path.stat()
@@ -147,13 +150,12 @@ def _convert(
 ) -> None:
     f.attrs["format"] = CACHE_FORMAT
     f.attrs["created_by"] = f"stereospike_ros {__version__}"
-    f.attrs["options"] = json.dumps(asdict(options))
+    f.attrs["options"] = json.dumps(options.to_dict())
     f.attrs["channels"] = ",".join(CHANNELS)
     names: list[str] = []
     sources: list[str] = []
     focal_baselines: list[float | None] = []  # f x B per recording (px*m), for baselines
     calibrations: list[dict[str, str]] = []  # where each recording's rectification came from
-    rounding = get_protocol(options.protocol).rounding
     stats = FrameStats()
     ds: dict[str, h5py.Dataset] = {}
     row = 0
@@ -171,24 +173,9 @@ def _convert(
                     )
                 names.append(sequence.name)
                 sources.append(str(source))
-                frames = iter_frames(
-                    sequence,
-                    indices,
-                    window_ns=options.window_ns,
-                    fill_holes_px=options.fill_holes_px,
-                    rectify=options.rectify,
-                    stats=stats,
-                    protocol=options.protocol,
-                )
+                frames = options.frames(sequence, indices, stats)
                 focal_baselines.append(focal_baseline_of(sequence))
-                calibrations.append(
-                    {
-                        side: sequence.rectifier(side, rounding).source
-                        if options.rectify
-                        else "none (rectify off)"
-                        for side in SIDES
-                    }
-                )
+                calibrations.append(options.rectification(sequence, off="none (rectify off)"))
                 for frame in frames:
                     ds["x"][row, :2] = frame.left
                     ds["x"][row, 2:] = frame.right
@@ -232,32 +219,30 @@ def _create(f: h5py.File, n: int, h: int, w: int, compression: str | None) -> di
     }
 
 
-def locate_sequence(root: PathLike, name: str) -> Path:
-    """Where recording ``name`` lives: ``root/name`` or ``root/<scenario>/name`` (a prefix)."""
-    root = Path(root)
-    candidates = [root / name, root / re.sub(r"\d+$", "", name) / name]
-    for prefix in candidates:
-        try:
-            open_sequence(prefix).close()
-        except MissingInputError:
-            continue
-        return prefix
-    raise MissingInputError(
-        f"no recording {name!r} under {root}: looked for {', '.join(map(str, candidates))} "
-        "(as X_data.hdf5 + X_gt.hdf5, X_data.bag, X.bag, a ROS 2 bag folder X, X.mcap, X.db3)"
-    )
-
-
-def frame_counts(root: PathLike, names: Iterable[str]) -> dict[str, int]:
-    """Number of depth frames of each named recording under ``root``."""
-    counts = {}
-    for name in names:
-        sequence = open_sequence(locate_sequence(root, name))
-        try:
-            counts[name] = len(sequence.depth_stamps())
-        finally:
-            sequence.close()
-    return counts
+def cache_split(
+    source: SplitFrames,
+    cache_dir: PathLike,
+    *,
+    parts: Iterable[str] = PARTS,
+    compression: str | None = "lzf",
+    progress: bool = True,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Cache the ``parts`` of ``source``'s split, one file per part:
+    ``cache_dir/<split>_<part>.h5``."""
+    options = CacheOptions.of(source.options, compression)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.split.name)
+    out = {}
+    for part in parts:
+        out[part] = build_cache(
+            source.recordings(part),
+            Path(cache_dir) / f"{safe}_{part}.h5",
+            options=options,
+            calibration=source.calibration,
+            progress=progress,
+            force=force,
+        )
+    return out
 
 
 def build_split_cache(
@@ -276,26 +261,17 @@ def build_split_cache(
 
     Recordings are looked up under ``root`` by name; ``sequences`` lists the recordings an
     ``auto:`` split cuts (default: none). Files go to ``cache_dir/<split>_<part>.h5``.
+    :func:`cache_split` of a :class:`SplitFrames` with these arguments.
     """
-    if not isinstance(split, Split):
-        spec = str(split)
-        if spec.startswith("auto:"):
-            split = load_split(spec, frame_counts(root, sequences or []))
-        else:
-            split = load_split(spec, lambda name: frame_counts(root, [name])[name])
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in split.name)
-    out = {}
-    for part in parts:
-        items = [(locate_sequence(root, name), indices) for name, indices in split.part(part).items]
-        out[part] = build_cache(
-            items,
-            Path(cache_dir) / f"{safe}_{part}.h5",
-            options=options,
-            calibration=calibration,
-            progress=progress,
-            force=force,
-        )
-    return out
+    source = SplitFrames(split, Path(root), tuple(sequences or ()), options, calibration)
+    return cache_split(
+        source,
+        cache_dir,
+        parts=parts,
+        compression=options.compression,
+        progress=progress,
+        force=force,
+    )
 
 
 class CachedFrames(Dataset):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -27,6 +28,47 @@ from stereospike_ros.data.sequence import DEFAULT_CHUNK, SIDES, Side, StereoSequ
 from stereospike_ros.events.histogram import accumulate_into
 
 DEFAULT_WINDOW_NS = 50_000_000
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """How depth frames of a recording become training frames: everything but the recording.
+
+    The one set of data options that caching, training and evaluation pass around, so a
+    cache, a training run and an evaluation of the same options see the same frames.
+    """
+
+    window_ns: int = DEFAULT_WINDOW_NS
+    fill_holes_px: int = 0
+    rectify: bool = True
+    protocol: str = "default"  # stereospike_ros.data.protocol: default or paper
+
+    @classmethod
+    def from_window_ms(cls, window_ms: float, **options: Any) -> FrameOptions:
+        """Options with a window given in milliseconds (as the command lines take it)."""
+        return cls(window_ns=round(window_ms * 1e6), **options)
+
+    def frames(
+        self,
+        sequence: StereoSequence,
+        indices: Iterable[int] | None = None,
+        stats: FrameStats | None = None,
+    ) -> Iterator[Frame]:
+        """:func:`iter_frames` of ``sequence`` with these options."""
+        return iter_frames(
+            sequence,
+            indices,
+            window_ns=self.window_ns,
+            fill_holes_px=self.fill_holes_px,
+            rectify=self.rectify,
+            stats=stats,
+            protocol=self.protocol,
+        )
+
+    def rectification(self, sequence: StereoSequence, off: str) -> dict[str, str]:
+        """Per side, where the events' rectification comes from (``off`` when not rectified)."""
+        rounding = get_protocol(self.protocol).rounding
+        return {s: sequence.rectifier(s, rounding).source if self.rectify else off for s in SIDES}
 
 
 @dataclass

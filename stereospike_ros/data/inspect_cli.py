@@ -60,7 +60,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_one(source: object, args: argparse.Namespace) -> None:
-    from stereospike_ros.data.sequence import SIDES, focal_baseline_of, open_sequence
+    from stereospike_ros.data.open import open_sequence
+    from stereospike_ros.data.sequence import SIDES, focal_baseline_of
 
     with open_sequence(source, calibration=args.calibration) as sequence:
         stamps = sequence.depth_stamps()

@@ -88,7 +88,8 @@ _KERNEL: list = []
 
 
 def _compiled() -> object:
-    """The loop compiled by numba when it is installed (60x faster), else None."""
+    """The loop compiled by numba when it is installed, else None (the same loop in Python:
+    one interpreted step per pixel, so slow on full frames but correct)."""
     if not _KERNEL:
         try:
             import numba

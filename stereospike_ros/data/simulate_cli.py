@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.families import FAMILIES, RIGS, random_config
-from stereospike_ros.data.motion import MOTION_STYLES
 from stereospike_ros.data.recording import StereoRecording
-from stereospike_ros.data.scene import SCENE_STYLES
-from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
-from stereospike_ros.data.textures import TEXTURE_FAMILIES
+from stereospike_ros.sim.families import FAMILIES, RIGS, random_config
+from stereospike_ros.sim.motion import MOTION_STYLES
+from stereospike_ros.sim.scene import SCENE_STYLES
+from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+from stereospike_ros.sim.textures import TEXTURE_FAMILIES
 
 HELP = "simulate a stereo event-camera recording with ground-truth depth (MVSEC HDF5, bags)"
 

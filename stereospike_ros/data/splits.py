@@ -23,7 +23,6 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from stereospike_ros.data.errors import MissingInputError, SplitError
@@ -35,6 +34,7 @@ MVSEC_INDEX_OFFSET = 2
 MVSEC_SPLITS = ("split1", "split2", "split3")
 MVSEC_TRAIN_POOL = ("indoor_flying1", "indoor_flying2", "indoor_flying3")
 _AUTO = "auto:"
+MVSEC_TABLE = Path(__file__).with_name("splits") / "mvsec_indoor_flying.json"
 
 Counts = Mapping[str, int] | Callable[[str], int]
 
@@ -89,8 +89,9 @@ def known_splits() -> list[str]:
 
 
 def _mvsec_table() -> dict:
-    text = resources.files("stereospike_ros.data").joinpath("splits/mvsec_indoor_flying.json")
-    return json.loads(text.read_text())
+    # Found beside this file (setup.py installs it as package data), not through the package:
+    # importing stereospike_ros.data from here would close an import cycle with its __init__.
+    return json.loads(MVSEC_TABLE.read_text(encoding="utf-8"))
 
 
 def _count(counts: Counts | None, name: str) -> int | None:

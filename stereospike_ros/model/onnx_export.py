@@ -327,8 +327,8 @@ def simulated_windows(
 ) -> list[Tensor]:
     """``count`` (C, H, W) windows of 50 ms from the built-in simulator (a textured room seen
     by a moving stereo rig): real event statistics, no file needed."""
-    from stereospike_ros.data.simulator import SimConfig, simulate
     from stereospike_ros.events.histogram import event_histogram
+    from stereospike_ros.sim.simulator import SimConfig, simulate
 
     height, width = size
     config = SimConfig(

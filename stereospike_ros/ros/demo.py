@@ -113,7 +113,7 @@ def _resolve_weights(value: str) -> Path:
 def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
     """What the demo says about a user's recording before replaying it (clear errors here)."""
     from stereospike_ros.data.errors import DataError
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     try:
         sequence = open_sequence(args.recording, calibration=args.calibration)
@@ -133,8 +133,8 @@ def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
 
 def _simulate(args: argparse.Namespace, weights: Path) -> tuple[Path, dict]:
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.simulator import SimConfig, simulate
     from stereospike_ros.model import checkpoint_metadata
+    from stereospike_ros.sim.simulator import SimConfig, simulate
 
     size = checkpoint_metadata(weights).get("input_size") or [260, 346]
     config = SimConfig(

@@ -371,7 +371,7 @@ class EventPlayer(Node):
 
 
 def _open(path: str, calibration: str = "") -> object:
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     try:
         return open_sequence(path, calibration=calibration or None)

@@ -26,8 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from stereospike_ros.data.errors import DataError
-from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, Frame, iter_frames
-from stereospike_ros.data.protocol import get_protocol
+from stereospike_ros.data.frames import DEFAULT_WINDOW_NS, Frame, FrameOptions
 from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
     MVSEC_FOCAL_BASELINE,
     StereoSequence,
@@ -396,7 +395,7 @@ class EvalData:
     focal_baseline: float | None
     _parts: list[tuple[StereoSequence, list[int]]] = field(default_factory=list, repr=False)
     _cache: Any = field(default=None, repr=False)
-    _frame_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    _frame_options: FrameOptions = field(default_factory=FrameOptions, repr=False)
 
     def frames(self) -> Iterator[tuple[str, Frame]]:
         """``(sequence name, Frame)`` in order: recordings streamed, or cache samples."""
@@ -409,7 +408,7 @@ class EvalData:
                 yield info["sequence"], frame
             return
         for sequence, indices in self._parts:
-            for frame in iter_frames(sequence, indices, **self._frame_options):
+            for frame in self._frame_options.frames(sequence, indices):
                 yield sequence.name, frame
 
     def close(self) -> None:
@@ -459,7 +458,7 @@ def _available_topics(paths: Sequence[Path]) -> str:
 
 def _open(path: Any, calibration: Any, depth_topic: str | None) -> StereoSequence:
     from stereospike_ros.data.bags import BagSequence, BagTopics
-    from stereospike_ros.data.sequence import open_sequence
+    from stereospike_ros.data.open import open_sequence
 
     sequence = open_sequence(path, calibration=calibration)
     if isinstance(sequence, BagSequence):
@@ -510,20 +509,17 @@ def open_eval_data(
     a single recording (``START:STOP[:STEP]`` or ``i,j,k``); ``max_frames`` caps the total.
     Missing files, bags without the depth topic and empty selections raise ``TrainingError``.
     """
-    from stereospike_ros.data.cache import CachedFrames, frame_counts, is_complete, locate_sequence
-    from stereospike_ros.data.splits import load_split
+    from stereospike_ros.data.cache import CachedFrames, is_complete
+    from stereospike_ros.data.split_frames import SplitFrames
 
     paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
     if not paths:
         raise TrainingError("no --data given")
     if window_ms <= 0:
         raise TrainingError(f"--window-ms must be positive, got {window_ms}")
-    options = {
-        "window_ns": round(window_ms * 1e6),
-        "fill_holes_px": fill_holes_px,
-        "rectify": rectify,
-        "protocol": protocol or "default",
-    }
+    options = FrameOptions.from_window_ms(
+        window_ms, fill_holes_px=fill_holes_px, rectify=rectify, protocol=protocol or "default"
+    )
     try:
         if split is None and len(paths) == 1 and paths[0].suffix == ".h5" and paths[0].is_file():
             if not is_complete(paths[0]):
@@ -548,7 +544,7 @@ def open_eval_data(
         parts: list[tuple[StereoSequence, list[int]]] = []
         description: dict[str, Any] = {"window_ms": window_ms, "fill_holes_px": fill_holes_px}
         description["rectify"] = rectify
-        description["protocol"] = options["protocol"]
+        description["protocol"] = options.protocol
         try:
             if split is not None:
                 if len(paths) != 1 or not paths[0].is_dir():
@@ -556,17 +552,11 @@ def open_eval_data(
                         f"with --split, --data must be the folder holding the recordings; "
                         f"got {', '.join(map(str, paths))}"
                     )
-                root = paths[0]
-                if split.startswith("auto:"):
-                    chosen_split = load_split(split, frame_counts(root, sequences or []))
-                else:
-                    chosen_split = load_split(split, lambda n: frame_counts(root, [n])[n])
-                for name, indices in chosen_split.part(part).items:
-                    sequence = _open(locate_sequence(root, name), calibration, depth_topic)
-                    parts.append((sequence, list(indices)))
+                source = SplitFrames(split, paths[0], tuple(sequences or ()), options, calibration)
+                parts += source.open(part, lambda path: _open(path, calibration, depth_topic))
                 description.update(
-                    source="split", root=str(root), split=chosen_split.name, part=part,
-                    sequences=[name for name, _ in chosen_split.part(part).items],
+                    source="split", root=str(paths[0]), split=source.split.name, part=part,
+                    sequences=source.split.part(part).sequences,
                 )  # fmt: skip
             else:
                 target = paths[0] if len(paths) == 1 else paths
@@ -594,11 +584,7 @@ def open_eval_data(
                 focal_baseline = focal_baseline_of(first)
             description["frames"] = count
             description["focal_baseline"] = focal_baseline
-            rounding = get_protocol(options["protocol"]).rounding
-            description["rectification"] = {
-                side: first.rectifier(side, rounding).source if rectify else "none (--no-rectify)"
-                for side in ("left", "right")
-            }
+            description["rectification"] = options.rectification(first, "none (--no-rectify)")
             return EvalData(
                 description, first.height, first.width, count, focal_baseline,
                 _parts=parts, _frame_options=options,

@@ -1,6 +1,6 @@
 """``python -m stereospike_ros benchmark families``: depth on scene families training never saw.
 
-Builds (or reuses) a dataset of randomized recordings (``data.families``): training and
+Builds (or reuses) a dataset of randomized recordings (``sim.families``): training and
 validation recordings from the ``mixed`` family, and test recordings of every family, the
 held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
 ``families.json`` (which family each recording is). Given checkpoints, it scores each of them,
@@ -152,7 +152,7 @@ def planned_recordings(
 def _make_recording(config: Any, family: str, part: str, data_dir: Path) -> tuple[int, float]:
     """Simulate one recording and write it with its ``_sim.json`` last (the mark of done)."""
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.simulator import simulate
+    from stereospike_ros.sim.simulator import simulate
 
     start = time.perf_counter()
     recording = simulate(config)
@@ -180,7 +180,7 @@ def build_dataset(
     of simulation (summed over processes), events/s."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from stereospike_ros.data.families import random_config
+    from stereospike_ros.sim.families import random_config
 
     data_dir.mkdir(parents=True, exist_ok=True)
     missing = []
@@ -398,8 +398,8 @@ def budget_failures(
 def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float) -> str:
     """A markdown table of simulation speed per family, the default room beside them (the same
     run, so the ratio holds on a loaded machine). Recordings of 1 s, seeds 900_000..."""
-    from stereospike_ros.data.families import random_config
-    from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+    from stereospike_ros.sim.families import random_config
+    from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
 
     def measure(configs: Iterable[Any]) -> tuple[float, float, float]:
         events = wall = simulated = 0.0
@@ -437,7 +437,7 @@ def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float)
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stereospike_ros.data.families import FAMILIES
+    from stereospike_ros.sim.families import FAMILIES
     from stereospike_ros.training.baselines import load_model
     from stereospike_ros.training.evaluate import ModelPredictor, resolve_device
 

@@ -119,7 +119,7 @@ def _is_current(record: Path, files: list[Path], config: dict[str, Any]) -> bool
 def simulate_recordings(preset: Preset, data_dir: Path) -> list[tuple[str, str]]:
     """Write the recordings (MVSEC HDF5) unless an identical one is there; (name, part)."""
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-    from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+    from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     chosen = [r for r in RECORDINGS if r[4] != "train"]

@@ -249,45 +249,36 @@ def _split_summary(split: Any) -> dict[str, Any]:
 
 def prepare_data(config: TrainConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Cache the train and val parts (rank 0 converts); returns paths and the split summary."""
-    from stereospike_ros.data import CacheOptions, DataError, load_split
-    from stereospike_ros.data.cache import build_split_cache, frame_counts
+    from stereospike_ros.data import DataError, FrameOptions, SplitFrames
+    from stereospike_ros.data.cache import cache_split
 
     root = Path(config.root)
     if not root.is_dir():
         raise TrainingError(f"--root {root} is not a folder of recordings")
     cache_dir = Path(config.cache_dir) if config.cache_dir else run_dir / "cache"
-    options = CacheOptions(
-        window_ns=round(config.window_ms * 1e6),
+    options = FrameOptions.from_window_ms(
+        config.window_ms,
         fill_holes_px=config.fill_holes,
         rectify=config.rectify,
         protocol=config.protocol,
     )
+    source = SplitFrames(
+        config.split, root, tuple(config.sequences or ()), options, config.calibration
+    )
+    parts = ("train", "val")
     try:
-        if config.split.startswith("auto:"):
-            split = load_split(config.split, frame_counts(root, config.sequences or []))
-        else:
-            split = load_split(config.split, lambda name: frame_counts(root, [name])[name])
-        for part in ("train", "val"):
+        split = source.split
+        for part in parts:
             if len(split.part(part)) == 0:
                 raise TrainingError(
                     f"split {config.split!r} has no {part} frames (sequences: "
                     f"{', '.join(split.sequences) or 'none'})"
                 )
         if _rank() == 0:
-            files = build_split_cache(
-                split,
-                root,
-                cache_dir,
-                parts=("train", "val"),
-                options=options,
-                calibration=config.calibration,
-                progress=progress,
-            )
+            files = cache_split(source, cache_dir, parts=parts, progress=progress)
         _barrier()
-        if _rank() != 0:
-            files = build_split_cache(
-                split, root, cache_dir, parts=("train", "val"), options=options, progress=False
-            )
+        if _rank() != 0:  # rank 0 has converted: this only finds its files
+            files = cache_split(source, cache_dir, parts=parts, progress=False)
     except DataError as err:
         raise TrainingError(f"cannot prepare the data of split {config.split!r}: {err}") from err
     return {"files": files, "split": _split_summary(split)}

@@ -10,12 +10,8 @@ import pytest
 from stereospike_ros.cli import main
 from stereospike_ros.data import open_sequence
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.simulator import (
-    MVSEC_FOCAL_BASELINE,
-    EventPixelArray,
-    SimConfig,
-    simulate,
-)
+from stereospike_ros.data.sequence import MVSEC_FOCAL_BASELINE
+from stereospike_ros.sim.simulator import EventPixelArray, SimConfig, simulate
 
 MS = 1_000_000
 # Small images keep the tests fast; focal length and baseline stay MVSEC's.

@@ -12,18 +12,18 @@ import pytest
 
 from stereospike_ros.cli import main
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.families import FAMILIES, SEEN_MOTION, family, random_config
-from stereospike_ros.data.motion import make_trajectory
-from stereospike_ros.data.scene import Cylinder, PinholeCamera, Plane, Scene, Sphere
-from stereospike_ros.data.simulator import (
+from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.sim.families import FAMILIES, SEEN_MOTION, family, random_config
+from stereospike_ros.sim.motion import make_trajectory
+from stereospike_ros.sim.scene import Cylinder, PinholeCamera, Plane, Scene, Sphere
+from stereospike_ros.sim.simulator import (
     SimConfig,
     build_world,
     jitter_timestamps,
     limit_bandwidth,
     simulate,
 )
-from stereospike_ros.data.textures import TEXTURE_FAMILIES, make_texture
-from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.sim.textures import TEXTURE_FAMILIES, make_texture
 
 SMALL = {"width": 64, "height": 48, "focal_px": 226.38 * 64 / 346}
 MS = 1_000_000
@@ -109,7 +109,7 @@ def test_each_pixel_fires_once_per_threshold_crossing_in_new_scenes(scene, motio
 
 
 def test_disparity_is_focal_baseline_over_depth_for_another_rig():
-    from test_data_simulator import measured_disparity
+    from test_sim_simulator import measured_disparity
 
     config = SimConfig(
         scene="plane", motion="vertical", motion_scale=2.0, plane_depth_m=2.0,

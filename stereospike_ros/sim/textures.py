@@ -1,7 +1,7 @@
 """Procedural, tileable surface textures for the simulator, baked once and mip-mapped.
 
-Baking turns any procedural pattern into table lookups at render time, which is what keeps ray
-casting at hundreds of frames per second in numpy. Every pattern is periodic over its tile, so
+Baking turns any procedural pattern into table lookups at render time, so a render costs a few
+vectorized gathers per pixel whatever the pattern. Every pattern is periodic over its tile, so
 surfaces of any size wrap without seams. A mip pyramid with trilinear filtering makes each
 pixel see the average of the surface patch it covers, as a real pixel does: far surfaces do
 not alias into flicker (spurious events), near ones keep their centimetre detail.

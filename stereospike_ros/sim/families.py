@@ -19,12 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.simulator import (
-    MVSEC_FOCAL_BASELINE,
-    MVSEC_FOCAL_PX,
-    SimConfig,
-    build_world,
-)
+from stereospike_ros.data.sequence import MVSEC_FOCAL_BASELINE
+from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig, build_world
 
 #: geometries a drone may fly straight ahead in: built around its path, no walls behind
 _OPEN = ("planes", "clutter", "outdoor", "shapes", "panel")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.textures import (
+from stereospike_ros.sim.textures import (
     TEXTURE_FAMILIES,
     TILE_METRES,
     TILE_TEXELS,

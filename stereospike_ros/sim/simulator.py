@@ -22,15 +22,15 @@ import numpy as np
 from tqdm import tqdm
 
 from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.motion import MOTION_STYLES, Trajectory, make_trajectory
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
-from stereospike_ros.data.scene import SCENE_STYLES, PinholeCamera, Scene, build_scene
-from stereospike_ros.data.textures import TEXTURE_FAMILIES
+from stereospike_ros.data.sequence import MVSEC_FOCAL_BASELINE
 from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.sim.motion import MOTION_STYLES, Trajectory, make_trajectory
+from stereospike_ros.sim.scene import SCENE_STYLES, PinholeCamera, Scene, build_scene
+from stereospike_ros.sim.textures import TEXTURE_FAMILIES
 
-#: MVSEC indoor_flying: rectified focal length (px) and f x B = 19.941772 px*m
+#: MVSEC indoor_flying: rectified focal length (px); its f x B is data.sequence's constant
 MVSEC_FOCAL_PX = 226.38
-MVSEC_FOCAL_BASELINE = 19.941772
 _LOG_EPS = 1e-3  # dark level inside the log: keeps black surfaces finite
 _NS = 1_000_000_000
 
@@ -339,9 +339,9 @@ def _keep_freed_memory() -> bool:
     """Stop glibc from returning image-sized numpy temporaries to the OS after every use.
 
     A render makes dozens of 0.1-1 MB temporaries; under glibc's default thresholds many are
-    trimmed or mmapped afresh and page-fault on every frame, which cost about 40 % of the
-    simulator's CPU time on the development machine. Freed memory up to 64 MB stays in the
-    heap instead (a process-wide setting, harmless elsewhere). A no-op without glibc.
+    trimmed or mmapped afresh, so every render pays for fresh pages (a page fault per 4 KiB
+    touched) for memory it just gave back. Freed memory up to 64 MB stays in the heap instead
+    (a process-wide setting, harmless elsewhere). A no-op without glibc.
     """
     name = ctypes.util.find_library("c")
     try:
