@@ -16,13 +16,13 @@ HELP = (
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {
-    "data": "stereospike_ros.data.benchmark",
-    "events": "stereospike_ros.events.benchmark",
-    "flood": "stereospike_ros.ros.benchmark_flood",
-    "model": "stereospike_ros.model.benchmark",
-    "node": "stereospike_ros.ros.benchmark_node",
-    "sim": "stereospike_ros.training.simbench",
-    "families": "stereospike_ros.training.familybench",
+    "data": "stereospike_ros.bench.data",
+    "events": "stereospike_ros.bench.events",
+    "flood": "stereospike_ros.bench.flood",
+    "model": "stereospike_ros.bench.model",
+    "node": "stereospike_ros.bench.node",
+    "sim": "stereospike_ros.bench.sim",
+    "families": "stereospike_ros.bench.families",
 }
 
 

@@ -7,8 +7,6 @@ spikingjelly work together on this machine, before any data is involved.
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 HELP = "check the environment: a DDS round trip of raw EventArray bytes, and a spiking neuron"
 
@@ -18,35 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dds_round_trip(n_events: int) -> str:
-    import rclpy
-    from dvs_msgs.msg import Event, EventArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from stereospike_ros.ros.round_trip import dds_round_trip
 
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        node = rclpy.create_node("stereospike_doctor", context=context)
-        received: list[bytes] = []
-        node.create_subscription(EventArray, "~/events", received.append, qos, raw=True)
-        pub = node.create_publisher(EventArray, "~/events", qos)
-        msg = EventArray(height=260, width=346)
-        msg.events = [Event(x=i % 346, y=i % 260, polarity=bool(i & 1)) for i in range(n_events)]
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        start = time.monotonic()
-        while not received and time.monotonic() - start < 10.0:
-            pub.publish(msg)
-            executor.spin_once(timeout_sec=0.1)
-        if not received:
-            raise RuntimeError("no message came back through DDS within 10 s")
-        return (
-            f"DDS ({os.environ.get('RMW_IMPLEMENTATION', 'default rmw')}): {n_events} events, "
-            f"{len(received[0])} CDR bytes back in {time.monotonic() - start:.2f} s"
-        )
-    finally:
-        rclpy.shutdown(context=context)
+    trip = dds_round_trip(n_events)
+    return (
+        f"DDS ({trip.rmw}): {trip.events} events, "
+        f"{trip.cdr_bytes} CDR bytes back in {trip.seconds:.2f} s"
+    )
 
 
 def _spiking_neuron() -> str:

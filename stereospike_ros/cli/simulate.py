@@ -21,6 +21,7 @@ from stereospike_ros.data.recording import StereoRecording
 from stereospike_ros.data.scene import SCENE_STYLES
 from stereospike_ros.data.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
 from stereospike_ros.data.textures import TEXTURE_FAMILIES
+from stereospike_ros.events.types import parse_size
 
 HELP = "simulate a stereo event-camera recording with ground-truth depth (MVSEC HDF5, bags)"
 
@@ -121,15 +122,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preview", action="store_true", help="also write NAME_preview.png (events and depth)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. 260x346) as (height, width), for argparse."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
-    return h, w
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
