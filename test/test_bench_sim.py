@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from stereospike_ros.bench.sim import bundled_predictor
 
+from stereospike_ros.bench.sim import bundled_predictor
 from stereospike_ros.cli import main
 
 

@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=MVSEC_RATE, help="MVSEC-like events/s per camera (300k)"
     )
     parser.add_argument("--message-ms", type=float, default=1.0, help="ms per message (1)")
-    parser.add_argument(
-        "--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)"
-    )
+    parser.add_argument("--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)")
     parser.add_argument(
         "--weights", default="default", help="checkpoint; 'default' = bundled, 'tiny' = tiny"
     )
@@ -228,10 +226,7 @@ def large_messages(args: argparse.Namespace) -> None:
             events = np.zeros(n, dtype=EVENT_DTYPE)
             events["t"] = np.arange(n)
             buf = encode_event_array(events, 260, 346, n, "cam")
-            code = (
-                "from stereospike_ros.bench.flood import _receiver; "
-                f"_receiver({reliable}, 12.0)"
-            )
+            code = f"from stereospike_ros.bench.flood import _receiver; _receiver({reliable}, 12.0)"
             receiver = subprocess.Popen(
                 [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
             )

@@ -47,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=300_000.0, help="events/s per camera (MVSEC-like: 300k)"
     )
     parser.add_argument("--message-ms", type=float, default=1.0, help="ms of events per message")
-    parser.add_argument(
-        "--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)"
-    )
+    parser.add_argument("--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)")
     parser.add_argument("--duration", type=float, default=20.0, help="nominal phase, s (20)")
     parser.add_argument("--flood", type=float, default=10.0, help="flood factor (10)")
     parser.add_argument("--flood-duration", type=float, default=60.0, help="flood phase, s (60)")
