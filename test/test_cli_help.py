@@ -104,33 +104,21 @@ def test_a_bad_option_is_the_same_error_under_either_name(capsys, monkeypatch):
     assert _words(script_err) == _words(module_err.replace(f"{PROG} train", "train"))
 
 
+def _stdout(*argv: str) -> str:
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_both_ways_of_running_print_the_same_help_as_processes():
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    as_module = subprocess.run(
-        [sys.executable, "-m", "stereospike_ros", "report", "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    ).stdout
-    # A console script is `sys.argv[0] = <script path>; sys.exit(report_main())`.
+    as_module = _stdout(sys.executable, "-m", "stereospike_ros", "report", "--help")
+    # What a console script does: sys.argv[0] is the script's path, then it calls report_main.
     code = (
         "import sys; sys.argv = ['/opt/ros/kilted/lib/stereospike_ros/report', '--help']; "
         "from stereospike_ros.cli import report_main; sys.exit(report_main())"
     )
-    as_script = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    ).stdout
+    as_script = _stdout(sys.executable, "-c", code)
     assert as_module.startswith(f"usage: {PROG} report ") and as_script.startswith("usage: report ")
     assert _words(as_script) == _words(as_module.replace(f"{PROG} report", "report"))

@@ -1,8 +1,5 @@
-"""``python -m stereospike_ros benchmark <target>``: scripts that print figures.
-
-Speed and memory targets are checked here, not in timed unit tests: each target measures its
-paths and a reference in the same run and prints ratios, since these machines are noisy.
-"""
+"""``python -m stereospike_ros benchmark <target>``: runs one of the ``stereospike_ros.bench``
+modules (scripts that print figures; see ``bench/__init__.py``)."""
 
 from __future__ import annotations
 
