@@ -92,14 +92,15 @@ def main(
     argv = list(argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(only, prog or PROG, command_prog).parse_args(argv)
-    prog = " ".join(str(v) for v in (args.command, getattr(args, "target", None)) if v)
+    # errors name the command (and benchmark target), as argparse's own do
+    label = " ".join(str(v) for v in (args.command, getattr(args, "target", None)) if v)
     try:
         return int(_load(args.command).run(args) or 0)
     except (StereoSpikeError, OSError) as err:
-        print(f"{prog}: error: {error_line(err)}", file=sys.stderr)
+        print(f"{label}: error: {error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{label}: interrupted", file=sys.stderr)
         return 130
 
 
