@@ -92,7 +92,7 @@ def main(
     argv = list(argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(only, prog or PROG, command_prog).parse_args(argv)
-    # errors name the command (and benchmark target), as argparse's own do
+    # a one-line error names the command (and the benchmark target)
     label = " ".join(str(v) for v in (args.command, getattr(args, "target", None)) if v)
     try:
         return int(_load(args.command).run(args) or 0)
