@@ -1,4 +1,4 @@
-"""``python -m stereospike_ros <command>``: the offline tools (see ``cli.py``)."""
+"""``python -m stereospike_ros <command>``: the offline tools (see ``cli/__init__.py``)."""
 
 import sys
 

@@ -83,6 +83,9 @@ for entry in scripts:
 EOF
 ) || die "the install tree is incomplete (above)"
 log "install tree ok: $count console scripts, launch, config, rviz, ament index, weights"
+# What `ros2 run stereospike_ros report --help` runs: the installed script, its usage naming it.
+usage=$(cd / && PYTHONPATH="$SITE" "$INSTALL/lib/$PKG/report" --help | head -1)
+[[ "$usage" == "usage: report "* ]] || die "lib/$PKG/report --help printed '$usage'"
 
 log "colcon test (a few quick files; the whole suite is the pytest run of make test)"
 (cd "$WS" && "$COLCON" --log-base log test --base-paths "$ROOT" --build-base build \

@@ -6,10 +6,13 @@ A structured numpy array keeps a batch of events in one contiguous block that ve
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+from stereospike_ros.errors import UsageError
 
 #: A camera of the stereo pair.
 Side = Literal["left", "right"]
@@ -41,3 +44,26 @@ class EventBatch:
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+class SizeError(UsageError, argparse.ArgumentTypeError):
+    """Text that is not ``HxW``. A :class:`UsageError` (so a ``ValueError``) for library and
+    node callers, and an ``ArgumentTypeError``, so that argparse shows its message as the
+    option's error when :func:`parse_size` is an argument's ``type``."""
+
+
+def parse_size(text: str, name: str = "") -> tuple[int, int]:
+    """``'260x346'`` -> ``(260, 346)``: a sensor or input size as height x width.
+
+    The one parser of sizes for every option and parameter (``--size``, ``--crop``,
+    ``warm_up_size``, ``sensor_size``); ``name`` (the parameter) starts the message of the
+    :class:`SizeError` raised for anything but two positive integers.
+    """
+    try:
+        height, width = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        height = width = 0
+    if height <= 0 or width <= 0:
+        subject = f"{name} {text!r}" if name else repr(text)
+        raise SizeError(f"{subject} is not HxW (two positive integers, e.g. 260x346)")
+    return height, width

@@ -1,5 +1,6 @@
-"""``python -m stereospike_ros demo``: the whole online pipeline on a simulated recording, or
-on your own (``--recording PATH``: MVSEC HDF5, ROS 1 bag, ROS 2 bag).
+"""The runtime of ``python -m stereospike_ros demo`` (its options: ``cli/demo.py``): the whole
+online pipeline on a simulated recording, or on your own (``--recording PATH``: MVSEC HDF5,
+ROS 1 bag, ROS 2 bag).
 
 No ROS install and no downloaded data: it simulates a few seconds of a stereo event camera in
 a room (with ground truth), writes them as MVSEC HDF5, and starts three processes that talk
@@ -16,7 +17,6 @@ ground-truth frame is answered and the MDE equals ``evaluate``'s on the same fil
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -25,9 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-HELP = "simulate a recording and run player -> depth node -> evaluator over real DDS"
 DEPTH_TOPIC = "/davis/left/depth_image_rect"
 #: Per-second figures of the node's /diagnostics that the demo averages over the run.
 AVERAGED = (
@@ -39,53 +39,29 @@ AVERAGED = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    parser.add_argument(
-        "--recording",
-        type=Path,
-        help="replay this recording (X_data.hdf5, X.bag, ROS 2 bag) instead of simulating one",
-    )
-    parser.add_argument(
-        "--calibration",
-        type=Path,
-        help="folder of MVSEC *_{left,right}_{x,y}_map.txt for --recording (as evaluate's)",
-    )
-    parser.add_argument(
-        "--real-time",
-        action="store_true",
-        help="pace by --rate only (no lockstep): windows the node cannot keep up with are "
-        "skipped and reported missing",
-    )
-    parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
-    parser.add_argument("--duration", type=float, default=3.0, help="simulated seconds (3)")
-    parser.add_argument(
-        "--rate", type=float, default=0.5, help="playback speed; < 1 gives a slow CPU time (0.5)"
-    )
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (7)")
-    parser.add_argument("--scene", default="room", help="simulator scene (room)")
-    parser.add_argument("--motion", default="hover", help="simulator motion (hover)")
-    parser.add_argument(
-        "--event-type",
-        default="dvs_msgs/EventArray",
-        choices=("dvs_msgs/EventArray", "event_camera_msgs/EventPacket"),
-    )
-    parser.add_argument("--device", default="cpu", help="torch device for the depth node (cpu)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads of the node (1: the player and evaluator share the cores)",
-    )
-    parser.add_argument(
-        "--images", type=int, default=3, help="prediction/ground-truth PNGs to save (3)"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=300.0,
-        help="give up after (s; 300): lockstep takes about one forward pass per frame",
-    )
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to replay and how (the ``demo`` command's options, defaults as there)."""
+
+    out: Path = Path("out/demo")
+    #: a user's recording to replay; None: simulate one
+    recording: Path | None = None
+    #: folder of MVSEC rectification maps for ``recording``
+    calibration: Path | None = None
+    #: paced by ``rate`` only, instead of lockstep with the node's answers
+    real_time: bool = False
+    #: checkpoint; '' = the bundled model
+    weights: str = ""
+    duration: float = 3.0
+    rate: float = 0.5
+    seed: int = 7
+    scene: str = "room"
+    motion: str = "hover"
+    event_type: str = "dvs_msgs/EventArray"
+    device: str = "cpu"
+    threads: int = 1
+    images: int = 3
+    timeout: float = 300.0
 
 
 def _resolve_weights(value: str) -> Path:
@@ -110,13 +86,13 @@ def _resolve_weights(value: str) -> Path:
     return path
 
 
-def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
+def _describe_recording(options: DemoOptions) -> tuple[Path, dict]:
     """What the demo says about a user's recording before replaying it (clear errors here)."""
     from stereospike_ros.data.errors import DataError
     from stereospike_ros.data.open import open_sequence
 
     try:
-        sequence = open_sequence(args.recording, calibration=args.calibration)
+        sequence = open_sequence(options.recording, calibration=options.calibration)
         try:
             frames = len(sequence.depth_stamps())
             source = sequence.rectifier("left").source
@@ -124,14 +100,14 @@ def _describe_recording(args: argparse.Namespace) -> tuple[Path, dict]:
         finally:
             sequence.close()
     except (DataError, OSError, ValueError) as err:
-        raise DataError(f"cannot replay {args.recording}: {err}") from err
+        raise DataError(f"cannot replay {options.recording}: {err}") from err
     if not frames:
-        raise DataError(f"{args.recording} holds no ground-truth depth frames to score")
+        raise DataError(f"{options.recording} holds no ground-truth depth frames to score")
     info = {"depth_frames": frames, "size": size, "rectification": source}
-    return args.recording.resolve(), info
+    return options.recording.resolve(), info
 
 
-def _simulate(args: argparse.Namespace, weights: Path) -> tuple[Path, dict]:
+def _simulate(options: DemoOptions, weights: Path) -> tuple[Path, dict]:
     from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
     from stereospike_ros.model import checkpoint_metadata
     from stereospike_ros.sim.simulator import SimConfig, simulate
@@ -139,17 +115,17 @@ def _simulate(args: argparse.Namespace, weights: Path) -> tuple[Path, dict]:
     size = checkpoint_metadata(weights).get("input_size") or [260, 346]
     config = SimConfig(
         name="demo",
-        seed=args.seed,
-        duration_s=args.duration,
-        scene=args.scene,
-        motion=args.motion,
+        seed=options.seed,
+        duration_s=options.duration,
+        scene=options.scene,
+        motion=options.motion,
         height=int(size[0]),
         width=int(size[1]),
     )
     start = time.monotonic()
     recording = simulate(config)
-    data = args.out / "demo_data.hdf5"
-    write_mvsec_hdf5(recording, data, args.out / "demo_gt.hdf5", overwrite=True)
+    data = options.out / "demo_data.hdf5"
+    write_mvsec_hdf5(recording, data, options.out / "demo_gt.hdf5", overwrite=True)
     info = {
         "seconds": round(time.monotonic() - start, 2),
         "size": [config.height, config.width],
@@ -225,21 +201,25 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(options: DemoOptions) -> int:
+    """Run the demo; 0 when the evaluator scored at least one frame."""
     started = time.monotonic()
-    args.out = args.out.resolve()
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = _resolve_weights(args.weights)
-    if args.recording is not None:
-        data, sim = _describe_recording(args)
+    options = replace(options, out=options.out.resolve())
+    options.out.mkdir(parents=True, exist_ok=True)
+    weights = _resolve_weights(options.weights)
+    if options.recording is not None:
+        data, sim = _describe_recording(options)
         print(
             f"demo: {data}: {sim['depth_frames']} depth frames at {sim['size'][1]}x"
             f"{sim['size'][0]}, rectification {sim['rectification']}",
             flush=True,
         )
     else:
-        print(f"demo: simulating {args.duration:g} s ({args.scene}, {args.motion}) ...", flush=True)
-        data, sim = _simulate(args, weights)
+        print(
+            f"demo: simulating {options.duration:g} s ({options.scene}, {options.motion}) ...",
+            flush=True,
+        )
+        data, sim = _simulate(options, weights)
         print(
             f"demo: {sim['events'][0]} + {sim['events'][1]} events, {sim['depth_frames']} depth "
             f"frames at {sim['size'][1]}x{sim['size'][0]} in {sim['seconds']} s -> {data}",
@@ -251,9 +231,9 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env["PYTHONUNBUFFERED"] = "1"
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    images = args.out / "images"
-    summary_path = args.out / "evaluation.json"
-    logs = {name: args.out / f"{name}.log" for name in ("depth_node", "player", "evaluator")}
+    images = options.out / "images"
+    summary_path = options.out / "evaluation.json"
+    logs = {name: options.out / f"{name}.log" for name in ("depth_node", "player", "evaluator")}
     diagnostics = _Diagnostics()
     processes: dict[str, subprocess.Popen] = {}
     try:
@@ -265,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
                 "ground_truth_topic": DEPTH_TOPIC,
                 "output": summary_path,
                 "image_dir": images,
-                "save_images": args.images,
+                "save_images": options.images,
                 "save_every": 5,
                 "log_every": 0,
             },
@@ -277,9 +257,9 @@ def run(args: argparse.Namespace) -> int:
             "depth_node",
             {
                 "weights": weights,
-                "device": args.device,
-                "threads": args.threads,
-                "event_type": args.event_type,
+                "device": options.device,
+                "threads": options.threads,
+                "event_type": options.event_type,
                 "trigger_topic": DEPTH_TOPIC,
                 "reliable": True,
                 "rectify": True,
@@ -295,21 +275,21 @@ def run(args: argparse.Namespace) -> int:
             "event_player",
             {
                 "recording": data,
-                "event_type": args.event_type,
-                "rate": args.rate,
+                "event_type": options.event_type,
+                "rate": options.rate,
                 "wait_for_subscribers": 1,
                 "wait_for_depth_subscribers": 2,  # the node's trigger and the evaluator
                 "wait_timeout_s": 120.0,
                 "start_delay_s": 1.0,
-                "lockstep": not args.real_time,
-                **({"calibration": args.calibration} if args.calibration else {}),
+                "lockstep": not options.real_time,
+                **({"calibration": options.calibration} if options.calibration else {}),
             },
             logs["player"],
             env,
         )
-        deadline = started + args.timeout
-        mode = "in real time" if args.real_time else "in lockstep (every frame answered)"
-        print(f"demo: playing at {args.rate:g}x real time {mode} through DDS ...", flush=True)
+        deadline = started + options.timeout
+        mode = "in real time" if options.real_time else "in lockstep (every frame answered)"
+        print(f"demo: playing at {options.rate:g}x real time {mode} through DDS ...", flush=True)
         while processes["player"].poll() is None:
             node_code = processes["depth_node"].poll()
             if node_code is not None:
@@ -317,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
                     f"depth_node stopped (exit {node_code}):\n{_tail(logs['depth_node'])}"
                 )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {args.timeout:g} s")
+                raise RuntimeError(f"timed out after {options.timeout:g} s")
             time.sleep(0.2)
         if processes["player"].returncode != 0:
             raise RuntimeError(f"event_player failed:\n{_tail(logs['player'])}")
@@ -334,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: the evaluator wrote no summary:\n{_tail(logs['evaluator'])}", file=sys.stderr)
         return 1
     evaluation = json.loads(summary_path.read_text())
-    return _report(args, sim, evaluation, diagnostics, codes, logs, started)
+    return _report(options, sim, evaluation, diagnostics, codes, logs, started)
 
 
 def _wait_for_last_window(diagnostics: _Diagnostics, frames: int, patience: float = 15.0) -> None:
@@ -351,7 +331,7 @@ def _wait_for_last_window(diagnostics: _Diagnostics, frames: int, patience: floa
 
 
 def _report(
-    args: argparse.Namespace,
+    options: DemoOptions,
     sim: dict,
     evaluation: dict,
     diagnostics: _Diagnostics,
@@ -384,16 +364,16 @@ def _report(
         "firing_rate": node.get("firing_rate"),
         "warnings": diagnostics.messages,
         "simulation": sim,
-        "playback_rate": args.rate,
-        "lockstep": not args.real_time,
-        "event_type": args.event_type,
+        "playback_rate": options.rate,
+        "lockstep": not options.real_time,
+        "event_type": options.event_type,
         "images": evaluation["images"],
-        "evaluation": str(args.out / "evaluation.json"),
+        "evaluation": str(options.out / "evaluation.json"),
         "logs": {k: str(v) for k, v in logs.items()},
         "exit_codes": codes,
         "wall_s": round(time.monotonic() - started, 1),
     }
-    path = args.out / "demo_summary.json"
+    path = options.out / "demo_summary.json"
     path.write_text(json.dumps(summary, indent=2))
     mde = "n/a" if m.get("mde_cm") is None else f"{m['mde_cm']:.1f} cm"
     print(
@@ -412,6 +392,6 @@ def _report(
     )
     for image in evaluation["images"]:
         print(f"demo: wrote {image}")
-    print(f"demo: summary {path} (evaluator: {args.out / 'evaluation.json'})")
+    print(f"demo: summary {path} (evaluator: {options.out / 'evaluation.json'})")
     print(f"demo: done in {summary['wall_s']} s")
     return 0 if evaluation["pairs"] > 0 else 1

@@ -47,7 +47,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereospike_ros.data.recording import CameraCalibration
 from stereospike_ros.events import EventsError, Rectifier, kernels
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
-from stereospike_ros.events.types import SIDES
+from stereospike_ros.events.types import SIDES, SizeError, parse_size
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
 from stereospike_ros.ros.common import (
@@ -893,14 +893,11 @@ class DepthNode(Node):
 
 
 def _parse_size(text: str, name: str) -> tuple[int, int]:
-    """'260x346' -> (260, 346); anything else is a StartupError naming the parameter."""
+    """The size parameter ``name``: a bad one is a StartupError, which stops the node."""
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        height = width = 0
-    if height <= 0 or width <= 0:
-        raise StartupError(f"{name} {text!r} is not HxW, e.g. 260x346 (or '' for none)")
-    return height, width
+        return parse_size(text, name)
+    except SizeError as err:
+        raise StartupError(f"{err} (or '' for none)") from None
 
 
 def _trained_size(metadata: dict) -> tuple[int, int] | None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from stereospike_ros.bench.sim import bundled_predictor
 from stereospike_ros.cli import main
-from stereospike_ros.training.simbench import bundled_predictor
 
 
 def test_quick_sim_benchmark_writes_a_table_of_every_method(tmp_path: Path, capsys) -> None:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stereospike_ros.events.types import parse_size
+
 HELP = "depth node overhead, latency, and memory under a 10x event flood (real DDS)"
 
 
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=300_000.0, help="events/s per camera (MVSEC-like: 300k)"
     )
     parser.add_argument("--message-ms", type=float, default=1.0, help="ms of events per message")
-    parser.add_argument("--size", default="260x346", help="sensor HxW (260x346)")
+    parser.add_argument("--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)")
     parser.add_argument("--duration", type=float, default=20.0, help="nominal phase, s (20)")
     parser.add_argument("--flood", type=float, default=10.0, help="flood factor (10)")
     parser.add_argument("--flood-duration", type=float, default=60.0, help="flood phase, s (60)")
@@ -274,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.duration = min(args.duration, 8.0)
         args.flood_duration = min(args.flood_duration, 12.0)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     tmp = Path(tempfile.mkdtemp(prefix="stereospike_bench_node_"))
     weights = Path(args.weights) if args.weights else _tiny_weights(tmp)
     params = {"weights": weights, "event_type": args.event_type, "publish_points": "true"}

@@ -41,7 +41,7 @@ def test_model_benchmark_prints_a_table_and_rejects_bad_sizes(capsys, restore_th
     assert "stereospike-mono" in out and "dense GMAC" in out
     with pytest.raises(SystemExit):
         main(["benchmark", "model", "--size", "260by346"])
-    assert "size must be HxW" in capsys.readouterr().err
+    assert "'260by346' is not HxW" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only machine")

@@ -21,18 +21,9 @@ import time
 from typing import Any
 
 from stereospike_ros.errors import UsageError
+from stereospike_ros.events.types import parse_size
 
 HELP = "parameters, dense MACs, speed (and accuracy) of each StereoSpike model and inference path"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size must be HxW like 260x346, got {text!r}") from err
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return height, width
 
 
 def _widths(text: str) -> list[float]:
@@ -65,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="stereospike,stereospike-mono,stereospike-ann",
         help="comma-separated model names (default: all three)",
     )
-    parser.add_argument("--size", type=_size, default=(260, 346), help="input HxW (260x346)")
+    parser.add_argument("--size", type=parse_size, default=(260, 346), help="input HxW (260x346)")
     parser.add_argument(
         "--width",
         type=_widths,

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from stereospike_ros.data.simulate_cli import parse_size
 from stereospike_ros.errors import UsageError
+from stereospike_ros.events.types import parse_size
 
 HELP = "per scene family (held-out ones too): checkpoints vs StereoSGBM vs a constant depth"
 

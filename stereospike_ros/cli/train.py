@@ -12,22 +12,14 @@ import os
 import sys
 from pathlib import Path
 
+from stereospike_ros.events.types import parse_size
+
 HELP = "train StereoSpike on MVSEC / bag / simulated recordings (resumable, torchrun for DDP)"
 
 _RECIPE_HELP = (
     "default schedule: 'code' = the authors' code (70 epochs, lr x0.5 at 8, 42, 60), "
     "'paper' = the paper's text (30 epochs, lr x0.1 at 10, 25, 40)"
 )
-
-
-def _crop(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 128x160), got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"crop sizes must be positive, got {text!r}")
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch-size", type=int, default=1, help="per process (1)")
     opt.add_argument("--spike-weight", type=float, default=0.0, help="spike penalty (0; paper 0.5)")
     opt.add_argument(
-        "--crop", type=_crop, default=None, metavar="HxW", help="random training crops"
+        "--crop", type=parse_size, default=None, metavar="HxW", help="random training crops"
     )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from stereospike_ros.data.simulate_cli import parse_size
 from stereospike_ros.errors import UsageError
+from stereospike_ros.events.types import parse_size
 from stereospike_ros.training.errors import TrainingError
 
 HELP = "simulate, train StereoSpike variants, score them against SGBM: a markdown table"

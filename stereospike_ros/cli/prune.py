@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stereospike_ros.cli.evaluate import add_data_arguments, open_data
 from stereospike_ros.training.errors import TrainingError
-from stereospike_ros.training.evaluate_cli import add_data_arguments, open_data
 
 HELP = "zero the channels a checkpoint never fires on calibration recordings (a faster checkpoint)"
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stereospike_ros.ros.benchmark_node import _Feeder, _tiny_weights, session
+from stereospike_ros.bench.node import _Feeder, _tiny_weights, session
+from stereospike_ros.events.types import parse_size
 
 HELP = "depth node under a 10x event flood: memory, loss per reason; ingest cost of bad input"
 MVSEC_RATE = 300_000.0  # events/s per camera, MVSEC-like (as in ``benchmark node``)
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=MVSEC_RATE, help="MVSEC-like events/s per camera (300k)"
     )
     parser.add_argument("--message-ms", type=float, default=1.0, help="ms per message (1)")
-    parser.add_argument("--size", default="260x346", help="sensor HxW (260x346)")
+    parser.add_argument("--size", type=parse_size, default=(260, 346), help="sensor HxW (260x346)")
     parser.add_argument(
         "--weights", default="default", help="checkpoint; 'default' = bundled, 'tiny' = tiny"
     )
@@ -132,7 +133,7 @@ def _ingest_cost(encoded: list[tuple[str, bytes]], h: int, w: int) -> tuple[floa
 def ingest_cost(args: argparse.Namespace) -> dict:
     from stereospike_ros.events import kernels
 
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     kernels.warm_up()
     clean = _clean_messages(args.ingest_seconds, args.rate, h, w, seed=1)
     hostile = _adversarial(clean, seed=2)
@@ -225,10 +226,7 @@ def large_messages(args: argparse.Namespace) -> None:
             events = np.zeros(n, dtype=EVENT_DTYPE)
             events["t"] = np.arange(n)
             buf = encode_event_array(events, 260, 346, n, "cam")
-            code = (
-                "from stereospike_ros.ros.benchmark_flood import _receiver; "
-                f"_receiver({reliable}, 12.0)"
-            )
+            code = f"from stereospike_ros.bench.flood import _receiver; _receiver({reliable}, 12.0)"
             receiver = subprocess.Popen(
                 [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
             )
@@ -292,7 +290,7 @@ class _CappedFeeder(_Feeder):
 
 
 def flood(args: argparse.Namespace) -> dict:
-    h, w = (int(v) for v in args.size.lower().split("x"))
+    h, w = args.size
     tmp = Path(tempfile.mkdtemp(prefix="stereospike_bench_flood_"))
     weights = {"tiny": lambda: str(_tiny_weights(tmp)), "default": lambda: "default"}.get(
         args.weights, lambda: args.weights
@@ -379,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cost = ingest_cost(args)
     print(
-        f"ingest cost ({cost['events']:,} events, {args.size}): clean "
+        f"ingest cost ({cost['events']:,} events, {args.size[0]}x{args.size[1]}): clean "
         f"{cost['clean_us_per_event'] * 1e3:.1f} ns/event, adversarial "
         f"{cost['adversarial_us_per_event'] * 1e3:.1f} ns/event: ratio {cost['ratio']:.2f} "
         "(target <= 2)"

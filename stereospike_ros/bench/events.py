@@ -100,7 +100,7 @@ def _peak_bytes(fn: Callable[[], object]) -> int:
 
 def _rclpy_us_per_event(buffers: dict[int, bytes]) -> tuple[float | None, str]:
     try:
-        from stereospike_ros.ros.cdr_reference import time_rclpy_deserialize
+        from stereospike_ros.bench.cdr_reference import time_rclpy_deserialize
     except ImportError as err:
         return None, f"rclpy reference unavailable ({err})"
     sizes = [n for n in sorted(buffers) if n <= RCLPY_MAX_EVENTS]

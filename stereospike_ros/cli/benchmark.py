@@ -1,8 +1,5 @@
-"""``python -m stereospike_ros benchmark <target>``: scripts that print figures.
-
-Speed and memory targets are checked here, not in timed unit tests: each target measures its
-paths and a reference in the same run and prints ratios, since these machines are noisy.
-"""
+"""``python -m stereospike_ros benchmark <target>``: runs one of the ``stereospike_ros.bench``
+modules (scripts that print figures; see ``bench/__init__.py``)."""
 
 from __future__ import annotations
 
@@ -16,13 +13,13 @@ HELP = (
 
 #: target -> module defining add_arguments(parser) and run(args) -> int
 TARGETS: dict[str, str] = {
-    "data": "stereospike_ros.data.benchmark",
-    "events": "stereospike_ros.events.benchmark",
-    "flood": "stereospike_ros.ros.benchmark_flood",
-    "model": "stereospike_ros.model.benchmark",
-    "node": "stereospike_ros.ros.benchmark_node",
-    "sim": "stereospike_ros.training.simbench",
-    "families": "stereospike_ros.training.familybench",
+    "data": "stereospike_ros.bench.data",
+    "events": "stereospike_ros.bench.events",
+    "flood": "stereospike_ros.bench.flood",
+    "model": "stereospike_ros.bench.model",
+    "node": "stereospike_ros.bench.node",
+    "sim": "stereospike_ros.bench.sim",
+    "families": "stereospike_ros.bench.families",
 }
 
 

@@ -12,17 +12,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from stereospike_ros.events.types import parse_size
+
 HELP = "export a checkpoint to ONNX (validated in ONNX Runtime), or --check an exported file"
 
 FORMATS = ("onnx",)
 
 
 def _size(text: str) -> tuple[int, int] | None:
-    if text == "dynamic":
-        return None
-    from stereospike_ros.model.benchmark import _size as parse_size
-
-    return parse_size(text)
+    """``--size``: HxW, or ``dynamic`` (None)."""
+    return None if text == "dynamic" else parse_size(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _windows(args: argparse.Namespace, in_channels: int) -> list[Any] | None:
     if not args.windows:
         return None
+    from stereospike_ros.bench.model import recorded_inputs
     from stereospike_ros.errors import UsageError
-    from stereospike_ros.model.benchmark import recorded_inputs
 
     if args.frames < 1:
         raise UsageError(f"--frames must be >= 1, got {args.frames}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
 from stereospike_ros.data.recording import StereoRecording
+from stereospike_ros.events.types import parse_size
 from stereospike_ros.sim.families import FAMILIES, RIGS, random_config
 from stereospike_ros.sim.motion import MOTION_STYLES
 from stereospike_ros.sim.scene import SCENE_STYLES
@@ -121,15 +122,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preview", action="store_true", help="also write NAME_preview.png (events and depth)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. 260x346) as (height, width), for argparse."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 260x346), got {text!r}") from None
-    return h, w
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
