@@ -227,7 +227,8 @@ def recorded_inputs(
     frames: int = 8,
 ) -> list[Any]:
     """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
-    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
+    from stereospike_ros.model.inputs import frame_tensor
+    from stereospike_ros.training.evaluate import open_eval_data
 
     if frames < 1:
         raise UsageError("--input-frames must be >= 1")
@@ -257,8 +258,9 @@ def accuracy_of_paths(
     import torch
 
     from stereospike_ros.model.inference import compile_for_inference
+    from stereospike_ros.model.inputs import frame_tensor
     from stereospike_ros.model.metrics import MetricAccumulator
-    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
+    from stereospike_ros.training.evaluate import open_eval_data
 
     model = model.to(device).eval()
     runners = {p: compile_for_inference(model, p, device=device) for p in paths}
@@ -289,8 +291,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stereospike_ros.model.inference import PATHS
+    from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.model.network import build_model
-    from stereospike_ros.training.evaluate import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
