@@ -45,6 +45,12 @@ def take_channels(x: Tensor, channels: Tensor) -> Tensor:
     return picked.view(batch, height, width, channels.shape[0]).permute(0, 3, 1, 2)
 
 
+def input_channels_of(weight: Tensor, channels: Tensor | None) -> Tensor:
+    """A channels-last conv weight restricted to the input ``channels`` (all when None): its
+    input channels are the contiguous dimension, as an activation's are."""
+    return weight if channels is None else take_channels(weight, channels)
+
+
 def drop_silent(x: Tensor) -> tuple[Tensor, Tensor]:
     """``x`` without its silent channels (:func:`take_channels` of :func:`active_channels`),
     and the channels kept: what a convolution over a non-negative ``x`` needs to skip them."""

@@ -11,7 +11,7 @@ window. Execution paths (``PATHS``, each an :class:`InferencePath` holding its s
   convolution (:mod:`~stereospike_ros.model.winograd`, Winograd F(2x2, 3x3); a tap-sum GEMM for
   the 512-channel deconv4; one GEMM per rare row/column pattern of the folded decoder).
   For spiking networks on a CPU it also skips silent channels: each wide convolution
-  (``fast.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
+  (``fast.plan.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
   and convolves only those (a trained network may leave a tenth to a half of them silent in a
   window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
   change; the time now depends on the spikes. Channels that can never fire (no weight, as
