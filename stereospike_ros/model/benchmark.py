@@ -189,8 +189,8 @@ def measure_paths(
     times: dict[str, list[float]] = {p: [] for p in paths}
     for i in range(warmup + runs):
         # Interleaved, so that every path sees the same machine load, and rotated, so that no
-        # path always follows the same one (right after the reference's large tensors, a pass
-        # measured 3-8 % slower: same code as exact-dense, 151.0 vs 139.5 ms).
+        # path always follows the same one (a pass right after the reference runs slower: the
+        # reference's large tensors have evicted what the pass would find in the caches).
         shift = i % len(paths)
         for path in paths[shift:] + paths[:shift]:
             _sync(device)

@@ -40,8 +40,9 @@ On CUDA every path with a fixed ``input_size`` is captured once in a CUDA graph 
 and frozen with TorchScript once per input shape (``freeze=True``): the whole forward then runs
 in C++ without taking Python's GIL between operators. That is what keeps the online node's
 forward at its benchmark speed while its ingest thread decodes events (an eager forward there
-needs the GIL back after each of its ~100 operators and ran 10-100x slower); it is also a few
-per cent faster alone. Outputs are the same as eager up to float rounding (tested).
+needs the GIL back after each of its ~100 operators, and waits for the ingest thread each
+time); alone, it also saves Python's dispatch of each operator. Outputs are the same as eager
+up to float rounding (tested).
 """
 
 from __future__ import annotations
