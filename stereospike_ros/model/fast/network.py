@@ -47,59 +47,14 @@ class FastStereoSpike(nn.Module):
             weight = model.bottom.conv.weight
             gemm_kernels = weight.device.type == "cpu" and weight.dtype == torch.float32
         self.gemm_kernels = bool(gemm_kernels and channels_last)
-        layout, gemm = self._layout, self.gemm_kernels
         device = model.bottom.conv.weight.device
-        # Every tensor holds only the channels that can be nonzero (``channels``, None: all):
-        # the output channels that never fire (a pruned checkpoint's) are never computed, and
-        # the convolutions reading a tensor keep the weights of its channels only.
-        self.encoder = nn.ModuleList()
-        channels: Tensor | None = None
-        kept: list[Tensor | None] = []
+        # Every tensor holds only the channels that can be nonzero (None: all): the output
+        # channels that never fire (a pruned checkpoint's) are never computed, and the
+        # convolutions reading a tensor keep the weights of its channels only.
         computed: list[Tensor | None] = []  # every unit's live outputs
-
-        def live(unit: ConvUnit, inputs: Tensor | None) -> Tensor | None:
-            computed.append(live_outputs(unit, inputs))
-            return computed[-1]
-
-        for name in ("bottom", "conv1", "conv2", "conv3", "conv4"):
-            unit = getattr(model, name)
-            outputs = live(unit, channels)
-            self.encoder.append(FusedUnit(unit, layout, gemm, inputs=channels, outputs=outputs))
-            channels = outputs
-            kept.append(channels)
-        self.bottleneck = nn.ModuleList()
-        self.residual = nn.ModuleList()
-        for block in model.bottleneck:
-            hidden = live(block.unit1, channels)
-            outputs = live(block.unit2, hidden)
-            self.bottleneck.append(
-                FusedUnit(block.unit1, layout, gemm, inputs=channels, outputs=hidden)
-            )
-            self.bottleneck.append(
-                FusedUnit(block.unit2, layout, gemm, inputs=hidden, outputs=outputs)
-            )
-            merge = ChannelMerge(outputs, channels, block.unit2.conv.out_channels, device)
-            self.residual.append(merge)
-            channels = merge.channels
-        # Their convolutions are folded into the plan: only the neurons are used.
-        self.post = nn.ModuleList()
-        self.merge = nn.ModuleList()
-        decoder: list[tuple[Tensor | None, Tensor | None]] = []
-        heads: list[Tensor | None] = []
-        for name, skip in zip(
-            ("deconv4", "deconv3", "deconv2", "deconv1"), kept[3::-1], strict=True
-        ):
-            unit = getattr(model, name)
-            outputs = live(unit, channels)
-            decoder.append((channels, outputs))
-            self.post.append(FusedUnit(unit, layout, False, conv=False))
-            if model.config.skips:
-                merge = ChannelMerge(outputs, skip, unit.conv.out_channels, device)
-                self.merge.append(merge)
-                channels = merge.channels
-            else:
-                channels = outputs
-            heads.append(channels)
+        kept = self._build_encoder(model, computed)
+        channels = self._build_bottleneck(model, kept[-1], device, computed)
+        decoder, heads = self._build_decoder(model, channels, kept, device, computed)
         self._kept = KeptChannels(
             [u.channels for u in (*self.encoder, *self.bottleneck)], decoder, heads
         )
@@ -112,6 +67,79 @@ class FastStereoSpike(nn.Module):
         # Only spikes and their sums are known to be non-negative (BatchNorm outputs are not).
         self.skip_silent = bool(skip_silent and channels_last and model.config.spiking)
         self._plans: dict[tuple[int, int], SizePlan] = {}
+
+    def _build_encoder(
+        self, model: StereoSpike, computed: list[Tensor | None]
+    ) -> list[Tensor | None]:
+        """The encoder units; the channels each one's output holds."""
+        self.encoder = nn.ModuleList()
+        channels: Tensor | None = None
+        kept: list[Tensor | None] = []
+        for name in ("bottom", "conv1", "conv2", "conv3", "conv4"):
+            unit = getattr(model, name)
+            outputs = _live(unit, channels, computed)
+            self.encoder.append(
+                FusedUnit(unit, self._layout, self.gemm_kernels, inputs=channels, outputs=outputs)
+            )
+            channels = outputs
+            kept.append(channels)
+        return kept
+
+    def _build_bottleneck(
+        self,
+        model: StereoSpike,
+        channels: Tensor | None,
+        device: torch.device,
+        computed: list[Tensor | None],
+    ) -> Tensor | None:
+        """The residual blocks' units and sums; the channels the bottleneck's output holds."""
+        layout, gemm = self._layout, self.gemm_kernels
+        self.bottleneck = nn.ModuleList()
+        self.residual = nn.ModuleList()
+        for block in model.bottleneck:
+            hidden = _live(block.unit1, channels, computed)
+            outputs = _live(block.unit2, hidden, computed)
+            self.bottleneck.append(
+                FusedUnit(block.unit1, layout, gemm, inputs=channels, outputs=hidden)
+            )
+            self.bottleneck.append(
+                FusedUnit(block.unit2, layout, gemm, inputs=hidden, outputs=outputs)
+            )
+            merge = ChannelMerge(outputs, channels, block.unit2.conv.out_channels, device)
+            self.residual.append(merge)
+            channels = merge.channels
+        return channels
+
+    def _build_decoder(
+        self,
+        model: StereoSpike,
+        channels: Tensor | None,
+        kept: list[Tensor | None],
+        device: torch.device,
+        computed: list[Tensor | None],
+    ) -> tuple[list[tuple[Tensor | None, Tensor | None]], list[Tensor | None]]:
+        """The decoder's neurons and skip sums (its convolutions are folded into each size's
+        plan: only the neurons are used); per level, the (input, output) channels its
+        convolution keeps and the channels its head reads."""
+        self.post = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        decoder: list[tuple[Tensor | None, Tensor | None]] = []
+        heads: list[Tensor | None] = []
+        for name, skip in zip(
+            ("deconv4", "deconv3", "deconv2", "deconv1"), kept[3::-1], strict=True
+        ):
+            unit = getattr(model, name)
+            outputs = _live(unit, channels, computed)
+            decoder.append((channels, outputs))
+            self.post.append(FusedUnit(unit, self._layout, False, conv=False))
+            if model.config.skips:
+                merge = ChannelMerge(outputs, skip, unit.conv.out_channels, device)
+                self.merge.append(merge)
+                channels = merge.channels
+            else:
+                channels = outputs
+            heads.append(channels)
+        return decoder, heads
 
     def prepare(self, size: tuple[int, int]) -> None:
         """Build (once) the folded plan for inputs of ``size`` = (H, W)."""
@@ -159,3 +187,9 @@ class FastStereoSpike(nn.Module):
                 potential = p if potential is None else potential.add_(p)
         assert potential is not None  # head 1 is always present
         return potential.contiguous()
+
+
+def _live(unit: ConvUnit, inputs: Tensor | None, computed: list[Tensor | None]) -> Tensor | None:
+    """:func:`live_outputs` of ``unit``, also appended to ``computed``."""
+    computed.append(live_outputs(unit, inputs))
+    return computed[-1]
