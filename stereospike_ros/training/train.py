@@ -589,6 +589,9 @@ class _EpochStats:
 
 
 def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) -> Path:
+    """Each epoch: every process trains on its share and the totals are summed; rank 0 then
+    validates, records the epoch, writes its files (the state last) and prints a line, while
+    the others wait for it."""
     run, done = _set_up(config)
     for epoch in range(done.epoch, config.epochs):
         stats = _train_epoch(run, done, epoch, on_step)
