@@ -100,7 +100,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "inference_path",
             default_value="",
-            description="exact (default), reference, exact-dense, exact-direct, exact-nchw, "
+            description="exact (default), reference, exact-dense, exact-nchw, "
             "compile, bf16, fp16, onnxruntime, openvino",
         ),
         DeclareLaunchArgument(

@@ -39,16 +39,17 @@ def spin_until(executor: object, done: Callable[[], bool], timeout: float = 10.0
 @pytest.fixture
 def gemm_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every layer that can run as a GEMM kernel does (the real rules need >= 128 channels)."""
-    from stereospike_ros.model import fast, winograd
+    from stereospike_ros.model import winograd
+    from stereospike_ros.model.fast import plan
 
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(fast, "TAP_SUM_CHANNELS", 1)
+    monkeypatch.setattr(plan, "TAP_SUM_CHANNELS", 1)
 
 
 @pytest.fixture
 def skip_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every layer that may skip silent channels does (the real rule needs wide layers)."""
-    from stereospike_ros.model import fast
+    from stereospike_ros.model.fast import plan
 
-    monkeypatch.setattr(fast, "SKIP_MIN_PAIRS", 1)
-    monkeypatch.setattr(fast, "SKIP_MIN_MACS", 0)
+    monkeypatch.setattr(plan, "SKIP_MIN_PAIRS", 1)
+    monkeypatch.setattr(plan, "SKIP_MIN_MACS", 0)

@@ -13,7 +13,16 @@ import torch
 
 from stereospike_ros.cli import main
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-from stereospike_ros.model import build_model, count_parameters, dense_macs, save_checkpoint
+from stereospike_ros.model import (
+    ModelError,
+    build_model,
+    compile_for_inference,
+    count_parameters,
+    dense_macs,
+    save_checkpoint,
+)
+from stereospike_ros.model.inference import ALL_PATHS, EXACT_PATHS
+from stereospike_ros.ros.parameters import DEPTH_NODE_PARAMS
 from stereospike_ros.sim.simulator import SimConfig, simulate
 
 H, W = 32, 40
@@ -77,6 +86,22 @@ def test_table_lists_paths_and_unknown_paths_are_refused(capsys):
     with pytest.raises(SystemExit):
         main([*args, "--heads", "125"])
     assert "head sets" in capsys.readouterr().err
+
+
+def test_exact_direct_is_a_benchmark_path_only(capsys):
+    # Measures what the GEMM kernels buy; a node or an evaluation cannot pick it by name.
+    args = ["benchmark", "model", "--models", "stereospike", "--width", "0.125", "--json"]
+    assert (
+        main([*args, "--size", "9x11", "--runs", "1", "--paths", "exact-dense,exact-direct"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in report["results"]] == ["exact-dense", "exact-direct"]
+    assert "exact-direct" not in ALL_PATHS and "exact-direct" not in EXACT_PATHS
+    node_paths = next(p.choices for p in DEPTH_NODE_PARAMS if p.name == "inference_path")
+    assert set(node_paths) == set(ALL_PATHS)
+    with pytest.raises(ModelError, match="unknown inference path 'exact-direct'"):
+        compile_for_inference(build_model("stereospike", width=0.125), "exact-direct")
+    assert EXACT_PATHS == ("reference", "exact", "exact-dense", "exact-nchw", "compile")
 
 
 def _lively_dyadic(model: torch.nn.Module) -> torch.nn.Module:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from model_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from test_model_fast_exact import _counts, _dyadic_
-from test_model_winograd import _dyadic
+from test_model_winograd import DIRECT, _dyadic
 
 from stereospike_ros.model import build_model
 from stereospike_ros.model.fast import FastStereoSpike, TapSumConv, UpsampleConv
@@ -153,7 +153,7 @@ def test_skipping_is_for_spiking_networks_on_the_cpu_in_channels_last():
     # BatchNorm outputs can be negative: a zero maximum does not mean a silent channel
     ann = _dyadic_(build_model("stereospike-ann", width=0.125, activation="tanh"))
     assert not FastStereoSpike(ann, skip_silent=True).skip_silent
-    for path, expected in (("exact", True), ("exact-dense", False), ("exact-direct", False)):
+    for path, expected in (("exact", True), ("exact-dense", False), (DIRECT, False)):
         run = compile_for_inference(spiking, path, freeze=False)
         assert run._forward.skip_silent is expected, path
 

@@ -17,6 +17,7 @@ from test_model_fast_exact import VARIANTS, _counts, _dyadic_
 from stereospike_ros.model import ModelError, build_model, compile_for_inference
 from stereospike_ros.model import winograd as winograd_module
 from stereospike_ros.model.fast import FastStereoSpike, TapSumConv, UpsampleConv
+from stereospike_ros.model.inference import InferencePath
 from stereospike_ros.model.winograd import WinogradConv
 
 CONVS = [
@@ -124,12 +125,16 @@ def test_fast_network_with_gemm_kernels_is_bit_equal(
     assert torch.equal(got, expected)
 
 
+#: exact-dense without the GEMM kernels (the benchmark's measurement-only exact-direct)
+DIRECT = InferencePath("exact-direct", gemm_kernels=False, skip_silent=False)
+
+
 def test_frozen_exact_path_with_gemm_kernels(gemm_everywhere):
     model = _dyadic_(build_model("stereospike", width=0.125, heads=(1, 2, 3, 4)))
     x = _counts((1, 4, 37, 53), True)
     with torch.inference_mode():
         expected = model(x)
-    for path in ("exact", "exact-direct"):
+    for path in ("exact", DIRECT):
         run = compile_for_inference(model, path, input_size=(37, 53))
         assert torch.equal(run(x), expected), path
 

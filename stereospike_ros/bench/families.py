@@ -437,9 +437,10 @@ def simulation_speed(plan: DatasetPlan, families: Iterable[str], seconds: float)
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.sim.families import FAMILIES
     from stereospike_ros.training.baselines import load_model
-    from stereospike_ros.training.evaluate import ModelPredictor, resolve_device
+    from stereospike_ros.training.evaluate import ModelPredictor
 
     start = time.perf_counter()
     plan = _plan(args)

@@ -114,6 +114,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def benchmark_paths() -> dict[str, Any]:
+    """The execution paths ``--paths`` takes: the user-facing ones, plus ``exact-direct``.
+
+    ``exact-direct`` is ``exact-dense`` with every convolution through oneDNN (no GEMM kernels):
+    it measures what the kernels buy, and is no path a node or an evaluation should pick."""
+    import dataclasses
+
+    from stereospike_ros.model.inference import PATHS
+
+    direct = dataclasses.replace(PATHS["exact-dense"], name="exact-direct", gemm_kernels=False)
+    return {**PATHS, direct.name: direct}
+
+
 def _sync(device: Any) -> None:
     import torch
 
@@ -155,19 +168,20 @@ def measure_paths(
         rates = torch.full((batch, config.in_channels, *size), 0.3)
         xs = [torch.poisson(rates, generator=generator).to(device)]
     macs = dense_macs(model, size, batch)
+    known = benchmark_paths()
     runners, prepare_s = {}, {}
     for path in paths:
         start = time.perf_counter()
         runners[path] = compile_for_inference(
-            model, path, device=device, input_size=size, batch=batch
+            model, known.get(path, path), device=device, input_size=size, batch=batch
         )
         _sync(device)
         prepare_s[path] = time.perf_counter() - start
     times: dict[str, list[float]] = {p: [] for p in paths}
     for i in range(warmup + runs):
         # Interleaved, so that every path sees the same machine load, and rotated, so that no
-        # path always follows the same one (right after the reference's large tensors, a pass
-        # measured 3-8 % slower: same code as exact-dense, 151.0 vs 139.5 ms).
+        # path always follows the same one (a pass right after the reference runs slower: the
+        # reference's large tensors have evicted what the pass would find in the caches).
         shift = i % len(paths)
         for path in paths[shift:] + paths[:shift]:
             _sync(device)
@@ -218,7 +232,8 @@ def recorded_inputs(
     frames: int = 8,
 ) -> list[Any]:
     """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
-    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
+    from stereospike_ros.model.inputs import frame_tensor
+    from stereospike_ros.training.evaluate import open_eval_data
 
     if frames < 1:
         raise UsageError("--input-frames must be >= 1")
@@ -248,11 +263,13 @@ def accuracy_of_paths(
     import torch
 
     from stereospike_ros.model.inference import compile_for_inference
+    from stereospike_ros.model.inputs import frame_tensor
     from stereospike_ros.model.metrics import MetricAccumulator
-    from stereospike_ros.training.evaluate import frame_tensor, open_eval_data
+    from stereospike_ros.training.evaluate import open_eval_data
 
     model = model.to(device).eval()
-    runners = {p: compile_for_inference(model, p, device=device) for p in paths}
+    known = benchmark_paths()
+    runners = {p: compile_for_inference(model, known.get(p, p), device=device) for p in paths}
     reference = compile_for_inference(model, "reference", device=device)
     accs = {p: MetricAccumulator() for p in paths}
     diffs: dict[str, list[float]] = {p: [] for p in paths}
@@ -279,9 +296,8 @@ def accuracy_of_paths(
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from stereospike_ros.model.inference import PATHS
+    from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.model.network import build_model
-    from stereospike_ros.training.evaluate import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -289,9 +305,10 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise UsageError("--runs and --batch must be >= 1, --warmup >= 0")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    unknown = [p for p in paths if p not in PATHS]
+    known = benchmark_paths()
+    unknown = [p for p in paths if p not in known]
     if unknown or not paths:
-        raise UsageError(f"unknown --paths {unknown}; paths: {', '.join(PATHS)}")
+        raise UsageError(f"unknown --paths {unknown}; paths: {', '.join(known)}")
     if "reference" in paths:  # time the yardstick first in every round
         paths = ["reference", *[p for p in paths if p != "reference"]]
     peers = _peers(args.peers, device)

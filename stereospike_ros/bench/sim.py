@@ -315,8 +315,9 @@ def bundled_predictor(size: tuple[int, int], device: str) -> tuple[Any | None, s
 def pruned_predictor(predictor: Any, data_dir: Path, split: Path, device: str) -> tuple[Any, str]:
     """``predictor``'s network pruned of the channels it never fires on the training part
     (:mod:`~stereospike_ros.model.prune`), as a scored method, and a line saying how much."""
+    from stereospike_ros.model.inputs import frame_tensor
     from stereospike_ros.model.prune import count_silent, prune_on
-    from stereospike_ros.training.evaluate import ModelPredictor, frame_tensor, open_eval_data
+    from stereospike_ros.training.evaluate import ModelPredictor, open_eval_data
 
     model = predictor.model
     channels = model.config.in_channels
@@ -336,13 +337,9 @@ def pruned_predictor(predictor: Any, data_dir: Path, split: Path, device: str) -
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.training.baselines import SgbmBaseline, load_model
-    from stereospike_ros.training.evaluate import (
-        ModelPredictor,
-        evaluate_many,
-        open_eval_data,
-        resolve_device,
-    )
+    from stereospike_ros.training.evaluate import ModelPredictor, evaluate_many, open_eval_data
 
     resolve_device(args.device)  # before hours of simulating and training, not after
     start = time.perf_counter()

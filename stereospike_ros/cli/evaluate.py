@@ -165,12 +165,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stereospike_ros.model.checkpoint import checkpoint_metadata
+    from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.training.baselines import load_baseline, load_model
     from stereospike_ros.training.evaluate import (
         ModelPredictor,
         evaluate_many,
         pick_threads,
-        resolve_device,
         results_table,
     )
 

@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stereospike_ros.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
+    from stereospike_ros.model.inputs import frame_tensor
     from stereospike_ros.model.prune import conv_units, count_silent, prune_on
-    from stereospike_ros.training.evaluate import frame_tensor
 
     if args.threads is not None:
         if args.threads < 1:

@@ -1,8 +1,8 @@
 """Gathers for the CPU fast path that stay on torch's quick kernels.
 
-``index_select`` on an inner dimension of a CPU tensor goes element by element (5x slower than
-copying whole rows); a gather of the channels of a channels-last tensor is a gather along its
-last, contiguous dimension (10x faster than ``index_select`` on dim 1 of the NCHW view).
+``index_select`` on an inner dimension of a CPU tensor goes element by element, where a gather
+of whole rows copies each row at once; a gather of the channels of a channels-last tensor is a
+gather along its last, contiguous dimension, not a strided walk over the NCHW view.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from torch import Tensor
 
 def index_rows(x: Tensor, dim: int, index: Tensor) -> Tensor:
     """``x.index_select(dim, index)`` for a contiguous ``x``, as a gather of whole rows along
-    dim 0 of a 2-D view: torch's fast path (one copy per row), 5x faster on a CPU than
-    ``index_select`` on an inner dimension, which goes element by element."""
+    dim 0 of a 2-D view: torch's fast path (one copy per row), where ``index_select`` on an
+    inner dimension of a CPU tensor goes element by element."""
     shape = x.shape
     lead, n = 1, shape[dim]
     for size in shape[:dim]:
@@ -39,10 +39,16 @@ def active_channels(x: Tensor) -> Tensor:
 
 def take_channels(x: Tensor, channels: Tensor) -> Tensor:
     """``x.index_select(1, channels)`` for channels-last ``x``, channels-last out (a gather along
-    the contiguous channel dimension: 10x faster than ``index_select`` on dim 1)."""
+    the contiguous channel dimension, not a strided ``index_select`` on dim 1)."""
     batch, c, height, width = x.shape
     picked = x.permute(0, 2, 3, 1).reshape(batch * height * width, c).index_select(1, channels)
     return picked.view(batch, height, width, channels.shape[0]).permute(0, 3, 1, 2)
+
+
+def input_channels_of(weight: Tensor, channels: Tensor | None) -> Tensor:
+    """A channels-last conv weight restricted to the input ``channels`` (all when None): its
+    input channels are the contiguous dimension, as an activation's are."""
+    return weight if channels is None else take_channels(weight, channels)
 
 
 def drop_silent(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -62,7 +68,7 @@ def _pixels_by_channels(x: Tensor) -> Tensor:
 def add_channels_(dst: Tensor, positions: Tensor, src: Tensor) -> Tensor:
     """``dst[:, positions] += src`` in place (``src`` has one channel per position); returns
     ``dst``. Both channels-last: an ``index_add_`` along the contiguous channel dimension of
-    a (pixels, channels) view (6x faster than the same through ``__setitem__``)."""
+    a (pixels, channels) view (one pass, where ``__setitem__`` would gather, add and scatter)."""
     if not (
         dst.is_contiguous(memory_format=torch.channels_last)
         and src.is_contiguous(memory_format=torch.channels_last)

@@ -1,7 +1,7 @@
 """One entry point for running a trained network fast: :func:`compile_for_inference`.
 
 The online node and the evaluator call it once, then call the returned :class:`Inference` per
-window. Execution paths (``PATHS``):
+window. Execution paths (``PATHS``, each an :class:`InferencePath` holding its switches):
 
 - ``reference``: the network's own forward under ``torch.inference_mode`` (the yardstick).
 - ``exact``: :class:`~stereospike_ros.model.fast.FastStereoSpike`, channels-last: decoder and
@@ -11,14 +11,12 @@ window. Execution paths (``PATHS``):
   convolution (:mod:`~stereospike_ros.model.winograd`, Winograd F(2x2, 3x3); a tap-sum GEMM for
   the 512-channel deconv4; one GEMM per rare row/column pattern of the folded decoder).
   For spiking networks on a CPU it also skips silent channels: each wide convolution
-  (``fast.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
+  (``fast.plan.skipping_pays``) gathers the input channels that hold a spike anywhere in the window
   and convolves only those (a trained network may leave a tenth to a half of them silent in a
   window; an untrained one nearly all). The terms it drops are zeros, so the outputs do not
   change; the time now depends on the spikes. Channels that can never fire (no weight, as
   ``prune`` leaves them) are never computed.
 - ``exact-dense``: ``exact`` convolving every channel (speed independent of the input).
-- ``exact-direct``: ``exact-dense`` without the GEMM kernels (every convolution through
-  oneDNN), kept to measure what they buy.
 - ``exact-nchw``: the same in plain NCHW layout (pays on some narrow networks / GPUs).
 - ``compile``: ``exact`` through ``torch.compile`` (inductor); exact up to float rounding; costs
   compile time on the first call of each input size.
@@ -42,8 +40,9 @@ On CUDA every path with a fixed ``input_size`` is captured once in a CUDA graph 
 and frozen with TorchScript once per input shape (``freeze=True``): the whole forward then runs
 in C++ without taking Python's GIL between operators. That is what keeps the online node's
 forward at its benchmark speed while its ingest thread decodes events (an eager forward there
-needs the GIL back after each of its ~100 operators and ran 10-100x slower); it is also a few
-per cent faster alone. Outputs are the same as eager up to float rounding (tested).
+needs the GIL back after each of its ~100 operators, and waits for the ingest thread each
+time); alone, it also saves Python's dispatch of each operator. Outputs are the same as eager
+up to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ import copy
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -60,22 +60,52 @@ from stereospike_ros.model.errors import ModelError, OnnxError
 from stereospike_ros.model.fast import FastStereoSpike
 from stereospike_ros.model.network import StereoSpike
 
-#: path -> (uses FastStereoSpike, channels_last, dtype or None = float32, torch.compile)
-PATHS: dict[str, tuple[bool, bool, torch.dtype | None, bool]] = {
-    "reference": (False, False, None, False),
-    "exact": (True, True, None, False),
-    "exact-dense": (True, True, None, False),
-    "exact-direct": (True, True, None, False),
-    "exact-nchw": (True, False, None, False),
-    "compile": (True, True, None, True),
-    "bf16": (True, True, torch.bfloat16, False),
-    "fp16": (True, True, torch.float16, False),
+
+@dataclass(frozen=True)
+class InferencePath:
+    """Every switch of one execution path, by name (the switches, not the name, decide what runs).
+
+    ``gemm_kernels`` / ``skip_silent`` None leave the choice to :class:`FastStereoSpike` (on for
+    float32 on a CPU, where they pay); False turns them off for a path that measures without them.
+    """
+
+    name: str
+    #: the folded FastStereoSpike; False runs the network's own forward (the reference)
+    fast: bool = True
+    channels_last: bool = True
+    #: weights and activations; anything but float32 rounds them (lossy)
+    dtype: torch.dtype = torch.float32
+    #: through torch.compile (inductor)
+    compile: bool = False
+    #: Winograd / tap-sum / pattern GEMMs instead of oneDNN's direct convolutions
+    gemm_kernels: bool | None = None
+    #: convolve only the input channels that hold a spike in the window
+    skip_silent: bool | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Outputs equal the reference's up to float32 rounding."""
+        return self.dtype == torch.float32
+
+
+#: The execution paths a user picks by name (node parameter, ``--inference-path``).
+PATHS: dict[str, InferencePath] = {
+    path.name: path
+    for path in (
+        InferencePath("reference", fast=False, channels_last=False),
+        InferencePath("exact"),
+        InferencePath("exact-dense", skip_silent=False),
+        InferencePath("exact-nchw", channels_last=False),
+        InferencePath("compile", compile=True),
+        InferencePath("bf16", dtype=torch.bfloat16),
+        InferencePath("fp16", dtype=torch.float16),
+    )
 }
 #: Paths whose outputs equal the reference up to float32 rounding.
-EXACT_PATHS = ("reference", "exact", "exact-dense", "exact-direct", "exact-nchw", "compile")
+EXACT_PATHS = tuple(name for name, path in PATHS.items() if path.exact)
 #: Paths that run the exported ONNX graph in another runtime (optional packages).
 RUNTIME_PATHS = ("onnxruntime", "openvino")
-#: Every path :func:`compile_for_inference` takes.
+#: Every path :func:`compile_for_inference` takes by name.
 ALL_PATHS = (*PATHS, *RUNTIME_PATHS)
 
 
@@ -188,7 +218,7 @@ class _CudaGraph:
 
 def compile_for_inference(
     model: StereoSpike,
-    path: str = "exact",
+    path: str | InferencePath = "exact",
     *,
     device: str | torch.device | None = None,
     input_size: tuple[int, int] | None = None,
@@ -199,7 +229,9 @@ def compile_for_inference(
     providers: str | Sequence[str] | None = None,
     onnx: str | os.PathLike[str] | bytes | None = None,
 ) -> Inference:
-    """Prepare ``model`` (left untouched) for repeated inference along execution ``path``.
+    """Prepare ``model`` (left untouched) for repeated inference along execution ``path``: a
+    name of :data:`ALL_PATHS`, or an :class:`InferencePath` of one's own (how the benchmark
+    measures paths that users do not pick, such as the GEMM kernels turned off).
 
     ``device`` defaults to the model's; ``input_size`` (H, W) builds the folded plan and warms
     up now instead of on the first window, and is required for a CUDA graph; ``threads`` sets
@@ -208,7 +240,7 @@ def compile_for_inference(
     The runtime paths take ``providers`` (ONNX Runtime's, e.g. ``"tensorrt,cuda,cpu"``) and
     ``onnx``, an exported file (or its bytes) to run instead of exporting ``model`` now.
     """
-    if path not in ALL_PATHS:
+    if not isinstance(path, InferencePath) and path not in ALL_PATHS:
         raise ModelError(f"unknown inference path {path!r}; paths: {', '.join(ALL_PATHS)}")
     if not isinstance(model, StereoSpike):
         raise ModelError(f"compile_for_inference needs a StereoSpike, got {type(model).__name__}")
@@ -220,27 +252,23 @@ def compile_for_inference(
         torch.set_num_threads(threads)
     if path in RUNTIME_PATHS:
         return _runtime_inference(model, path, device, input_size, batch, providers, onnx)
-    fast, channels_last, dtype, use_compile = PATHS[path]
+    chosen = path if isinstance(path, InferencePath) else PATHS[path]
     param = next(model.parameters())
     device = torch.device(device) if device is not None else param.device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device} asked for, but torch sees no CUDA device")
-    dtype = dtype or torch.float32
-    net = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
+    net = copy.deepcopy(model).eval().to(device=device, dtype=chosen.dtype)
     for p in net.parameters():
         p.requires_grad_(False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    # GEMM kernels and silent-channel skipping: FastStereoSpike's defaults (a CPU), except on
-    # the comparison paths.
-    gemm_kernels = False if path == "exact-direct" else None
-    skip_silent = False if path in ("exact-dense", "exact-direct") else None
+    fast = chosen.fast
     module: nn.Module = (
         FastStereoSpike(
             net,
-            channels_last=channels_last,
-            gemm_kernels=gemm_kernels,
-            skip_silent=skip_silent,
+            channels_last=chosen.channels_last,
+            gemm_kernels=chosen.gemm_kernels,
+            skip_silent=chosen.skip_silent,
         )
         if fast
         else net
@@ -250,21 +278,21 @@ def compile_for_inference(
         if fast:
             module.prepare(input_size)  # type: ignore[operator]
     forward: Callable[[Tensor], Tensor] = module
-    if use_compile:
+    if chosen.compile:
         forward = torch.compile(module, dynamic=False)
     inference = Inference(
         forward,
-        path=path,
+        path=chosen.name,
         device=device,
-        dtype=dtype,
+        dtype=chosen.dtype,
         config=model.config,
         input_size=input_size,
         batch=batch,
-        freeze=freeze and fast and not use_compile and device.type == "cpu",
+        freeze=freeze and fast and not chosen.compile and device.type == "cpu",
     )
     if input_size is not None:
         example = torch.zeros(batch, model.config.in_channels, *input_size, device=device)
-        example = example.to(dtype)
+        example = example.to(chosen.dtype)
         if device.type == "cuda" and cuda_graph:
             inference._graph = _CudaGraph(forward, example)
         else:

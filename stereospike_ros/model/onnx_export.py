@@ -44,6 +44,7 @@ import stereospike_ros
 from stereospike_ros.atomic import atomic_write
 from stereospike_ros.model import network
 from stereospike_ros.model.errors import CheckpointError, OnnxError
+from stereospike_ros.model.inputs import stereo_tensor
 from stereospike_ros.model.network import StereoSpike
 from stereospike_ros.model.runtimes import first_line, make_runner, require
 
@@ -346,16 +347,12 @@ def simulated_windows(
     windows = []
     for t_end in recording.depth_ts_ns[-count:]:
         t0 = int(t_end) - 50_000_000
-        sides = [recording.left_events, recording.right_events][: in_channels // 2]
-        hists = [event_histogram(events, height, width, t0, int(t_end))[0] for events in sides]
-        windows.append(torch.from_numpy(_stack(hists)))
+        left, right = (
+            event_histogram(events, height, width, t0, int(t_end))[0]
+            for events in (recording.left_events, recording.right_events)
+        )
+        windows.append(stereo_tensor(left, right, in_channels))
     return windows
-
-
-def _stack(hists: Sequence[Any]) -> Any:
-    import numpy as np
-
-    return np.concatenate([np.asarray(h, np.float32) for h in hists], axis=0)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Winograd F(2x2, 3x3) convolution for the CPU: the same sums with 2.25x fewer multiplications.
 
 After the decoder is folded, most of the full network's time goes to 3x3 stride-1 convolutions
-over 256-1024 channels at small sizes (bottleneck, folded decoder), where oneDNN's direct
-convolution reaches 20-35 G multiply-accumulates/s on one AVX2 core and MKL's GEMM 35-40.
+over 256-1024 channels at small sizes (bottleneck, folded decoder), where a large GEMM keeps a
+CPU core's vector units busier than oneDNN's direct convolution does.
 Winograd's minimal filtering (Lavin and Gray, 2016) gets each 2x2 output tile from a 4x4 input
 tile with 16 products per channel pair instead of 36, as 16 GEMMs ``(tiles, C_in) @ (C_in,
 C_out)``. F(2, 3)'s transforms are additions and halvings, so its rounding error is the order of
@@ -10,8 +10,9 @@ the direct sum's (max 7e-7 vs 2e-6 on unit-scale potentials, measured) and dyadi
 exact. A stride-2 5x5 convolution is a stride-1 3x3 one over the space-to-depth input (4x the
 channels, the 6x6-padded kernel split by phase), so the encoder runs here too.
 
-It only pays for wide layers (transforms are memory-bound): :func:`worth_it` holds the rule,
-measured on this project's CPU (docs/inference.md).
+It only pays for wide layers: the transforms are memory-bound and grow with the pixels, the
+products they save with pixels times channels. :func:`worth_it` holds the rule
+(docs/inference.md).
 """
 
 from __future__ import annotations

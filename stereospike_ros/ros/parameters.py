@@ -82,14 +82,13 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         "inference_path",
         "exact",
         "network execution path: exact (folded fast network, outputs equal reference up to "
-        "float rounding), reference, exact-dense, exact-direct, exact-nchw, compile, bf16, "
+        "float rounding), reference, exact-dense, exact-nchw, compile, bf16, "
         "fp16 (last two lossy); onnxruntime, openvino (the network exported to ONNX, run by "
         "that runtime: optional packages)",
         choices=(
             "exact",
             "reference",
             "exact-dense",
-            "exact-direct",
             "exact-nchw",
             "compile",
             "bf16",

@@ -14,20 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stereospike_ros.model.inputs import stereo_tensor
 from stereospike_ros.model.metrics import firing_rates
 from stereospike_ros.model.runtimes import RUNTIMES
 from stereospike_ros.ros.errors import StartupError
 
-__all__ = ["DepthEstimate", "DepthEstimator", "load_estimator", "stereo_input"]
-
-
-def stereo_input(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """(4, H, W) float32 [L_ON, L_OFF, R_ON, R_OFF] from two (2, H, W) count histograms."""
-    if left.shape != right.shape or left.ndim != 3 or left.shape[0] != 2:
-        raise ValueError(
-            f"left/right histograms must both be (2, H, W), got {left.shape} and {right.shape}"
-        )
-    return np.concatenate([left, right], axis=0).astype(np.float32)
+__all__ = ["DepthEstimate", "DepthEstimator", "load_estimator"]
 
 
 @dataclass
@@ -102,7 +94,7 @@ class DepthEstimator:
 
     @torch.inference_mode()
     def __call__(self, left: np.ndarray, right: np.ndarray) -> DepthEstimate:
-        x = torch.from_numpy(stereo_input(left, right))[None].to(self.device)
+        x = stereo_tensor(left, right)[None].to(self.device)
         start = time.perf_counter()
         measure = self.firing_rate and (
             self.fast is None or self._windows % self.FIRING_RATE_EVERY == 0

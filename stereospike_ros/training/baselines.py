@@ -176,7 +176,7 @@ def load_model(
     ``expect_model`` is the architecture the caller needs; ``input_size`` the frames' (H, W),
     compared with the size the checkpoint was trained for unless ``any_size``.
     """
-    from stereospike_ros.training.evaluate import resolve_device
+    from stereospike_ros.model.inputs import resolve_device
 
     path = Path(path)
     if not path.is_file():

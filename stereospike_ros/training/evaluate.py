@@ -32,6 +32,7 @@ from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
     StereoSequence,
     focal_baseline_of,
 )
+from stereospike_ros.model.inputs import frame_tensor, resolve_device
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
 from stereospike_ros.model.network import StereoSpike, count_parameters
 from stereospike_ros.training.errors import TrainingError
@@ -63,27 +64,6 @@ class Predictor(Protocol):
     def describe(self, height: int, width: int) -> dict[str, Any]:
         """JSON-ready facts for the results table (parameters, MACs, settings)."""
         ...
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU, or a name torch does not know,
-    is an error naming the option."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except RuntimeError as err:
-        raise TrainingError(f"--device {str(device)!r} is not a torch device ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but torch sees no CUDA device")
-    return device
-
-
-def frame_tensor(frame: Frame, in_channels: int) -> Tensor:
-    """``(C, H, W)`` float32 counts of a frame as a network with ``in_channels`` inputs takes
-    them: ``[L_ON, L_OFF, R_ON, R_OFF]``, or the left two for a monocular network."""
-    parts = [frame.left] if in_channels == 2 else [frame.left, frame.right]
-    return torch.from_numpy(np.concatenate([np.asarray(p, dtype=np.float32) for p in parts]))
 
 
 class ModelPredictor:

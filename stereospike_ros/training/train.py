@@ -517,17 +517,103 @@ def train(
         torch.set_num_threads(threads)  # ``config.threads`` is this run's, not the caller's
 
 
-def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) -> Path:
-    from tqdm import tqdm
+@dataclass
+class _Progress:
+    """What the run has done so far, carried from epoch to epoch and saved in the state."""
 
+    epoch: int = 0  # epochs completed
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"mde_cm": math.inf, "epoch": None})
+
+
+@dataclass
+class _Batches:
+    """The training batches of this process: its share of the (cropped) frames, in the order
+    that ``(seed, epoch)`` keys."""
+
+    dataset: Dataset
+    sampler: DistributedSampler
+    loader: DataLoader
+
+    def for_epoch(self, epoch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        if isinstance(self.dataset, CroppedFrames):
+            self.dataset.epoch = epoch
+        return self.loader
+
+
+@dataclass
+class _Run:
+    """Everything one training process holds from set-up to the end of the run."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    amp: bool
+    show_progress: bool  # bars and epoch lines, on rank 0 only
+    data: dict[str, Any]  # prepare_data's cache files and split summary
+    train_frames: Any  # data.CachedFrames
+    val_frames: Any
+    size: tuple[int, int]
+    model: torch.nn.Module  # the StereoSpike being trained
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    batches: _Batches
+    writer: Any  # TensorBoard SummaryWriter, rank 0 only
+
+
+@dataclass
+class _EpochStats:
+    """One epoch of this process's training steps."""
+
+    started: float  # perf_counter at the epoch's start
+    loss_sum: float = 0.0  # per-sample loss summed over samples
+    frames: int = 0
+    steps: int = 0
+    step_time: float = 0.0  # seconds inside steps (not loading data)
+    wall: float = 0.0  # the loop's wall time, data loading included
+    offset: _OffsetTracker = field(default_factory=_OffsetTracker)
+
+
+def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) -> Path:
+    """Each epoch: every process trains on its share and the totals are summed; rank 0 then
+    validates, records the epoch, writes its files (the state last) and prints a line, while
+    the others wait for it."""
+    run, done = _set_up(config)
+    for epoch in range(done.epoch, config.epochs):
+        stats = _train_epoch(run, done, epoch, on_step)
+        run.scheduler.step()
+        train_loss, totals = _end_epoch(run, stats)
+        if run.rank == 0:
+            val = validate(
+                run.model,
+                run.val_frames,
+                run.device,
+                spike_weight=config.spike_weight,
+                max_frames=config.val_frames,
+                progress=run.show_progress,
+                amp=run.amp,
+            )
+            row = _epoch_row(run, epoch, stats, totals, train_loss, val)
+            improved = _record_epoch(done, row, val)
+            _save_epoch(run, done, row, train_loss, val, improved)
+            _print_epoch(run, row, train_loss, val, improved)
+        _barrier()
+    _finish(run)
+    return run.run_dir
+
+
+# --- set-up ---------------------------------------------------------------------------------------
+
+
+def _set_up(config: TrainConfig) -> tuple[_Run, _Progress]:
+    """Join the process group, check the run folder, cache the data, build (or resume) the
+    model, its optimizer and the batches."""
     from stereospike_ros.data import CachedFrames
-    from stereospike_ros.model import (
-        ModelError,
-        StereoSpike,
-        model_config,
-        save_checkpoint,
-        stereospike_loss,
-    )
 
     run_dir = Path(config.out)
     device = _setup_distributed(config.device)
@@ -537,21 +623,79 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
     amp = config.amp and device.type == "cuda"
     if config.amp and not amp and rank == 0:
         log.warning("--amp applies to CUDA only; training in float32 on %s", device)
-    progress = config.progress and rank == 0
+    show_progress = config.progress and rank == 0
 
     state = _resolve_run(config, run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
-    data = prepare_data(config, run_dir, progress=progress)
-    try:
-        model_cfg = model_config(config.model, **config.model_options())
-    except ModelError as err:
-        raise TrainingError(f"model {config.model!r}: {err}") from err
+    data = prepare_data(config, run_dir, progress=show_progress)
+    model_cfg = _model_config(config)
     mono = model_cfg.in_channels == 2
     train_frames = CachedFrames(data["files"]["train"], mono=mono)
     val_frames = CachedFrames(data["files"]["val"], mono=mono)
-    size = (val_frames.height, val_frames.width)
+
+    model = _initial_model(config, model_cfg, state, train_frames)
+    model.to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(config.milestones), gamma=config.gamma
+    )
+    done = _Progress()
+    if state is not None:
+        done = _resume(state, optimizer, scheduler)
+        if rank == 0:
+            log.info("resuming %s after epoch %d", run_dir, done.epoch)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    batches = _make_batches(config, train_frames, rank, world)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=done.global_step or None)
+    run = _Run(
+        config=config,
+        run_dir=run_dir,
+        device=device,
+        rank=rank,
+        world=world,
+        amp=amp,
+        show_progress=show_progress,
+        data=data,
+        train_frames=train_frames,
+        val_frames=val_frames,
+        size=(val_frames.height, val_frames.width),
+        model=model,
+        net=net,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batches=batches,
+        writer=writer,
+    )
+    return run, done
+
+
+def _model_config(config: TrainConfig) -> Any:
+    from stereospike_ros.model import ModelError, model_config
+
+    try:
+        return model_config(config.model, **config.model_options())
+    except ModelError as err:
+        raise TrainingError(f"model {config.model!r}: {err}") from err
+
+
+def _initial_model(
+    config: TrainConfig, model_cfg: Any, state: Mapping[str, Any] | None, train_frames: Dataset
+) -> torch.nn.Module:
+    """A fresh network seeded from ``config.seed``, with the resumed weights when there is a
+    state to continue."""
+    from stereospike_ros.model import StereoSpike
 
     torch.manual_seed(config.seed)
     model = StereoSpike(model_cfg)
@@ -563,28 +707,27 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
                 first.bias.fill_(bias)
     else:
         model.load_state_dict(state["model"])
-    model.to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(config.milestones), gamma=config.gamma
-    )
-    start_epoch, global_step, history, best = 0, 0, [], {"mde_cm": math.inf, "epoch": None}
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
-        history, best = list(state["history"]), dict(state["best"])
-        if rank == 0:
-            log.info("resuming %s after epoch %d", run_dir, start_epoch)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    return model
 
+
+def _resume(
+    state: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR,
+) -> _Progress:
+    """Optimizer, scheduler and random state as the last completed epoch left them."""
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return _Progress(
+        epoch=int(state["epoch"]),
+        global_step=int(state["global_step"]),
+        history=list(state["history"]),
+        best=dict(state["best"]),
+    )
+
+
+def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: int) -> _Batches:
     dataset: Dataset = train_frames
     if config.crop is not None:
         dataset = CroppedFrames(train_frames, tuple(config.crop), config.seed)
@@ -605,137 +748,177 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
             f"{len(dataset)} training frames make no batch of {config.batch_size} on {world} "
             "process(es)"
         )
+    return _Batches(dataset, sampler, loader)
 
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=global_step or None)
+# --- one epoch ------------------------------------------------------------------------------------
 
-    for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        if isinstance(dataset, CroppedFrames):
-            dataset.epoch = epoch
-        net.train()
-        started = time.perf_counter()
-        loss_sum, frame_sum, steps, step_time = 0.0, 0, 0, 0.0
-        offset = _OffsetTracker()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
-        for x, gt in bar:
-            t0 = time.perf_counter()
-            x, gt = x.to(device, non_blocking=True), gt.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                out = net(x, return_all=True)
-            loss, parts = stereospike_loss(_float(out), gt, spike_weight=config.spike_weight)
-            if config.level_weight:
-                level = level_loss(_float(out), gt)
-                loss = loss + config.level_weight * level
-                parts["total"] += config.level_weight * float(level.detach())
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {float(loss)} at epoch {epoch + 1} step {steps + 1}; "
-                    "lower --lr or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            offset.update(out.depth.detach().float(), gt)
-            step_time += time.perf_counter() - t0
-            steps += 1
-            global_step += 1
-            loss_sum += parts["total"] * x.shape[0]
-            frame_sum += x.shape[0]
-            if progress:
-                bar.set_postfix(loss=f"{parts['total']:.3f}", best_mde=f"{best['mde_cm']:.1f}")
-            if writer is not None and (global_step % 10 == 0 or steps == 1):
-                writer.add_scalar("train/loss_step", parts["total"], global_step)
-            if on_step is not None:
-                on_step(global_step, parts["total"])
-        bar.close()
-        train_wall = time.perf_counter() - started  # the loop's wall time, data loading included
-        scheduler.step()
-        loss_total, frames_total, time_total, shift_sum, shift_n = _reduce_sum(
-            [loss_sum, frame_sum, step_time, *offset.totals()], device
-        )
-        shift = shift_sum / shift_n if shift_n else 0.0
-        if config.offset_calibration and shift_n:
-            with torch.no_grad():
-                next(iter(model.predict.values())).bias += shift
-        train_loss = loss_total / max(frames_total, 1)
 
-        if rank == 0:
-            val = validate(
-                model,
-                val_frames,
-                device,
-                spike_weight=config.spike_weight,
-                max_frames=config.val_frames,
-                progress=progress,
-                amp=amp,
+def _train_epoch(
+    run: _Run, done: _Progress, epoch: int, on_step: Callable[[int, float], None] | None
+) -> _EpochStats:
+    """One pass over this process's batches: forward, loss, step."""
+    from tqdm import tqdm
+
+    from stereospike_ros.model import stereospike_loss
+
+    config, device = run.config, run.device
+    loader = run.batches.for_epoch(epoch)
+    run.net.train()
+    stats = _EpochStats(started=time.perf_counter())
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not run.show_progress)
+    for x, gt in bar:
+        t0 = time.perf_counter()
+        x, gt = x.to(device, non_blocking=True), gt.to(device, non_blocking=True)
+        with _autocast(device, run.amp):
+            out = run.net(x, return_all=True)
+        loss, parts = stereospike_loss(_float(out), gt, spike_weight=config.spike_weight)
+        if config.level_weight:
+            level = level_loss(_float(out), gt)
+            loss = loss + config.level_weight * level
+            parts["total"] += config.level_weight * float(level.detach())
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {float(loss)} at epoch {epoch + 1} step {stats.steps + 1}; "
+                "lower --lr or check the data"
             )
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "val_loss": val["loss"],
-                **{f"val_{k}": v for k, v in val.items() if k != "loss" and "/" not in k},
-                "firing_rate": val.get("firing_rate/overall", math.nan),
-                "lr": optimizer.param_groups[0]["lr"],
-                "offset_shift_m": shift if config.offset_calibration else 0.0,
-                "steps": steps,
-                "processes": world,
-                "s_per_step": time_total / max(steps * world, 1),
-                # every process's samples over the loop's wall time: what the hardware sustains
-                "samples_per_s": frames_total / max(train_wall, 1e-9),
-                "epoch_s": time.perf_counter() - started,
-            }
-            improved = val["mde_cm"] < best["mde_cm"]
-            if improved:
-                best = {"mde_cm": val["mde_cm"], "epoch": epoch + 1}
-            row["best"] = int(improved)
-            history.append(row)
-            meta = _checkpoint_metadata(config, data, size, epoch + 1, best)
-            metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
-            if improved:
-                save_checkpoint(run_dir / "best.safetensors", model, metrics=metrics, **meta)
-            save_checkpoint(run_dir / "last.safetensors", model, metrics=metrics, **meta)
-            _write_text(run_dir / "metrics.csv", _metrics_csv(history))
-            for key, value in row.items():
-                if key not in ("epoch", "best") and isinstance(value, float):
-                    writer.add_scalar(f"epoch/{key}", value, global_step)
-            writer.flush()
-            new_state = {
-                "format": STATE_FORMAT,
-                "epoch": epoch + 1,
-                "global_step": global_step,
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best": best,
-                "config": config.to_dict(),
-            }
-            buffer = io.BytesIO()
-            torch.save(new_state, buffer)
-            atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
-            if rank == 0:
-                (tqdm.write if progress else _print)(
-                    f"epoch {epoch + 1}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-                    f"val MDE {val['mde_cm']:.1f} cm  delta1 {val['delta1']:.3f}  "
-                    f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step  "
-                    f"{row['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")
-                )
-        _barrier()
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        stats.offset.update(out.depth.detach().float(), gt)
+        stats.step_time += time.perf_counter() - t0
+        stats.steps += 1
+        done.global_step += 1
+        stats.loss_sum += parts["total"] * x.shape[0]
+        stats.frames += x.shape[0]
+        if run.show_progress:
+            bar.set_postfix(loss=f"{parts['total']:.3f}", best_mde=f"{done.best['mde_cm']:.1f}")
+        if run.writer is not None and (done.global_step % 10 == 0 or stats.steps == 1):
+            run.writer.add_scalar("train/loss_step", parts["total"], done.global_step)
+        if on_step is not None:
+            on_step(done.global_step, parts["total"])
+    bar.close()
+    stats.wall = time.perf_counter() - stats.started
+    return stats
 
-    if writer is not None:
-        writer.close()
-    train_frames.close()
-    val_frames.close()
-    if rank == 0 and config.export_default:
+
+def _end_epoch(run: _Run, stats: _EpochStats) -> tuple[float, dict[str, float]]:
+    """The epoch's train loss and totals over every process; with ``offset_calibration`` the
+    first head's bias follows the mean offset the epoch saw (:class:`_OffsetTracker`)."""
+    loss_total, frames_total, time_total, shift_sum, shift_n = _reduce_sum(
+        [stats.loss_sum, stats.frames, stats.step_time, *stats.offset.totals()], run.device
+    )
+    shift = shift_sum / shift_n if shift_n else 0.0
+    if run.config.offset_calibration and shift_n:
+        with torch.no_grad():
+            next(iter(run.model.predict.values())).bias += shift
+    totals = {"frames": frames_total, "step_time": time_total, "shift": shift}
+    return loss_total / max(frames_total, 1), totals
+
+
+def _epoch_row(
+    run: _Run,
+    epoch: int,
+    stats: _EpochStats,
+    totals: Mapping[str, float],
+    train_loss: float,
+    val: Mapping[str, float],
+) -> dict[str, Any]:
+    """The epoch's line of ``metrics.csv``."""
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val["loss"],
+        **{f"val_{k}": v for k, v in val.items() if k != "loss" and "/" not in k},
+        "firing_rate": val.get("firing_rate/overall", math.nan),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "offset_shift_m": totals["shift"] if run.config.offset_calibration else 0.0,
+        "steps": stats.steps,
+        "processes": run.world,
+        "s_per_step": totals["step_time"] / max(stats.steps * run.world, 1),
+        # every process's samples over the loop's wall time: what the hardware sustains
+        "samples_per_s": totals["frames"] / max(stats.wall, 1e-9),
+        "epoch_s": time.perf_counter() - stats.started,
+    }
+
+
+def _record_epoch(done: _Progress, row: dict[str, Any], val: Mapping[str, float]) -> bool:
+    """Add the epoch to the history; whether it is the best so far (lowest validation MDE)."""
+    improved = val["mde_cm"] < done.best["mde_cm"]
+    if improved:
+        done.best = {"mde_cm": val["mde_cm"], "epoch": row["epoch"]}
+    row["best"] = int(improved)
+    done.history.append(row)
+    done.epoch = row["epoch"]
+    return improved
+
+
+# --- files of an epoch ----------------------------------------------------------------------------
+
+
+def _save_epoch(
+    run: _Run,
+    done: _Progress,
+    row: Mapping[str, Any],
+    train_loss: float,
+    val: Mapping[str, float],
+    improved: bool,
+) -> None:
+    """Checkpoints, metrics.csv and TensorBoard scalars, then the training state last: a run
+    killed in between resumes from the previous epoch and writes them again."""
+    from stereospike_ros.model import save_checkpoint
+
+    config, run_dir, model = run.config, run.run_dir, run.model
+    meta = _checkpoint_metadata(config, run.data, run.size, done.epoch, done.best)
+    metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
+    if improved:
+        save_checkpoint(run_dir / "best.safetensors", model, metrics=metrics, **meta)
+    save_checkpoint(run_dir / "last.safetensors", model, metrics=metrics, **meta)
+    _write_text(run_dir / "metrics.csv", _metrics_csv(done.history))
+    for key, value in row.items():
+        if key not in ("epoch", "best") and isinstance(value, float):
+            run.writer.add_scalar(f"epoch/{key}", value, done.global_step)
+    run.writer.flush()
+    new_state = {
+        "format": STATE_FORMAT,
+        "epoch": done.epoch,
+        "global_step": done.global_step,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "history": done.history,
+        "best": done.best,
+        "config": config.to_dict(),
+    }
+    buffer = io.BytesIO()
+    torch.save(new_state, buffer)
+    atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
+
+
+def _print_epoch(
+    run: _Run, row: Mapping[str, Any], train_loss: float, val: Mapping[str, float], improved: bool
+) -> None:
+    from tqdm import tqdm
+
+    (tqdm.write if run.show_progress else _print)(
+        f"epoch {row['epoch']}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
+        f"val MDE {val['mde_cm']:.1f} cm  delta1 {val['delta1']:.3f}  "
+        f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step  "
+        f"{row['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")
+    )
+
+
+def _finish(run: _Run) -> None:
+    """Close files, export the bundled default (``export_default``), leave the process group."""
+    if run.writer is not None:
+        run.writer.close()
+    run.train_frames.close()
+    run.val_frames.close()
+    if run.rank == 0 and run.config.export_default:
         from stereospike_ros.training.export import export_default
 
-        export_default(run_dir)
+        export_default(run.run_dir)
     _barrier()
-    if world > 1 and os.environ.get("WORLD_SIZE"):
+    if run.world > 1 and os.environ.get("WORLD_SIZE"):
         dist.destroy_process_group()
-    return run_dir
