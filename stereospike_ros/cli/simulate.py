@@ -16,7 +16,7 @@ import numpy as np
 
 from stereospike_ros.data.errors import SimulationError
 from stereospike_ros.data.recording import StereoRecording
-from stereospike_ros.events.types import parse_size
+from stereospike_ros.events.types import SIDES, parse_size
 from stereospike_ros.sim.families import FAMILIES, RIGS, random_config
 from stereospike_ros.sim.motion import MOTION_STYLES
 from stereospike_ros.sim.scene import SCENE_STYLES
@@ -162,7 +162,7 @@ def summary(recording: StereoRecording) -> dict:
     """Counts and ranges worth recording beside the files (and printing)."""
     duration = recording.metadata["config"]["duration_s"]
     out: dict = {}
-    for side in ("left", "right"):
+    for side in SIDES:
         events = getattr(recording, f"{side}_events")
         out[f"{side}_events"] = len(events)
         out[f"{side}_rate_per_s"] = round(len(events) / duration, 1)
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         f"{(counts['left_events'] + counts['right_events']) / max(sim_wall, 1e-9) / 1e3:,.0f} "
         "k events per second of simulation)"
     )
-    for side in ("left", "right"):
+    for side in SIDES:
         on = counts[f"{side}_on_fraction"]
         print(
             f"  {side:5s} {counts[f'{side}_events']:>10,d} events "
