@@ -32,6 +32,7 @@ from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
     StereoSequence,
     focal_baseline_of,
 )
+from stereospike_ros.events.histogram import split_stereo_channels
 from stereospike_ros.model.inputs import frame_tensor, resolve_device
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
 from stereospike_ros.model.network import StereoSpike, count_parameters
@@ -313,7 +314,7 @@ def _normalise(item: FrameItem, position: int) -> tuple[str, Frame]:
         if x.ndim != 3 or x.shape[0] != 4:
             raise TrainingError(f"frame {position}: x must be (4, H, W) counts, got {x.shape}")
         depth = depth.reshape(x.shape[1:])
-        return "", Frame(0, position, x[:2], x[2:], depth.astype(np.float32))
+        return "", Frame(0, position, *split_stereo_channels(x), depth.astype(np.float32))
     raise TrainingError(
         f"frame {position}: expected a Frame, (sequence, Frame) or (x, depth), got "
         f"{type(item).__name__}"
@@ -383,8 +384,8 @@ class EvalData:
             for i in range(self.count):
                 x, depth = self._cache[i]
                 info = self._cache.info(i)
-                x = x.numpy()
-                frame = Frame(info["t_ns"], info["frame_index"], x[:2], x[2:], depth[0].numpy())
+                left, right = split_stereo_channels(x.numpy())
+                frame = Frame(info["t_ns"], info["frame_index"], left, right, depth[0].numpy())
                 yield info["sequence"], frame
             return
         for sequence, indices in self._parts:
