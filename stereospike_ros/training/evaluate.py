@@ -32,6 +32,7 @@ from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
     StereoSequence,
     focal_baseline_of,
 )
+from stereospike_ros.errors import UsageError
 from stereospike_ros.events.histogram import split_stereo_channels
 from stereospike_ros.model.inputs import frame_tensor, resolve_device
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
@@ -579,6 +580,29 @@ def open_eval_data(
 
 
 # -- printing --------------------------------------------------------------------------------
+
+
+def recorded_inputs(
+    data: str,
+    in_channels: int,
+    *,
+    split: str | None = None,
+    part: str = "test",
+    frames: int = 8,
+) -> list[Tensor]:
+    """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
+    if frames < 1:
+        raise UsageError("--input-frames must be >= 1")
+    with open_eval_data(data, split=split, part=part) as eval_data:
+        step = max(1, eval_data.count // frames)
+        windows = []
+        for i, (_, frame) in enumerate(eval_data.frames()):  # streamed: keep only the chosen
+            if i % step == 0:
+                windows.append(frame_tensor(frame, in_channels))
+                if len(windows) == frames:
+                    break
+    return windows
+
 
 TABLE_COLUMNS = (
     ("MDE cm", "mde_cm", "{:.1f}"),
