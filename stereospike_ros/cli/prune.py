@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stereospike_ros.cli.evaluate import add_data_arguments, open_data
+from stereospike_ros.cli.evaluate import add_data_arguments, data_options
 from stereospike_ros.training.errors import TrainingError
 
 HELP = "zero the channels a checkpoint never fires on calibration recordings (a faster checkpoint)"
@@ -37,9 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.checkpoint.resolve():
         raise TrainingError(f"--out {args.out} would overwrite the checkpoint being pruned")
     model, metadata = load_checkpoint(args.checkpoint)
-    window_ms = args.window_ms or metadata.get("window_ms") or 50.0
     channels = model.config.in_channels
-    with open_data(args, window_ms) as data:
+    with data_options(args).open(metadata.get("window_ms")) as data:
         trained = metadata.get("input_size")
         if trained and list(trained) != [data.height, data.width]:
             print(

@@ -520,6 +520,48 @@ def open_eval_data(
         raise TrainingError(str(err)) from err
 
 
+@dataclass(frozen=True)
+class EvalDataOptions:
+    """What :func:`open_eval_data` opens, as one value (the ``evaluate`` and ``prune``
+    commands' data options). ``window_ms`` None: the checkpoint's window, else 50 ms."""
+
+    data: str | Path | Sequence[str | Path]
+    split: str | None = None
+    part: str = "test"
+    sequences: Sequence[str] | None = None
+    frames: str | None = None
+    max_frames: int | None = None
+    depth_topic: str | None = None
+    calibration: Any = None
+    window_ms: float | None = None
+    fill_holes_px: int = 0
+    rectify: bool = True
+    focal_baseline: float | None = None
+    protocol: str | None = None
+
+    def window_ms_for(self, checkpoint_window_ms: float | None) -> float:
+        """The window asked for, else the checkpoint's, else 50 ms."""
+        return self.window_ms or checkpoint_window_ms or 50.0
+
+    def open(self, checkpoint_window_ms: float | None = None) -> EvalData:
+        """:func:`open_eval_data` of these options, with :meth:`window_ms_for`'s window."""
+        return open_eval_data(
+            self.data,
+            split=self.split,
+            part=self.part,
+            sequences=self.sequences,
+            frames=self.frames,
+            max_frames=self.max_frames,
+            depth_topic=self.depth_topic,
+            calibration=self.calibration,
+            window_ms=self.window_ms_for(checkpoint_window_ms),
+            fill_holes_px=self.fill_holes_px,
+            rectify=self.rectify,
+            focal_baseline=self.focal_baseline,
+            protocol=self.protocol,
+        )
+
+
 def _open_cache(
     path: Path, protocol: str | None, max_frames: int | None, focal_baseline: float | None
 ) -> EvalData:
