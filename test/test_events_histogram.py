@@ -90,3 +90,22 @@ def test_large_batches_match_a_plain_add_at_reference():
     np.add.at(expected, (1 - events["p"][on], events["y"][on], events["x"][on]), 1)
     np.testing.assert_array_equal(hist, expected)
     assert dropped == int(sel.sum() - on.sum())
+
+
+def test_stereo_channels_stack_left_then_right_and_split_back():
+    from stereospike_ros.events.histogram import (
+        LEFT_CHANNELS,
+        STEREO_CHANNELS,
+        split_stereo_channels,
+        stereo_channels,
+    )
+
+    left = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    right = left + 100
+    x = stereo_channels(left, right)
+    assert STEREO_CHANNELS == ("L_ON", "L_OFF", "R_ON", "R_OFF")
+    assert x.shape == (4, 3, 4) and x.dtype == np.uint16
+    assert (x[0] == left[0]).all() and (x[1] == left[1]).all() and (x[2] == right[0]).all()
+    assert (x[LEFT_CHANNELS] == left).all()
+    back_left, back_right = split_stereo_channels(x)
+    assert (back_left == left).all() and (back_right == right).all()

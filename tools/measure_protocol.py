@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
 from stereospike_ros.data.protocol import PROTOCOLS, DataProtocol
+from stereospike_ros.events.types import SIDES
 from stereospike_ros.model import load_checkpoint
 from stereospike_ros.ros.parameters import DEFAULT_WEIGHTS
 from stereospike_ros.sim.simulator import SimConfig, simulate
@@ -58,7 +59,7 @@ def _write(folder: Path, name: str, config: SimConfig, holes: bool, seed: int, m
         recording.depth[blobs | seeds] = np.nan
     h, w = recording.height, recording.width
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    for side in ("left", "right"):
+    for side in SIDES:
         for axis, base in (("x", x), ("y", y)):
             offset = _offsets(rng, h, w, maps)
             np.savetxt(folder / f"{name}_{side}_{axis}_map.txt", base + offset, fmt="%.5f")

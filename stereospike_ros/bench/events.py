@@ -27,7 +27,7 @@ from stereospike_ros.events.decode import (
 from stereospike_ros.events.encode import encode_event_array, encode_event_packet
 from stereospike_ros.events.histogram import event_histogram
 from stereospike_ros.events.rectify import Rectifier
-from stereospike_ros.events.types import EVENT_DTYPE
+from stereospike_ros.events.types import EVENT_DTYPE, SIDES
 from stereospike_ros.events.windowing import StereoWindower
 
 HELP = "event decoding, rectification and histogram throughput vs rclpy"
@@ -135,11 +135,11 @@ def _node_path(n: int, repeat: int) -> tuple[float, float, int]:
     base = 1_600_000_000_000_000_000
     step = 50_000_000
     messages = [
-        (side, encode_event_array(_events(n, seed, base + k * step), H, W, 0, side))
+        (side, encode_event_array(_events(n, 100 * j + k, base + k * step), H, W, 0, side))
         for k in range(NODE_MESSAGES)
-        for seed, side in ((k, "left"), (100 + k, "right"))
+        for j, side in enumerate(SIDES)  # seeds k (left) and 100 + k (right)
     ]
-    rectifiers = {"left": _rectifier(), "right": _rectifier()}
+    rectifiers = {side: _rectifier() for side in SIDES}
     windows = 0
 
     def node() -> None:

@@ -439,26 +439,12 @@ def run(args: argparse.Namespace) -> int:
 
     from stereospike_ros.model.inputs import resolve_device
     from stereospike_ros.sim.families import FAMILIES
-    from stereospike_ros.training.baselines import load_model
-    from stereospike_ros.training.evaluate import ModelPredictor
 
     start = time.perf_counter()
     plan = _plan(args)
     families = args.families or list(FAMILIES)
-    unknown = [f for f in families if f not in FAMILIES]
     labels = args.labels or [Path(c).stem for c in args.checkpoints]
-    problems = []
-    if unknown:
-        problems.append(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
-    if len(labels) != len(args.checkpoints):
-        problems.append(f"{len(labels)} --labels for {len(args.checkpoints)} --checkpoints")
-    if len(set(labels)) != len(labels):
-        problems.append(f"--labels must differ, got {labels}")
-    problems += [
-        f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
-    ]
-    if problems:  # before simulating, not after
-        raise UsageError(problems[0])
+    _check_arguments(args, families, labels)  # before simulating, not after
     device = str(resolve_device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -480,52 +466,10 @@ def run(args: argparse.Namespace) -> int:
     if args.build_only or not args.checkpoints:
         return 0
 
-    predictors = []
-    for label, path in zip(labels, args.checkpoints, strict=True):
-        model, metadata = load_model(
-            path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
-        )
-        predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
-    per_family: dict[str, dict[str, dict[str, Any]]] = {}
-    frames: dict[str, int] = {}
-    for fam in families:
-        fam_split = out / f"split_{fam}.json"
-        tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
-        fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
-        picture = out / "pictures" / f"{fam}.png" if args.pictures else None
-        results, frames[fam] = score_family(
-            data_dir, fam_split, predictors, args.max_frames, picture
-        )
-        per_family[fam] = {r.name: r.to_dict() for r in results}
-        print(f"scored {fam}: {frames[fam]} frames", flush=True)
-
+    predictors = _predictors(args, labels, plan, device)
+    per_family, frames = _score_families(args, families, by_name, predictors)
     held_out = {f: FAMILIES[f].held_out for f in families}
-    table = family_table(per_family, held_out)
-    argv = sys.argv[sys.argv.index("families") + 1 :] if "families" in sys.argv else []
-    text = (
-        "\n".join(
-            [
-                "# StereoSpike per scene family",
-                "",
-                f"Command: `python -m stereospike_ros benchmark families {' '.join(argv)}`  ",
-                f"{plan.height}x{plan.width} px; test frames per family: "
-                + ", ".join(f"{f} {n}" for f, n in frames.items())
-                + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
-                "constant predictor knows each recording's median depth (the best single "
-                "depth for MDE).",
-                "",
-                table,
-                "",
-                *(f"- {f}: {FAMILIES[f].about}" for f in families),
-                *(
-                    ["", "Over the held-out families:", "", summary]
-                    if (summary := held_out_summary(per_family, held_out))
-                    else []
-                ),
-            ]
-        )
-        + "\n"
-    )
+    text = _results_text(per_family, held_out, frames, plan, device)
     (out / "results.md").write_text(text)
     report = {
         "plan": asdict(plan),
@@ -541,3 +485,95 @@ def run(args: argparse.Namespace) -> int:
         print(f"over budget: {line}")
     print(f"wrote {out / 'results.md'} and results.json in {time.perf_counter() - start:.0f} s")
     return 1 if failures else 0
+
+
+def _check_arguments(args: argparse.Namespace, families: list[str], labels: list[str]) -> None:
+    """The first problem with the families, labels and checkpoints asked for, as a usage
+    error."""
+    from stereospike_ros.sim.families import FAMILIES
+
+    unknown = [f for f in families if f not in FAMILIES]
+    problems = []
+    if unknown:
+        problems.append(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    if len(labels) != len(args.checkpoints):
+        problems.append(f"{len(labels)} --labels for {len(args.checkpoints)} --checkpoints")
+    if len(set(labels)) != len(labels):
+        problems.append(f"--labels must differ, got {labels}")
+    problems += [
+        f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
+    ]
+    if problems:
+        raise UsageError(problems[0])
+
+
+def _predictors(
+    args: argparse.Namespace, labels: list[str], plan: DatasetPlan, device: str
+) -> list[Any]:
+    """One predictor per ``--checkpoints`` entry, named by its label."""
+    from stereospike_ros.training.baselines import load_model
+    from stereospike_ros.training.evaluate import ModelPredictor
+
+    predictors = []
+    for label, path in zip(labels, args.checkpoints, strict=True):
+        model, metadata = load_model(
+            path, device=device, input_size=(plan.height, plan.width), any_size=args.any_size
+        )
+        predictors.append(ModelPredictor(model, name=label, device=device, metadata=metadata))
+    return predictors
+
+
+def _score_families(
+    args: argparse.Namespace, families: list[str], by_name: dict[str, str], predictors: list[Any]
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, int]]:
+    """Each family's test recordings scored (through a split file of their own): results by
+    family and predictor, and the frames scored per family."""
+    out: Path = args.out
+    per_family: dict[str, dict[str, dict[str, Any]]] = {}
+    frames: dict[str, int] = {}
+    for fam in families:
+        fam_split = out / f"split_{fam}.json"
+        tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
+        fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
+        picture = out / "pictures" / f"{fam}.png" if args.pictures else None
+        results, frames[fam] = score_family(
+            out / "data", fam_split, predictors, args.max_frames, picture
+        )
+        per_family[fam] = {r.name: r.to_dict() for r in results}
+        print(f"scored {fam}: {frames[fam]} frames", flush=True)
+    return per_family, frames
+
+
+def _results_text(
+    per_family: dict[str, dict[str, dict[str, Any]]],
+    held_out: dict[str, bool],
+    frames: dict[str, int],
+    plan: DatasetPlan,
+    device: str,
+) -> str:
+    """results.md: the command, the table per family, what each family is, the held-out
+    summary."""
+    from stereospike_ros.sim.families import FAMILIES
+
+    table = family_table(per_family, held_out)
+    argv = sys.argv[sys.argv.index("families") + 1 :] if "families" in sys.argv else []
+    lines = [
+        "# StereoSpike per scene family",
+        "",
+        f"Command: `python -m stereospike_ros benchmark families {' '.join(argv)}`  ",
+        f"{plan.height}x{plan.width} px; test frames per family: "
+        + ", ".join(f"{f} {n}" for f, n in frames.items())
+        + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
+        "constant predictor knows each recording's median depth (the best single "
+        "depth for MDE).",
+        "",
+        table,
+        "",
+        *(f"- {f}: {FAMILIES[f].about}" for f in held_out),
+        *(
+            ["", "Over the held-out families:", "", summary]
+            if (summary := held_out_summary(per_family, held_out))
+            else []
+        ),
+    ]
+    return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from stereospike_ros.bench.node import _Feeder, _tiny_weights, session
-from stereospike_ros.events.types import parse_size
+from stereospike_ros.events.types import SIDES, parse_size
 
 HELP = "depth node under a 10x event flood: memory, loss per reason; ingest cost of bad input"
 MVSEC_RATE = 300_000.0  # events/s per camera, MVSEC-like (as in ``benchmark node``)
@@ -70,7 +70,7 @@ def _clean_messages(seconds: float, rate: float, h: int, w: int, seed: int) -> l
     t_base = 1_000 * 10**9
     for k in range(int(seconds * 1000)):
         t0 = t_base + k * 10**6
-        for side in ("left", "right"):
+        for side in SIDES:
             ev = np.zeros(per, dtype=EVENT_DTYPE)
             ev["t"] = np.sort(rng.integers(t0, t0 + 10**6, per))
             ev["x"], ev["y"] = rng.integers(0, w, per), rng.integers(0, h, per)
@@ -350,7 +350,7 @@ def _print_flood(f: dict) -> None:
         f"({f['rate_reached'] / 1e6:.2f} M ev/s per camera reached in {f['seconds']:.0f} s; "
         f"{f['events_skipped']:,} not sent: the publisher fell behind)"
     )
-    for side in ("left", "right"):
+    for side in SIDES:
         print(
             f"  {side}: received {int(d.get(f'{side}_events_total', 0)):,} events in "
             f"{int(d.get(f'{side}_messages_total', 0)):,} messages; lost in transport "

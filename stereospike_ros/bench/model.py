@@ -223,31 +223,6 @@ def measure_paths(
     return results
 
 
-def recorded_inputs(
-    data: str,
-    in_channels: int,
-    *,
-    split: str | None = None,
-    part: str = "test",
-    frames: int = 8,
-) -> list[Any]:
-    """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
-    from stereospike_ros.model.inputs import frame_tensor
-    from stereospike_ros.training.evaluate import open_eval_data
-
-    if frames < 1:
-        raise UsageError("--input-frames must be >= 1")
-    with open_eval_data(data, split=split, part=part) as eval_data:
-        step = max(1, eval_data.count // frames)
-        windows = []
-        for i, (_, frame) in enumerate(eval_data.frames()):  # streamed: keep only the chosen
-            if i % step == 0:
-                windows.append(frame_tensor(frame, in_channels))
-                if len(windows) == frames:
-                    break
-    return windows
-
-
 def accuracy_of_paths(
     model: Any,
     paths: list[str],
@@ -297,35 +272,71 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stereospike_ros.model.inputs import resolve_device
-    from stereospike_ros.model.network import build_model
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device or "auto"))
     if args.runs < 1 or args.warmup < 0 or args.batch < 1:
         raise UsageError("--runs and --batch must be >= 1, --warmup >= 0")
-    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    paths = _chosen_paths(args.paths)
+    peers = _peers(args.peers, device)
+    paths += [p for p in peers if p not in paths]
+    results = _measure_models(args, _models(args), paths, device)
+    report = {
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "peers": peers,
+        "results": results,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print_header(args, report, paths)
+    for r in results:
+        _print_result(r, peers)
+    return 0
+
+
+def _chosen_paths(text: str) -> list[str]:
+    """``--paths`` as a list, ``reference`` first (the yardstick is timed first in every
+    round)."""
+    paths = [p.strip() for p in text.split(",") if p.strip()]
     known = benchmark_paths()
     unknown = [p for p in paths if p not in known]
     if unknown or not paths:
         raise UsageError(f"unknown --paths {unknown}; paths: {', '.join(known)}")
-    if "reference" in paths:  # time the yardstick first in every round
+    if "reference" in paths:
         paths = ["reference", *[p for p in paths if p != "reference"]]
-    peers = _peers(args.peers, device)
-    paths += [p for p in peers if p not in paths]
+    return paths
+
+
+def _models(args: argparse.Namespace) -> list[Any]:
+    """The ``--checkpoint``'s network, else one per ``--models`` x ``--width`` x ``--heads``."""
+    from stereospike_ros.model.network import build_model
+
     if args.checkpoint:
         from stereospike_ros.model.checkpoint import load_checkpoint
 
-        models = [load_checkpoint(args.checkpoint, device="cpu")[0]]
-    else:
-        names = [n.strip() for n in args.models.split(",") if n.strip()]
-        models = [
-            build_model(name, width=width, heads=heads)
-            for name in names
-            for width in args.width
-            for heads in args.heads
-        ]
-    results = []
+        return [load_checkpoint(args.checkpoint, device="cpu")[0]]
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    return [
+        build_model(name, width=width, heads=heads)
+        for name in names
+        for width in args.width
+        for heads in args.heads
+    ]
+
+
+def _measure_models(
+    args: argparse.Namespace, models: list[Any], paths: list[str], device: str
+) -> list[dict[str, Any]]:
+    """Every model timed on every path (on ``--inputs`` windows, read once per input channel
+    count, else random counts), with its accuracy per path when ``--accuracy-data`` is given."""
+    from stereospike_ros.training.evaluate import recorded_inputs
+
+    results: list[dict[str, Any]] = []
     inputs_by_channels: dict[int, list[Any]] = {}
     for model in models:
         inputs = None
@@ -363,24 +374,20 @@ def run(args: argparse.Namespace) -> int:
             )
             for r in results[-len(paths) :]:
                 r["accuracy"] = scores[r["path"]]
-    report = {
-        "device": device,
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "peers": peers,
-        "results": results,
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
+    return results
+
+
+def _print_header(args: argparse.Namespace, report: dict[str, Any], paths: list[str]) -> None:
+    """What was run (device, input, runs), a note on what exact's times depend on, and the
+    table's column names."""
+    results, peers = report["results"], report["peers"]
     height, width = results[0]["size"] if results else args.size
     source = f"windows of {args.inputs}" if args.inputs else "random counts"
     versions = "".join(f", {name} {version}" for name, version in peers.items())
     print(
-        f"device {device}, {report['threads']} threads, torch {torch.__version__}{versions}, "
-        f"input {args.batch} x {height} x {width} ({source}), {args.runs} runs after "
-        f"{args.warmup} warm-up, paths interleaved (rotating order)"
+        f"device {report['device']}, {report['threads']} threads, torch {report['torch']}"
+        f"{versions}, input {args.batch} x {height} x {width} ({source}), {args.runs} runs "
+        f"after {args.warmup} warm-up, paths interleaved (rotating order)"
     )
     if "exact" in paths and not (args.inputs and args.checkpoint):
         print(
@@ -401,37 +408,39 @@ def run(args: argparse.Namespace) -> int:
         f"{'model':<18}{'width':>6}{'heads':>6} {'path':<13}"
         + "".join(f"{c:>{w}}" for c, w in header)
     )
-    for r in results:
-        spread = f"{r['forward_s_min'] * 1e3:.0f}-{r['forward_s_max'] * 1e3:.0f}"
-        ratio = f"{r['ratio_vs_reference']:.2f}" if "ratio_vs_reference" in r else "-"
-        heads = "".join(str(h) for h in r["heads"])
-        print(
-            f"{r['model']:<18}{r['width']:>6g}{heads:>6} {r['path']:<13}{r['params']:>12,}"
-            f"{r['dense_macs'] / 1e9:>11.2f}{r['forward_s_median'] * 1e3:>10.1f}{spread:>14}"
-            f"{r['fps']:>7.2f}{ratio:>7}{r['prepare_s']:>7.2f}"
+
+
+def _print_result(r: dict[str, Any], peers: dict[str, str]) -> None:
+    """One table row, then the lines under it: a peer runtime's verdict, accuracy, energy."""
+    spread = f"{r['forward_s_min'] * 1e3:.0f}-{r['forward_s_max'] * 1e3:.0f}"
+    ratio = f"{r['ratio_vs_reference']:.2f}" if "ratio_vs_reference" in r else "-"
+    heads = "".join(str(h) for h in r["heads"])
+    print(
+        f"{r['model']:<18}{r['width']:>6g}{heads:>6} {r['path']:<13}{r['params']:>12,}"
+        f"{r['dense_macs'] / 1e9:>11.2f}{r['forward_s_median'] * 1e3:>10.1f}{spread:>14}"
+        f"{r['fps']:>7.2f}{ratio:>7}{r['prepare_s']:>7.2f}"
+    )
+    if r["path"] in peers and "exact_speedup" in r:
+        speedup, ours = r["exact_speedup"], r["exact_speedup_of"]
+        verdict = (
+            f"{ours} is {speedup:.2f}x faster"
+            if speedup >= 1
+            else f"{r['path']} is {1 / speedup:.2f}x FASTER than {ours} here"
         )
-        if r["path"] in peers and "exact_speedup" in r:
-            speedup, ours = r["exact_speedup"], r["exact_speedup_of"]
-            verdict = (
-                f"{ours} is {speedup:.2f}x faster"
-                if speedup >= 1
-                else f"{r['path']} is {1 / speedup:.2f}x FASTER than {ours} here"
-            )
-            print(f"{'':<44}{r['path']} (same weights, ONNX): {verdict}")
-        if "accuracy" in r:
-            a = r["accuracy"]
-            print(
-                f"{'':<44}MDE {a['mde_cm']:.2f} cm on {a['frames']:.0f} frames, mean |depth - "
-                f"reference| {a['mean_abs_diff_to_reference_cm']:.3f} cm"
-            )
-        if "ops" in r:
-            ops = r["ops"]
-            print(
-                f"{'':<44}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
-                f"energy {ops['energy_total_uj']:.1f} uJ (dense ANN compute "
-                f"{ops['dense_energy_uj']:.1f} uJ)"
-            )
-    return 0
+        print(f"{'':<44}{r['path']} (same weights, ONNX): {verdict}")
+    if "accuracy" in r:
+        a = r["accuracy"]
+        print(
+            f"{'':<44}MDE {a['mde_cm']:.2f} cm on {a['frames']:.0f} frames, mean |depth - "
+            f"reference| {a['mean_abs_diff_to_reference_cm']:.3f} cm"
+        )
+    if "ops" in r:
+        ops = r["ops"]
+        print(
+            f"{'':<44}synops {ops['synops'] / 1e9:.3f} G, MAC {ops['mac'] / 1e9:.3f} G, "
+            f"energy {ops['energy_total_uj']:.1f} uJ (dense ANN compute "
+            f"{ops['dense_energy_uj']:.1f} uJ)"
+        )
 
 
 def _peers(text: str, device: str) -> dict[str, str]:

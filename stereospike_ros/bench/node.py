@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stereospike_ros.events.types import parse_size
+from stereospike_ros.events.types import SIDES, parse_size
 
 HELP = "depth node overhead, latency, and memory under a 10x event flood (real DDS)"
 
@@ -103,8 +103,7 @@ class _Feeder:
         msg_type = message_class(event_type)
         qos = event_qos(False, 1000)  # a driver publishes best effort
         self.pubs = {
-            side: node.create_publisher(msg_type, f"/davis/{side}/events", qos)
-            for side in ("left", "right")
+            side: node.create_publisher(msg_type, f"/davis/{side}/events", qos) for side in SIDES
         }
         if event_type == "dvs_msgs/EventArray":
             self.encode = encode_event_array

@@ -76,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _windows(args: argparse.Namespace, in_channels: int) -> list[Any] | None:
     if not args.windows:
         return None
-    from stereospike_ros.bench.model import recorded_inputs
     from stereospike_ros.errors import UsageError
+    from stereospike_ros.training.evaluate import recorded_inputs
 
     if args.frames < 1:
         raise UsageError(f"--frames must be >= 1, got {args.frames}")

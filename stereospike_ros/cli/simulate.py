@@ -7,20 +7,14 @@ test without network) gets the same pipeline end to end, with exact ground truth
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from stereospike_ros.data.errors import SimulationError
-from stereospike_ros.data.recording import StereoRecording
-from stereospike_ros.events.types import parse_size
+from stereospike_ros.events.types import SIDES, parse_size
 from stereospike_ros.sim.families import FAMILIES, RIGS, random_config
+from stereospike_ros.sim.files import OutputOptions, SimulatedFiles, simulate_to_files
 from stereospike_ros.sim.motion import MOTION_STYLES
 from stereospike_ros.sim.scene import SCENE_STYLES
-from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig, simulate
+from stereospike_ros.sim.simulator import MVSEC_FOCAL_PX, SimConfig
 from stereospike_ros.sim.textures import TEXTURE_FAMILIES
 
 HELP = "simulate a stereo event-camera recording with ground-truth depth (MVSEC HDF5, bags)"
@@ -158,111 +152,37 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     )
 
 
-def summary(recording: StereoRecording) -> dict:
-    """Counts and ranges worth recording beside the files (and printing)."""
-    duration = recording.metadata["config"]["duration_s"]
-    out: dict = {}
-    for side in ("left", "right"):
-        events = getattr(recording, f"{side}_events")
-        out[f"{side}_events"] = len(events)
-        out[f"{side}_rate_per_s"] = round(len(events) / duration, 1)
-        out[f"{side}_on_fraction"] = round(float(events["p"].mean()), 4) if len(events) else None
-    depth = recording.depth
-    finite = np.isfinite(depth)
-    out["depth_frames"] = len(depth)
-    out["depth_min_m"] = round(float(depth[finite].min()), 3) if finite.any() else None
-    out["depth_max_m"] = round(float(depth[finite].max()), 3) if finite.any() else None
-    out["depth_unknown_fraction"] = round(float(1 - finite.mean()), 4) if depth.size else None
-    return out
-
-
-def write_preview(recording: StereoRecording, path: Path) -> None:
-    """Left events of the 50 ms before the middle depth frame, beside that frame's depth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(recording.depth_ts_ns) // 2
-    t1 = int(recording.depth_ts_ns[k])
-    ev = recording.left_events
-    ev = ev[(ev["t"] > t1 - 50_000_000) & (ev["t"] <= t1)]
-    img = np.zeros((recording.height, recording.width))
-    np.add.at(img, (ev["y"], ev["x"]), np.where(ev["p"] == 1, 1.0, -1.0))
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-    axes[0].imshow(img, cmap="bwr", vmin=-3, vmax=3, interpolation="nearest")
-    axes[0].set_title(f"left events, 50 ms ({len(ev)}; red ON, blue OFF)", fontsize=9)
-    shown = axes[1].imshow(recording.depth[k], cmap="viridis_r")
-    axes[1].set_title("left depth (m); white = none", fontsize=9)
-    fig.colorbar(shown, ax=axes[1], fraction=0.04)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def _size(path: Path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
     return f"{size / 1e6:.1f} MB"
 
 
 def run(args: argparse.Namespace) -> int:
-    from stereospike_ros.data.bags import write_ros1_bag, write_ros2_bag
-    from stereospike_ros.data.mvsec_hdf5 import write_mvsec_hdf5
-
     config = config_from_args(args)
-    config.validate()
-    out: Path = args.out
-    name = config.name
-    files = {
-        "data": out / f"{name}_data.hdf5",
-        "gt": out / f"{name}_gt.hdf5",
-        "json": out / f"{name}_sim.json",
-    }
-    if args.bags:
-        files["ros1"] = out / f"{name}.bag"
-        files["ros2"] = out / f"{name}_ros2"
-    if args.preview:
-        files["preview"] = out / f"{name}_preview.png"
-    existing = [str(p) for p in files.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise SimulationError(f"{', '.join(existing)} exist; pass --overwrite")
+    options = OutputOptions(
+        out=args.out,
+        bags=args.bags,
+        bag_storage=args.bag_storage,
+        preview=args.preview,
+        overwrite=args.overwrite,
+        family=args.family,
+    )
+    result = simulate_to_files(config, options, progress=not args.quiet)
+    _print_report(config, result, args.family)
+    return 0
 
-    start = time.perf_counter()
-    recording = simulate(config, progress=not args.quiet)
-    sim_wall = time.perf_counter() - start
-    out.mkdir(parents=True, exist_ok=True)
-    write_mvsec_hdf5(recording, files["data"], files["gt"], overwrite=args.overwrite)
-    if args.bags:
-        write_ros1_bag(recording, files["ros1"], overwrite=args.overwrite)
-        write_ros2_bag(recording, files["ros2"], args.bag_storage, overwrite=args.overwrite)
-    if args.preview:
-        write_preview(recording, files["preview"])
-    counts = summary(recording)
-    record = {
-        "config": asdict(config),
-        "seed": config.seed,
-        "family": args.family,
-        "bandwidth_dropped": recording.metadata["bandwidth_dropped"],
-        "focal_baseline": config.focal_baseline,
-        "counts": counts,
-        "render_steps": recording.metadata["render_steps"],
-        "simulate_wall_s": round(sim_wall, 2),
-        "files": {k: p.name for k, p in files.items()},
-    }
-    files["json"].write_text(json.dumps(record, indent=2) + "\n")
-    total = time.perf_counter() - start
 
-    family = f"family {args.family!r}: " if args.family else ""
+def _print_report(config: SimConfig, result: SimulatedFiles, family_name: str | None) -> None:
+    counts, sim_wall = result.record["counts"], result.simulate_wall_s
+    family = f"family {family_name!r}: " if family_name else ""
     print(
         f"simulated {config.duration_s:g} s of {family}scene {config.scene!r}, "
         f"motion {config.motion!r}, texture {config.texture!r} (seed {config.seed}) in "
-        f"{sim_wall:.1f} s ({recording.metadata['render_steps']} renders, "
+        f"{sim_wall:.1f} s ({result.record['render_steps']} renders, "
         f"{(counts['left_events'] + counts['right_events']) / max(sim_wall, 1e-9) / 1e3:,.0f} "
         "k events per second of simulation)"
     )
-    for side in ("left", "right"):
+    for side in SIDES:
         on = counts[f"{side}_on_fraction"]
         print(
             f"  {side:5s} {counts[f'{side}_events']:>10,d} events "
@@ -279,7 +199,6 @@ def run(args: argparse.Namespace) -> int:
         f"{100 * (counts['depth_unknown_fraction'] or 0):.1f} % unknown; "
         f"f x B = {config.focal_baseline:.3f} px*m"
     )
-    print(f"wrote in {total:.1f} s:")
-    for path in files.values():
+    print(f"wrote in {result.total_s:.1f} s:")
+    for path in result.files.values():
         print(f"  {path} ({_size(path)})")
-    return 0

@@ -34,11 +34,11 @@ from stereospike_ros.data.open import open_sequence
 from stereospike_ros.data.sequence import CalibrationSource, PathLike, focal_baseline_of
 from stereospike_ros.data.split_frames import SplitFrames
 from stereospike_ros.data.splits import PARTS, Split
+from stereospike_ros.events.histogram import LEFT_CHANNELS, STEREO_CHANNELS, stereo_channels
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-CHANNELS = ("L_ON", "L_OFF", "R_ON", "R_OFF")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +151,7 @@ def _convert(
     f.attrs["format"] = CACHE_FORMAT
     f.attrs["created_by"] = f"stereospike_ros {__version__}"
     f.attrs["options"] = json.dumps(options.to_dict())
-    f.attrs["channels"] = ",".join(CHANNELS)
+    f.attrs["channels"] = ",".join(STEREO_CHANNELS)
     names: list[str] = []
     sources: list[str] = []
     focal_baselines: list[float | None] = []  # f x B per recording (px*m), for baselines
@@ -177,8 +177,7 @@ def _convert(
                 focal_baselines.append(focal_baseline_of(sequence))
                 calibrations.append(options.rectification(sequence, off="none (rectify off)"))
                 for frame in frames:
-                    ds["x"][row, :2] = frame.left
-                    ds["x"][row, 2:] = frame.right
+                    ds["x"][row] = stereo_channels(frame.left, frame.right)
                     ds["depth"][row] = frame.depth
                     ds["t_ns"][row] = frame.t_ns
                     ds["frame_index"][row] = frame.index
@@ -322,7 +321,7 @@ class CachedFrames(Dataset):
         if not -self._len <= i < self._len:
             raise IndexError(f"{self.path}: sample {i} out of range [0, {self._len})")
         f = self._h5()
-        x = f["x"][i, :2] if self.mono else f["x"][i]
+        x = f["x"][i, LEFT_CHANNELS] if self.mono else f["x"][i]
         depth = f["depth"][i]
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(depth[None])
 

@@ -103,3 +103,21 @@ def _bag_siblings(path: Path) -> list[Path]:
             if sibling.is_file():
                 return sorted([path, sibling], key=lambda p: p.stem.endswith("_gt"))
     return [path]
+
+
+def recordings_in(folder: Path) -> list[Path]:
+    """The recordings directly in ``folder``, as ``open_sequence`` takes them: MVSEC HDF5 pairs
+    (by their data file), ROS 1 bags (a ``_gt.bag`` beside its ``_data.bag`` goes with it),
+    ROS 2 bag folders and ``.mcap``/``.db3`` files, sorted by name."""
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        ros1 = name.endswith(".bag") and not (
+            name.endswith("_gt.bag") and (folder / name.replace("_gt.bag", "_data.bag")).exists()
+        )
+        if path.is_dir():
+            if (path / "metadata.yaml").is_file():
+                found.append(path)
+        elif ros1 or name.endswith(("_data.hdf5", "_data.h5", ".mcap", ".db3")):
+            found.append(path)
+    return found

@@ -15,6 +15,14 @@ import numpy as np
 from stereospike_ros.events import fallbacks, kernels
 from stereospike_ros.events.errors import EventsError
 
+#: A stereo pair's histograms stacked as one ``(4, H, W)`` array, channel by channel: the left
+#: camera's ON and OFF counts, then the right's. The network input, the frame cache and the
+#: evaluator all stack and split through the helpers below, so the order lives here alone.
+STEREO_CHANNELS = ("L_ON", "L_OFF", "R_ON", "R_OFF")
+#: The left camera's channels of a stereo stack (all a monocular network sees), and the right's.
+LEFT_CHANNELS = slice(0, 2)
+RIGHT_CHANNELS = slice(2, 4)
+
 
 def event_histogram(
     events: np.ndarray,
@@ -45,3 +53,14 @@ def accumulate_into(
     if kernels.HAVE_NUMBA:
         return kernels.accumulate_events(hist, events, t_start, t_end)
     return fallbacks.accumulate_into(hist, events, t_start, t_end)
+
+
+def stereo_channels(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """One ``(4, H, W)`` array in :data:`STEREO_CHANNELS` order from two ``(2, H, W)``
+    histograms (same dtype as the inputs)."""
+    return np.concatenate((left, right), axis=0)
+
+
+def split_stereo_channels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(left, right)`` ``(2, H, W)`` views of a :func:`stereo_channels` stack."""
+    return x[LEFT_CHANNELS], x[RIGHT_CHANNELS]

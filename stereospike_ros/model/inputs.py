@@ -2,8 +2,9 @@
 
 A StereoSpike network takes ``(B, C, H, W)`` counts with the channels ``[L_ON, L_OFF, R_ON,
 R_OFF]`` (``C = 4``), or the left camera's two alone for a monocular network (``C = 2``). The
-node, the evaluator, the pruner and the benchmarks all stack histograms through
-:func:`stereo_tensor`, so the channel order is written down in this one place.
+node, the evaluator, the pruner and the benchmarks all build it through :func:`stereo_tensor`,
+which stacks the channels with ``events.histogram.stereo_channels`` (the frame cache stores
+the same stack), so the channel order is written down in one place.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stereospike_ros.events.histogram import STEREO_CHANNELS, stereo_channels
 from stereospike_ros.model.errors import ModelError
 
 __all__ = ["CHANNELS", "frame_tensor", "resolve_device", "stereo_tensor"]
 
 #: The input channels of a stereo network, in order (a mono network takes the first two).
-CHANNELS = ("L_ON", "L_OFF", "R_ON", "R_OFF")
+CHANNELS = STEREO_CHANNELS
 
 
 class StereoFrame(Protocol):
@@ -43,8 +45,8 @@ def stereo_tensor(left: np.ndarray, right: np.ndarray, in_channels: int = 4) -> 
             f"a network with {in_channels} input channels cannot take stereo event histograms "
             "(2 = left camera, 4 = both)"
         )
-    parts = [left] if in_channels == 2 else [left, right]
-    return torch.from_numpy(np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+    x = left if in_channels == 2 else stereo_channels(left, right)
+    return torch.from_numpy(x.astype(np.float32, copy=False))
 
 
 def frame_tensor(frame: StereoFrame, in_channels: int) -> Tensor:

@@ -207,100 +207,15 @@ def run_demo(options: DemoOptions) -> int:
     options = replace(options, out=options.out.resolve())
     options.out.mkdir(parents=True, exist_ok=True)
     weights = _resolve_weights(options.weights)
-    if options.recording is not None:
-        data, sim = _describe_recording(options)
-        print(
-            f"demo: {data}: {sim['depth_frames']} depth frames at {sim['size'][1]}x"
-            f"{sim['size'][0]}, rectification {sim['rectification']}",
-            flush=True,
-        )
-    else:
-        print(
-            f"demo: simulating {options.duration:g} s ({options.scene}, {options.motion}) ...",
-            flush=True,
-        )
-        data, sim = _simulate(options, weights)
-        print(
-            f"demo: {sim['events'][0]} + {sim['events'][1]} events, {sim['depth_frames']} depth "
-            f"frames at {sim['size'][1]}x{sim['size'][0]} in {sim['seconds']} s -> {data}",
-            flush=True,
-        )
-    env = dict(os.environ)
-    # A private DDS domain on this host only, so the demo neither hears nor disturbs others.
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env["PYTHONUNBUFFERED"] = "1"
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    images = options.out / "images"
+    data, sim = _prepare_data(options, weights)
+    env = _private_domain_env()
     summary_path = options.out / "evaluation.json"
     logs = {name: options.out / f"{name}.log" for name in ("depth_node", "player", "evaluator")}
     diagnostics = _Diagnostics()
     processes: dict[str, subprocess.Popen] = {}
     try:
-        processes["evaluator"] = _start(
-            "depth_evaluator",
-            "depth_evaluator",
-            {
-                "depth_topic": "/depth_node/depth",
-                "ground_truth_topic": DEPTH_TOPIC,
-                "output": summary_path,
-                "image_dir": images,
-                "save_images": options.images,
-                "save_every": 5,
-                "log_every": 0,
-            },
-            logs["evaluator"],
-            env,
-        )
-        processes["depth_node"] = _start(
-            "depth_node",
-            "depth_node",
-            {
-                "weights": weights,
-                "device": options.device,
-                "threads": options.threads,
-                "event_type": options.event_type,
-                "trigger_topic": DEPTH_TOPIC,
-                "reliable": True,
-                "rectify": True,
-                "replay_watermarks": True,
-                "warm_up_size": f"{sim['size'][0]}x{sim['size'][1]}",
-                "publish_points": True,
-            },
-            logs["depth_node"],
-            env,
-        )
-        processes["player"] = _start(
-            "event_player",
-            "event_player",
-            {
-                "recording": data,
-                "event_type": options.event_type,
-                "rate": options.rate,
-                "wait_for_subscribers": 1,
-                "wait_for_depth_subscribers": 2,  # the node's trigger and the evaluator
-                "wait_timeout_s": 120.0,
-                "start_delay_s": 1.0,
-                "lockstep": not options.real_time,
-                **({"calibration": options.calibration} if options.calibration else {}),
-            },
-            logs["player"],
-            env,
-        )
-        deadline = started + options.timeout
-        mode = "in real time" if options.real_time else "in lockstep (every frame answered)"
-        print(f"demo: playing at {options.rate:g}x real time {mode} through DDS ...", flush=True)
-        while processes["player"].poll() is None:
-            node_code = processes["depth_node"].poll()
-            if node_code is not None:
-                raise RuntimeError(
-                    f"depth_node stopped (exit {node_code}):\n{_tail(logs['depth_node'])}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {options.timeout:g} s")
-            time.sleep(0.2)
-        if processes["player"].returncode != 0:
-            raise RuntimeError(f"event_player failed:\n{_tail(logs['player'])}")
+        _start_processes(processes, options, weights, data, sim, summary_path, logs, env)
+        _wait_for_player(processes, options, logs, deadline=started + options.timeout)
         _wait_for_last_window(diagnostics, sim["depth_frames"])
     except RuntimeError as err:
         print(f"demo: {err}", file=sys.stderr)
@@ -315,6 +230,128 @@ def run_demo(options: DemoOptions) -> int:
         return 1
     evaluation = json.loads(summary_path.read_text())
     return _report(options, sim, evaluation, diagnostics, codes, logs, started)
+
+
+def _prepare_data(options: DemoOptions, weights: Path) -> tuple[Path, dict]:
+    """The recording to play and what it holds: ``--recording`` as given, else one simulated
+    now; prints what it is."""
+    if options.recording is not None:
+        data, sim = _describe_recording(options)
+        print(
+            f"demo: {data}: {sim['depth_frames']} depth frames at {sim['size'][1]}x"
+            f"{sim['size'][0]}, rectification {sim['rectification']}",
+            flush=True,
+        )
+        return data, sim
+    print(
+        f"demo: simulating {options.duration:g} s ({options.scene}, {options.motion}) ...",
+        flush=True,
+    )
+    data, sim = _simulate(options, weights)
+    print(
+        f"demo: {sim['events'][0]} + {sim['events'][1]} events, {sim['depth_frames']} depth "
+        f"frames at {sim['size'][1]}x{sim['size'][0]} in {sim['seconds']} s -> {data}",
+        flush=True,
+    )
+    return data, sim
+
+
+def _private_domain_env() -> dict[str, str]:
+    """The environment of the demo's processes (and this one, which listens to diagnostics)."""
+    env = dict(os.environ)
+    # A private DDS domain on this host only, so the demo neither hears nor disturbs others.
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env["PYTHONUNBUFFERED"] = "1"
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    return env
+
+
+def _start_processes(
+    processes: dict[str, subprocess.Popen],
+    options: DemoOptions,
+    weights: Path,
+    data: Path,
+    sim: dict,
+    summary_path: Path,
+    logs: dict[str, Path],
+    env: dict[str, str],
+) -> None:
+    """Start the evaluator, the depth node and the player, in that order, into ``processes``
+    (so the caller stops those started if a later one fails)."""
+    processes["evaluator"] = _start(
+        "depth_evaluator",
+        "depth_evaluator",
+        {
+            "depth_topic": "/depth_node/depth",
+            "ground_truth_topic": DEPTH_TOPIC,
+            "output": summary_path,
+            "image_dir": options.out / "images",
+            "save_images": options.images,
+            "save_every": 5,
+            "log_every": 0,
+        },
+        logs["evaluator"],
+        env,
+    )
+    processes["depth_node"] = _start(
+        "depth_node",
+        "depth_node",
+        {
+            "weights": weights,
+            "device": options.device,
+            "threads": options.threads,
+            "event_type": options.event_type,
+            "trigger_topic": DEPTH_TOPIC,
+            "reliable": True,
+            "rectify": True,
+            "replay_watermarks": True,
+            "warm_up_size": f"{sim['size'][0]}x{sim['size'][1]}",
+            "publish_points": True,
+        },
+        logs["depth_node"],
+        env,
+    )
+    processes["player"] = _start(
+        "event_player",
+        "event_player",
+        {
+            "recording": data,
+            "event_type": options.event_type,
+            "rate": options.rate,
+            "wait_for_subscribers": 1,
+            "wait_for_depth_subscribers": 2,  # the node's trigger and the evaluator
+            "wait_timeout_s": 120.0,
+            "start_delay_s": 1.0,
+            "lockstep": not options.real_time,
+            **({"calibration": options.calibration} if options.calibration else {}),
+        },
+        logs["player"],
+        env,
+    )
+
+
+def _wait_for_player(
+    processes: dict[str, subprocess.Popen],
+    options: DemoOptions,
+    logs: dict[str, Path],
+    deadline: float,
+) -> None:
+    """Until the player has played the whole recording; RuntimeError when the node stops, the
+    player fails or the deadline passes."""
+    mode = "in real time" if options.real_time else "in lockstep (every frame answered)"
+    print(f"demo: playing at {options.rate:g}x real time {mode} through DDS ...", flush=True)
+    while processes["player"].poll() is None:
+        node_code = processes["depth_node"].poll()
+        if node_code is not None:
+            raise RuntimeError(
+                f"depth_node stopped (exit {node_code}):\n{_tail(logs['depth_node'])}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {options.timeout:g} s")
+        time.sleep(0.2)
+    if processes["player"].returncode != 0:
+        raise RuntimeError(f"event_player failed:\n{_tail(logs['player'])}")
 
 
 def _wait_for_last_window(diagnostics: _Diagnostics, frames: int, patience: float = 15.0) -> None:

@@ -628,6 +628,26 @@ class DepthNode(Node):
         warnings: list[str] = []
         self._skew_ns = self.ingest.take_clock_skew_ns()
         errors = self._errors()
+        self._camera_diagnostics(values, warnings, now, elapsed)
+        self._windower_diagnostics(values, warnings)
+        self._window_diagnostics(values, warnings, elapsed)
+        self._timing_diagnostics(values)
+        if self.stats.firing_rate is not None:
+            values["firing_rate"] = self.stats.firing_rate
+        offset = self.clock_offset.offset_s()
+        values["sensor_clock"] = (
+            "unknown"
+            if offset is None
+            else ("wall time" if self.clock_offset.same_clock else f"offset {offset:.3f} s")
+        )
+        self._warn_console(values)
+        return self._publish_status(values, errors, warnings)
+
+    def _camera_diagnostics(
+        self, values: dict[str, object], warnings: list[str], now: float, elapsed: float
+    ) -> None:
+        """Each camera's message counters and rates (the period's rates reset), silence, and
+        how much DDS may hold of the largest messages."""
         seen_any = any(s.last_arrival is not None for s in self.ingest.counters.values())
         for side, s in self.ingest.counters.items():
             values[f"{side}_event_rate_hz"] = s.period_events / elapsed
@@ -668,22 +688,33 @@ class DepthNode(Node):
                 f"{self.p['qos_depth']}: DDS may hold {largest * self.p['qos_depth'] / 2**30:.1f}"
                 " GB for them; lower qos_depth (docs/failure-behaviour.md)"
             )
+
+    def _windower_diagnostics(self, values: dict[str, object], warnings: list[str]) -> None:
+        """The windower's counters (per side where they are) and cameras silent in sensor
+        time."""
         windower = self.ingest.windower
-        if windower is not None:
-            # No lock: plain counters read while the ingest thread may add to them (the GIL
-            # makes each read whole), so diagnostics never wait for a batch being windowed.
-            silent = windower.silent_sides()
-            counters = asdict(windower.counters)
-            for side in silent:
-                text = f"{side} camera silent"
-                if not any(w.startswith(text) for w in warnings):
-                    warnings.append(f"{text} (no events in sensor time)")
-            for key, value in counters.items():
-                if isinstance(value, dict):
-                    for side, count in value.items():
-                        values[f"windower_{key}_{side}"] = count
-                else:
-                    values[f"windower_{key}"] = value
+        if windower is None:
+            return
+        # No lock: plain counters read while the ingest thread may add to them (the GIL
+        # makes each read whole), so diagnostics never wait for a batch being windowed.
+        silent = windower.silent_sides()
+        counters = asdict(windower.counters)
+        for side in silent:
+            text = f"{side} camera silent"
+            if not any(w.startswith(text) for w in warnings):
+                warnings.append(f"{text} (no events in sensor time)")
+        for key, value in counters.items():
+            if isinstance(value, dict):
+                for side, count in value.items():
+                    values[f"windower_{key}_{side}"] = count
+            else:
+                values[f"windower_{key}"] = value
+
+    def _window_diagnostics(
+        self, values: dict[str, object], warnings: list[str], elapsed: float
+    ) -> None:
+        """Windows processed, skipped and refused, errors, geometry, clock skew; falling
+        behind when windows were skipped since the last report (the period's count resets)."""
         skipped = self.slot.skipped
         values["windows_processed"] = self.stats.processed
         values["windows_skipped"] = skipped
@@ -709,6 +740,10 @@ class DepthNode(Node):
             )
         self._skipped_reported = skipped
         self.stats.period_processed = 0
+
+    def _timing_diagnostics(self, values: dict[str, object]) -> None:
+        """Each timed stage's mean and max since the last report, and the node's overhead per
+        window."""
         timings = self.timings.drain()
         for name, summary in timings.items():
             values[f"{name}_ms_mean"] = summary["mean_ms"]
@@ -727,15 +762,11 @@ class DepthNode(Node):
                 values["overhead_ms_per_window"] = (
                     values["decode_ms_per_window"] + timings["publish"]["mean_ms"]
                 )
-        if self.stats.firing_rate is not None:
-            values["firing_rate"] = self.stats.firing_rate
-        offset = self.clock_offset.offset_s()
-        values["sensor_clock"] = (
-            "unknown"
-            if offset is None
-            else ("wall time" if self.clock_offset.same_clock else f"offset {offset:.3f} s")
-        )
-        self._warn_console(values)
+
+    def _publish_status(
+        self, values: dict[str, object], errors: list[str], warnings: list[str]
+    ) -> DiagnosticStatus:
+        """One DiagnosticArray of the worst level, errors then warnings as its message."""
         level = (
             DiagnosticStatus.ERROR
             if errors

@@ -7,12 +7,15 @@ Modules load on first use (they import torch, OpenCV, matplotlib), so the comman
 from stereospike_ros.training.errors import TrainingError
 
 _LAZY = {
+    "EvalDataOptions": "stereospike_ros.training.evaluate",
     "EvalResult": "stereospike_ros.training.evaluate",
     "ModelPredictor": "stereospike_ros.training.evaluate",
     "evaluate": "stereospike_ros.training.evaluate",
     "evaluate_many": "stereospike_ros.training.evaluate",
     "open_eval_data": "stereospike_ros.training.evaluate",
     "results_table": "stereospike_ros.training.evaluate",
+    "ScoreConfig": "stereospike_ros.training.score",
+    "score": "stereospike_ros.training.score",
     "SgbmBaseline": "stereospike_ros.training.baselines",
     "load_baseline": "stereospike_ros.training.baselines",
     "TrainConfig": "stereospike_ros.training.train",
@@ -29,8 +32,10 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "EvalDataOptions",
     "EvalResult",
     "ModelPredictor",
+    "ScoreConfig",
     "SgbmBaseline",
     "TrainConfig",
     "TrainingError",
@@ -40,4 +45,5 @@ __all__ = [
     "load_baseline",
     "open_eval_data",
     "results_table",
+    "score",
 ]

@@ -32,6 +32,8 @@ from stereospike_ros.data.sequence import (  # noqa: F401 (re-exported)
     StereoSequence,
     focal_baseline_of,
 )
+from stereospike_ros.errors import UsageError
+from stereospike_ros.events.histogram import split_stereo_channels
 from stereospike_ros.model.inputs import frame_tensor, resolve_device
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
 from stereospike_ros.model.network import StereoSpike, count_parameters
@@ -313,7 +315,7 @@ def _normalise(item: FrameItem, position: int) -> tuple[str, Frame]:
         if x.ndim != 3 or x.shape[0] != 4:
             raise TrainingError(f"frame {position}: x must be (4, H, W) counts, got {x.shape}")
         depth = depth.reshape(x.shape[1:])
-        return "", Frame(0, position, x[:2], x[2:], depth.astype(np.float32))
+        return "", Frame(0, position, *split_stereo_channels(x), depth.astype(np.float32))
     raise TrainingError(
         f"frame {position}: expected a Frame, (sequence, Frame) or (x, depth), got "
         f"{type(item).__name__}"
@@ -383,8 +385,8 @@ class EvalData:
             for i in range(self.count):
                 x, depth = self._cache[i]
                 info = self._cache.info(i)
-                x = x.numpy()
-                frame = Frame(info["t_ns"], info["frame_index"], x[:2], x[2:], depth[0].numpy())
+                left, right = split_stereo_channels(x.numpy())
+                frame = Frame(info["t_ns"], info["frame_index"], left, right, depth[0].numpy())
                 yield info["sequence"], frame
             return
         for sequence, indices in self._parts:
@@ -489,9 +491,6 @@ def open_eval_data(
     a single recording (``START:STOP[:STEP]`` or ``i,j,k``); ``max_frames`` caps the total.
     Missing files, bags without the depth topic and empty selections raise ``TrainingError``.
     """
-    from stereospike_ros.data.cache import CachedFrames, is_complete
-    from stereospike_ros.data.split_frames import SplitFrames
-
     paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
     if not paths:
         raise TrainingError("no --data given")
@@ -502,73 +501,17 @@ def open_eval_data(
     )
     try:
         if split is None and len(paths) == 1 and paths[0].suffix == ".h5" and paths[0].is_file():
-            if not is_complete(paths[0]):
-                raise TrainingError(f"{paths[0]} is not a complete stereospike_ros training cache")
-            cache = CachedFrames(paths[0])
-            built = cache.options.get("protocol", "default")
-            if protocol is not None and protocol != built:
-                cache.close()
-                raise TrainingError(
-                    f"{paths[0]} was cached with the {built!r} protocol, not {protocol!r}: "
-                    f"rebuild it with `cache ... --protocol {protocol}`"
-                )
-            count = len(cache) if max_frames is None else min(len(cache), max_frames)
-            if focal_baseline is None:
-                focal_baseline = cache.focal_baseline
-            return EvalData(
-                {"source": "cache", "path": str(paths[0]), "sequences": cache.sequences,
-                 "frames": count, "options": cache.options, "protocol": built,
-                 "calibrations": cache.calibrations, "focal_baseline": focal_baseline},
-                cache.height, cache.width, count, focal_baseline, _cache=cache,
-            )  # fmt: skip
+            return _open_cache(paths[0], protocol, max_frames, focal_baseline)
         parts: list[tuple[StereoSequence, list[int]]] = []
         description: dict[str, Any] = {"window_ms": window_ms, "fill_holes_px": fill_holes_px}
         description["rectify"] = rectify
         description["protocol"] = options.protocol
         try:
-            if split is not None:
-                if len(paths) != 1 or not paths[0].is_dir():
-                    raise TrainingError(
-                        f"with --split, --data must be the folder holding the recordings; "
-                        f"got {', '.join(map(str, paths))}"
-                    )
-                source = SplitFrames(split, paths[0], tuple(sequences or ()), options, calibration)
-                parts += source.open(part, lambda path: _open(path, calibration, depth_topic))
-                description.update(
-                    source="split", root=str(paths[0]), split=source.split.name, part=part,
-                    sequences=source.split.part(part).sequences,
-                )  # fmt: skip
-            else:
-                target = paths[0] if len(paths) == 1 else paths
-                sequence = _open(target, calibration, depth_topic)
-                parts.append((sequence, parse_frames(frames, len(sequence.depth_stamps()))))
-                description.update(
-                    source="recording", path=[str(p) for p in paths], sequences=[sequence.name]
-                )
-            if max_frames is not None:
-                left, capped = max_frames, []
-                for sequence, indices in parts:
-                    capped.append((sequence, indices[:left]))
-                    left -= len(capped[-1][1])
-                parts = [(s, i) for s, i in capped if i]
-                for sequence, _ in [p for p in capped if not p[1]]:
-                    sequence.close()
-            count = sum(len(i) for _, i in parts)
-            if count == 0:
-                raise TrainingError(f"no frames to evaluate in {', '.join(map(str, paths))}")
-            sizes = {(s.height, s.width) for s, _ in parts}
-            if len(sizes) > 1:
-                raise TrainingError(f"recordings of different sizes in one evaluation: {sizes}")
-            first = parts[0][0]
-            if focal_baseline is None:
-                focal_baseline = focal_baseline_of(first)
-            description["frames"] = count
-            description["focal_baseline"] = focal_baseline
-            description["rectification"] = options.rectification(first, "none (--no-rectify)")
-            return EvalData(
-                description, first.height, first.width, count, focal_baseline,
-                _parts=parts, _frame_options=options,
-            )  # fmt: skip
+            description |= _open_parts(
+                parts, paths, split, part, sequences, frames, options, calibration, depth_topic
+            )
+            parts = _cap_frames(parts, max_frames)
+            return _recordings_data(parts, paths, description, options, focal_baseline)
         except BaseException:
             for sequence, _ in parts:
                 sequence.close()
@@ -577,7 +520,174 @@ def open_eval_data(
         raise TrainingError(str(err)) from err
 
 
+@dataclass(frozen=True)
+class EvalDataOptions:
+    """What :func:`open_eval_data` opens, as one value (the ``evaluate`` and ``prune``
+    commands' data options). ``window_ms`` None: the checkpoint's window, else 50 ms."""
+
+    data: str | Path | Sequence[str | Path]
+    split: str | None = None
+    part: str = "test"
+    sequences: Sequence[str] | None = None
+    frames: str | None = None
+    max_frames: int | None = None
+    depth_topic: str | None = None
+    calibration: Any = None
+    window_ms: float | None = None
+    fill_holes_px: int = 0
+    rectify: bool = True
+    focal_baseline: float | None = None
+    protocol: str | None = None
+
+    def window_ms_for(self, checkpoint_window_ms: float | None) -> float:
+        """The window asked for, else the checkpoint's, else 50 ms."""
+        return self.window_ms or checkpoint_window_ms or 50.0
+
+    def open(self, checkpoint_window_ms: float | None = None) -> EvalData:
+        """:func:`open_eval_data` of these options, with :meth:`window_ms_for`'s window."""
+        return open_eval_data(
+            self.data,
+            split=self.split,
+            part=self.part,
+            sequences=self.sequences,
+            frames=self.frames,
+            max_frames=self.max_frames,
+            depth_topic=self.depth_topic,
+            calibration=self.calibration,
+            window_ms=self.window_ms_for(checkpoint_window_ms),
+            fill_holes_px=self.fill_holes_px,
+            rectify=self.rectify,
+            focal_baseline=self.focal_baseline,
+            protocol=self.protocol,
+        )
+
+
+def _open_cache(
+    path: Path, protocol: str | None, max_frames: int | None, focal_baseline: float | None
+) -> EvalData:
+    """A complete training cache, read as is; refused when built with another protocol."""
+    from stereospike_ros.data.cache import CachedFrames, is_complete
+
+    if not is_complete(path):
+        raise TrainingError(f"{path} is not a complete stereospike_ros training cache")
+    cache = CachedFrames(path)
+    built = cache.options.get("protocol", "default")
+    if protocol is not None and protocol != built:
+        cache.close()
+        raise TrainingError(
+            f"{path} was cached with the {built!r} protocol, not {protocol!r}: "
+            f"rebuild it with `cache ... --protocol {protocol}`"
+        )
+    count = len(cache) if max_frames is None else min(len(cache), max_frames)
+    if focal_baseline is None:
+        focal_baseline = cache.focal_baseline
+    return EvalData(
+        {"source": "cache", "path": str(path), "sequences": cache.sequences,
+         "frames": count, "options": cache.options, "protocol": built,
+         "calibrations": cache.calibrations, "focal_baseline": focal_baseline},
+        cache.height, cache.width, count, focal_baseline, _cache=cache,
+    )  # fmt: skip
+
+
+def _open_parts(
+    parts: list[tuple[StereoSequence, list[int]]],
+    paths: list[Path],
+    split: str | None,
+    part: str,
+    sequences: Sequence[str] | None,
+    frames: str | None,
+    options: FrameOptions,
+    calibration: Any,
+    depth_topic: str | None,
+) -> dict[str, Any]:
+    """Open a split's part under a folder, or one recording's chosen frames, appending
+    ``(sequence, depth-frame indices)`` to ``parts`` as they open (so the caller closes them
+    if a later step fails); returns what to add to the description."""
+    from stereospike_ros.data.split_frames import SplitFrames
+
+    if split is not None:
+        if len(paths) != 1 or not paths[0].is_dir():
+            raise TrainingError(
+                f"with --split, --data must be the folder holding the recordings; "
+                f"got {', '.join(map(str, paths))}"
+            )
+        source = SplitFrames(split, paths[0], tuple(sequences or ()), options, calibration)
+        parts += source.open(part, lambda path: _open(path, calibration, depth_topic))
+        return dict(
+            source="split", root=str(paths[0]), split=source.split.name, part=part,
+            sequences=source.split.part(part).sequences,
+        )  # fmt: skip
+    target = paths[0] if len(paths) == 1 else paths
+    sequence = _open(target, calibration, depth_topic)
+    parts.append((sequence, parse_frames(frames, len(sequence.depth_stamps()))))
+    return dict(source="recording", path=[str(p) for p in paths], sequences=[sequence.name])
+
+
+def _cap_frames(
+    parts: list[tuple[StereoSequence, list[int]]], max_frames: int | None
+) -> list[tuple[StereoSequence, list[int]]]:
+    """The first ``max_frames`` frames over all parts; a recording left with none is closed."""
+    if max_frames is None:
+        return parts
+    left, capped = max_frames, []
+    for sequence, indices in parts:
+        capped.append((sequence, indices[:left]))
+        left -= len(capped[-1][1])
+    for sequence, _ in [p for p in capped if not p[1]]:
+        sequence.close()
+    return [(s, i) for s, i in capped if i]
+
+
+def _recordings_data(
+    parts: list[tuple[StereoSequence, list[int]]],
+    paths: list[Path],
+    description: dict[str, Any],
+    options: FrameOptions,
+    focal_baseline: float | None,
+) -> EvalData:
+    """EvalData over opened recordings: at least one frame, all of one size."""
+    count = sum(len(i) for _, i in parts)
+    if count == 0:
+        raise TrainingError(f"no frames to evaluate in {', '.join(map(str, paths))}")
+    sizes = {(s.height, s.width) for s, _ in parts}
+    if len(sizes) > 1:
+        raise TrainingError(f"recordings of different sizes in one evaluation: {sizes}")
+    first = parts[0][0]
+    if focal_baseline is None:
+        focal_baseline = focal_baseline_of(first)
+    description["frames"] = count
+    description["focal_baseline"] = focal_baseline
+    description["rectification"] = options.rectification(first, "none (--no-rectify)")
+    return EvalData(
+        description, first.height, first.width, count, focal_baseline,
+        _parts=parts, _frame_options=options,
+    )  # fmt: skip
+
+
+def recorded_inputs(
+    data: str,
+    in_channels: int,
+    *,
+    split: str | None = None,
+    part: str = "test",
+    frames: int = 8,
+) -> list[Tensor]:
+    """Up to ``frames`` event windows of a recording (evenly spread over it), to time on."""
+    if frames < 1:
+        raise UsageError("--input-frames must be >= 1")
+    with open_eval_data(data, split=split, part=part) as eval_data:
+        step = max(1, eval_data.count // frames)
+        windows = []
+        for i, (_, frame) in enumerate(eval_data.frames()):  # streamed: keep only the chosen
+            if i % step == 0:
+                windows.append(frame_tensor(frame, in_channels))
+                if len(windows) == frames:
+                    break
+    return windows
+
+
 # -- printing --------------------------------------------------------------------------------
+
 
 TABLE_COLUMNS = (
     ("MDE cm", "mde_cm", "{:.1f}"),

@@ -190,3 +190,37 @@ def plot_training_curves(metrics_csv: str | Path, path: str | Path, title: str =
     if title:
         fig.suptitle(title, fontsize=9)
     return _save(fig, path)
+
+
+def report_run(run_dir: Path, out: Path | None = None) -> list[str]:
+    """Plot a training run's curves (``out``, default RUN_DIR/training_curves.png) and return
+    what to say about it: epochs, the best validation MDE and its epoch, throughput, the
+    checkpoints, the figure written."""
+    if not run_dir.is_dir():
+        raise TrainingError(f"run folder {run_dir} does not exist")
+    metrics_csv = run_dir / "metrics.csv"
+    columns = read_metrics_csv(metrics_csv)
+    figure = plot_training_curves(metrics_csv, out or run_dir / "training_curves.png", str(run_dir))
+    epochs = len(next(iter(columns.values())))
+    lines = [f"{run_dir}: {epochs} epoch(s) in metrics.csv"]
+    mde_key = next((k for k in ("val_mde_cm", "val/mde_cm", "mde_cm") if k in columns), None)
+    mde_key = mde_key or next((k for k in columns if "mde" in k.lower()), None)
+    if mde_key is not None:
+        values = columns[mde_key]
+        finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
+        if finite:
+            best, row = min(finite)
+            epoch = columns["epoch"][row] if "epoch" in columns else row + 1
+            lines.append(f"best {mde_key}: {best:.2f} at epoch {epoch:g}; last: {values[-1]:.2f}")
+    rates = [v for v in columns.get("samples_per_s", []) if math.isfinite(v)]
+    if rates:
+        lines.append(
+            f"training throughput: {rates[-1]:.1f} samples/s (last epoch), best {max(rates):.1f}"
+        )
+    lines += [
+        f"checkpoint: {run_dir / name}"
+        for name in ("best.safetensors", "last.safetensors")
+        if (run_dir / name).is_file()
+    ]
+    lines.append(f"wrote {figure}")
+    return lines
