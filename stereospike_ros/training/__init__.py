@@ -15,7 +15,6 @@ _LAZY = {
     "open_eval_data": "stereospike_ros.training.evaluate",
     "results_table": "stereospike_ros.training.evaluate",
     "ScoreConfig": "stereospike_ros.training.score",
-    "score": "stereospike_ros.training.score",
     "SgbmBaseline": "stereospike_ros.training.baselines",
     "load_baseline": "stereospike_ros.training.baselines",
     "TrainConfig": "stereospike_ros.training.train",
@@ -45,5 +44,4 @@ __all__ = [
     "load_baseline",
     "open_eval_data",
     "results_table",
-    "score",
 ]
