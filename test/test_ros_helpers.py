@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from stereospike_ros.data.recording import CameraCalibration, StereoRecording
+from stereospike_ros.events.cdr import read_header_stamp_ns
+from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.types import EVENT_DTYPE
 from stereospike_ros.ros.camera_yaml import load_camera_yaml, save_camera_yaml
-from stereospike_ros.ros.errors import ConversionError, PlayerError, StartupError
-from stereospike_ros.ros.sync import ClockOffset, LatestSlot, StampMatcher, header_stamp_ns
+from stereospike_ros.ros.errors import PlayerError, StartupError
+from stereospike_ros.ros.sync import ClockOffset, LatestSlot, StampMatcher
 from stereospike_ros.ros.visualize import (
     BOTH_RGB,
     OFF_RGB,
@@ -94,11 +96,11 @@ def test_header_stamp_is_read_from_serialized_image_bytes():
     from stereospike_ros.ros.convert import image_from_array
 
     msg = image_from_array(np.zeros((4, 5), np.float32), "32FC1", 1_504_645_177_050_000_123, "f")
-    assert header_stamp_ns(serialize_message(msg)) == 1_504_645_177_050_000_123
-    with pytest.raises(ConversionError, match="too short"):
-        header_stamp_ns(b"\x00\x01\x00\x00")
-    with pytest.raises(ConversionError, match="encapsulation"):
-        header_stamp_ns(b"\x07\x07" + bytes(20))
+    assert read_header_stamp_ns(serialize_message(msg)) == 1_504_645_177_050_000_123
+    with pytest.raises(DecodeError, match="too short"):
+        read_header_stamp_ns(b"\x00\x01\x00\x00")
+    with pytest.raises(DecodeError, match="encapsulation"):
+        read_header_stamp_ns(b"\x07\x07" + bytes(20))
 
 
 def test_colorize_depth_uses_a_fixed_scale_and_blacks_out_invalid_pixels():

@@ -180,9 +180,9 @@ class _Listener:
                     )
 
     def _on_depth(self, buf: bytes) -> None:
-        from stereospike_ros.ros.sync import header_stamp_ns
+        from stereospike_ros.events.cdr import read_header_stamp_ns
 
-        latency = (time.time_ns() - header_stamp_ns(buf)) / 1e6
+        latency = (time.time_ns() - read_header_stamp_ns(buf)) / 1e6
         with self.lock:
             self.latencies_ms.append(latency)
             self.depth_received += 1

@@ -46,6 +46,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from stereospike_ros.data.recording import CameraCalibration
 from stereospike_ros.events import EventsError, Rectifier, kernels
+from stereospike_ros.events.cdr import read_header_stamp_ns
+from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 from stereospike_ros.events.types import SIDES, SizeError, parse_size
 from stereospike_ros.ros import convert
@@ -66,7 +68,7 @@ from stereospike_ros.ros.parameters import (
     resolve_weights,
 )
 from stereospike_ros.ros.pipeline import DepthEstimator, load_estimator
-from stereospike_ros.ros.sync import ClockOffset, LatestSlot, Timings, header_stamp_ns
+from stereospike_ros.ros.sync import ClockOffset, LatestSlot, Timings
 from stereospike_ros.ros.visualize import colorize_depth, depth_to_points, events_to_rgb
 
 __all__ = ["DepthNode", "PolledGroup", "main"]
@@ -470,8 +472,8 @@ class DepthNode(Node):
 
     def _on_trigger(self, buf: bytes) -> None:
         try:
-            stamp = header_stamp_ns(buf)
-        except ConversionError as err:
+            stamp = read_header_stamp_ns(buf)
+        except DecodeError as err:
             self.stats.trigger_errors += 1
             self.get_logger().warning(
                 f"trigger {self.p['trigger_topic']}: {err}", throttle_duration_sec=5.0

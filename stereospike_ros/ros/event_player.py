@@ -44,6 +44,8 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
+from stereospike_ros.events.cdr import read_header_stamp_ns
+from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.types import EVENT_DTYPE, SIDES
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.common import (
@@ -53,10 +55,9 @@ from stereospike_ros.ros.common import (
     message_class,
     output_qos,
 )
-from stereospike_ros.ros.errors import ConversionError, PlayerError, StartupError
+from stereospike_ros.ros.errors import PlayerError, StartupError
 from stereospike_ros.ros.parameters import PLAYER_PARAMS, normalize_event_type
 from stereospike_ros.ros.playback import slots
-from stereospike_ros.ros.sync import header_stamp_ns
 
 __all__ = ["EventPlayer", "PlayStats", "main"]
 
@@ -170,8 +171,8 @@ class EventPlayer(Node):
 
     def _on_answer(self, buf: bytes) -> None:
         try:
-            stamp = header_stamp_ns(buf)
-        except ConversionError:
+            stamp = read_header_stamp_ns(buf)
+        except DecodeError:
             return
         with self._answer_cv:
             self._answers.add(stamp)

@@ -5,7 +5,6 @@ Plain Python (no rclpy), so their behaviour is pinned by unit tests without a RO
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from collections import deque
@@ -13,9 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from stereospike_ros.ros.errors import ConversionError
-
-__all__ = ["ClockOffset", "LatestSlot", "StampMatcher", "Timings", "header_stamp_ns"]
+__all__ = ["ClockOffset", "LatestSlot", "StampMatcher", "Timings"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -217,20 +214,3 @@ class Timings:
             for name, values in samples.items()
             if values
         }
-
-
-def header_stamp_ns(buf: bytes) -> int:
-    """The header stamp of any message whose first field is a std_msgs/Header, from CDR bytes.
-
-    Reading 8 bytes instead of deserialising lets a node take trigger stamps from a 260 x 346
-    depth image topic without copying the image into Python.
-    """
-    if len(buf) < 12:
-        raise ConversionError(f"{len(buf)} bytes is too short for a CDR header stamp")
-    if buf[0] != 0 or buf[1] not in (0, 1):
-        raise ConversionError(f"unknown CDR encapsulation {bytes(buf[:2]).hex()}")
-    endian = "<" if buf[1] == 1 else ">"
-    sec, nanosec = struct.unpack_from(endian + "iI", buf, 4)
-    if nanosec >= 1_000_000_000:
-        raise ConversionError(f"header stamp nanosec {nanosec} is out of range")
-    return sec * 1_000_000_000 + nanosec
