@@ -110,3 +110,17 @@ def test_training_continues_when_the_family_dataset_grows(tmp_path: Path) -> Non
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     cache = CachedFrames(tmp_path / "run" / "cache" / "families_train.h5")
     assert cache.sequences == ["mixed_train_0000", "mixed_train_0001", "mixed_train_0002"]
+
+
+def test_scoring_simulates_no_training_data_and_keeps_the_split(bench: Path) -> None:
+    """Scoring with another --train-recordings than the data was built with must neither
+    simulate the extra training recordings nor rewrite the split a run trained from."""
+    flat = constant_network(bench / "flat3.safetensors", 3.0)
+    split = (bench / "split.json").read_text()
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--train-recordings", "4",
+            "--families", "panel", "--checkpoints", str(flat)]  # fmt: skip
+    assert main(argv) == 0
+    assert not (bench / "data" / "mixed_train_0003_sim.json").exists()
+    assert (bench / "split.json").read_text() == split
+    table = (bench / "results.md").read_text()
+    assert "| MDE cm | MDE cm, GT <= 10 m | RMSE cm |" in table

@@ -153,6 +153,9 @@ def test_level_loss_is_the_squared_mean_residual_of_each_output() -> None:
     p2 = p1 - 1.0  # residuals 0, -1, -, 1: mean 0
     out = ModelOutput(p1, {"depth2": p2, "depth1": p1}, {}, ())
     assert float(level_loss(out, target)) == pytest.approx(1.0)
+    # relative: residuals 1, 0, -, 0.5 (mean 0.5); 0, -0.5, -, 0.25 (mean -1/12)
+    expected = 0.5**2 + (1 / 12) ** 2
+    assert float(level_loss(out, target, "relative")) == pytest.approx(expected)
 
 
 def test_run_folder_with_other_config_is_refused(sims: Path, finished: dict) -> None:
@@ -179,6 +182,7 @@ def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) 
         ({"split": "missing_split.json"}, "missing_split.json does not exist"),
         ({"crop": (128, 160)}, "crop 128x160 is larger than the frames"),
         ({"model": "stereospike-xl"}, "unknown model 'stereospike-xl'"),
+        ({"loss_scale": "log"}, "loss_scale must be metres or relative, got 'log'"),
     ],
 )
 def test_bad_input_is_named(sims: Path, tmp_path: Path, change: dict, message: str) -> None:

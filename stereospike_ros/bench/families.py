@@ -3,10 +3,11 @@
 Builds (or reuses) a dataset of randomized recordings (``sim.families``): training and
 validation recordings from the ``mixed`` family, and test recordings of every family, the
 held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
-``families.json`` (which family each recording is). Given checkpoints, it scores each of them,
-StereoSGBM (on the pixels it matches) and a constant-depth predictor that knows each
-recording's median ground-truth depth, family by family, on the same frames, and writes
-``results.md`` / ``results.json``.
+``families.json`` (which family each recording is). Given checkpoints, it simulates only the
+test recordings it lacks (no training data; split.json is left as training saw it), scores
+each checkpoint, StereoSGBM (on the pixels it matches) and a constant-depth predictor that
+knows each recording's median ground-truth depth, family by family, on the same frames, and
+writes ``results.md`` / ``results.json``.
 
 Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
 checkpoint is worse than the constant predictor on some family, i.e. when a network has
@@ -174,17 +175,21 @@ def build_dataset(
     families: Iterable[str],
     rig: str = "mvsec",
     jobs: int = 1,
+    parts: Iterable[str] = ("train", "val", "test"),
 ) -> dict[str, Any]:
-    """Simulate what is missing (an identical ``NAME_sim.json`` means done: a run killed
-    half-way continues), in ``jobs`` processes; returns figures: recordings, events, seconds
-    of simulation (summed over processes), events/s."""
+    """Simulate what is missing of ``parts`` (an identical ``NAME_sim.json`` means done: a run
+    killed half-way continues), in ``jobs`` processes; returns figures: recordings, events,
+    seconds of simulation (summed over processes), events/s."""
     from concurrent.futures import ProcessPoolExecutor
 
     from stereospike_ros.sim.families import random_config
 
     data_dir.mkdir(parents=True, exist_ok=True)
     missing = []
+    wanted = set(parts)
     for name, fam, seed, part in planned_recordings(plan, families):
+        if part not in wanted:
+            continue
         duration = plan.train_duration_s if part != "test" else plan.test_duration_s
         config = random_config(fam, seed, width=plan.width, height=plan.height,
                                duration_s=duration, rig=rig, recording=name)  # fmt: skip
@@ -317,6 +322,9 @@ def score_family(
 
 COLUMNS = (
     ("MDE cm", "mde_cm", "{:.1f}"),
+    # MVSEC's 10 m cutoff: beyond it disparity is under 2 px for MVSEC's rig (f x B = 19.94
+    # px*m), so this column is the part of the scene stereo can resolve
+    ("MDE cm, GT <= 10 m", "mde_cm@10m", "{:.1f}"),
     ("RMSE cm", "rmse_cm", "{:.1f}"),
     ("delta1", "delta1", "{:.3f}"),
     ("coverage", "coverage", "{:.2f}"),
@@ -455,14 +463,23 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     data_dir = out / "data"
-    figures = build_dataset(plan, data_dir, families, args.rig, args.jobs)
-    split, by_name = write_split_files(plan, out, families)
+    # Scoring needs only the test recordings: it neither simulates training data the plan
+    # would add (a --train-recordings other than the one the data was built with) nor rewrites
+    # the split a run trains from.
+    scoring = bool(args.checkpoints) and not args.build_only
+    parts = ("test",) if scoring else ("train", "val", "test")
+    figures = build_dataset(plan, data_dir, families, args.rig, args.jobs, parts)
+    if scoring:
+        split = out / "split.json"
+        by_name = {n: f for n, f, _, p in planned_recordings(plan, families) if p == "test"}
+    else:
+        split, by_name = write_split_files(plan, out, families)
     if figures["simulated"]:
         print(
             f"simulated {figures['simulated']} recordings: {figures['events']:,} events in "
             f"{figures['seconds']:.0f} s ({figures['events_per_s'] / 1e3:,.0f} k events/s)"
         )
-    print(f"dataset: {data_dir} with split {split} ({len(by_name)} recordings)")
+    print(f"dataset: {data_dir} with split {split} ({len(by_name)} recordings in use)")
     if args.build_only or not args.checkpoints:
         return 0
 

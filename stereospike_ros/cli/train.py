@@ -87,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="add W x (mean residual)^2: lets the loss see the depth level (0 = recipe)",
     )
+    opt.add_argument(
+        "--loss-scale",
+        choices=("metres", "relative"),
+        default="metres",
+        help="residual in metres (the authors') or relative to the true depth, which weighs "
+        "near pixels as disparity does (docs/training.md)",
+    )
     opt.add_argument("--seed", type=int, default=0)
 
     run = parser.add_argument_group("run")
@@ -145,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         init_depth_bias=str(args.init_depth_bias),
         offset_calibration=args.offset_calibration,
         level_weight=args.level_weight,
+        loss_scale=args.loss_scale,
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

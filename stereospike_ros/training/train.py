@@ -90,6 +90,7 @@ class TrainConfig:
     init_depth_bias: str = "auto"
     offset_calibration: bool = False
     level_weight: float = 0.0
+    loss_scale: str = "metres"  # model.loss: metres (the authors') or relative
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -122,6 +123,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainingError(f"{name} must be >= 1 when given, got {value!r}")
+        if self.loss_scale not in ("metres", "relative"):
+            raise TrainingError(f"loss_scale must be metres or relative, got {self.loss_scale!r}")
         if self.protocol not in ("default", "paper"):
             raise TrainingError(f"protocol must be default or paper, got {self.protocol!r}")
         if self.resume not in ("auto", "never", "force"):
@@ -409,6 +412,7 @@ def validate(
     device: torch.device,
     *,
     spike_weight: float = 0.0,
+    loss_scale: str = "metres",
     max_frames: int | None = None,
     progress: bool = False,
     amp: bool = False,
@@ -428,7 +432,7 @@ def validate(
         x, gt = x[None].to(device), gt[None].to(device)
         with _autocast(device, amp):
             out = model(x, return_all=True)
-        loss, _ = stereospike_loss(_float(out), gt, spike_weight=spike_weight)
+        loss, _ = stereospike_loss(_float(out), gt, spike_weight=spike_weight, scale=loss_scale)
         losses.append(float(loss))
         acc.update(out.depth.float(), gt, out.spikes)
     summary = acc.summary()
@@ -436,20 +440,23 @@ def validate(
     return summary
 
 
-def level_loss(out: Any, target: torch.Tensor) -> torch.Tensor:
+def level_loss(out: Any, target: torch.Tensor, scale: str = "metres") -> torch.Tensor:
     """Sum over the partial depths of the squared mean residual over valid pixels (per sample).
 
     With weight w added to the recipe's variance term it makes the regression
     ``mean(R^2) - (1 - w) mean(R)^2``, Eigen et al.'s scale-invariant form, which sees the
-    depth's level; the recipe's loss (w = 0) does not.
+    depth's level; the recipe's loss (w = 0) does not. ``scale="relative"`` takes the
+    residual over the target, as the loss of that scale does (model.loss).
     """
     valid = torch.isfinite(target) & (target > 0)
     mask = valid.to(target.dtype)
     count = mask.sum(dim=(1, 2, 3))
     target = torch.where(valid, target, torch.zeros_like(target))
+    divisor = torch.where(valid, target, torch.ones_like(target)) if scale == "relative" else 1.0
     total = target.new_zeros(())
     for depth in out.partial_depths.values():
-        mean = ((depth - target) * mask).sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
+        residual = (depth - target) * mask / divisor
+        mean = residual.sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
         total = total + (mean.square() * (count > 0)).sum() / (count > 0).sum().clamp(min=1)
     return total
 
@@ -594,6 +601,7 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
                 run.val_frames,
                 run.device,
                 spike_weight=config.spike_weight,
+                loss_scale=config.loss_scale,
                 max_frames=config.val_frames,
                 progress=run.show_progress,
                 amp=run.amp,
@@ -772,9 +780,11 @@ def _train_epoch(
         x, gt = x.to(device, non_blocking=True), gt.to(device, non_blocking=True)
         with _autocast(device, run.amp):
             out = run.net(x, return_all=True)
-        loss, parts = stereospike_loss(_float(out), gt, spike_weight=config.spike_weight)
+        loss, parts = stereospike_loss(
+            _float(out), gt, spike_weight=config.spike_weight, scale=config.loss_scale
+        )
         if config.level_weight:
-            level = level_loss(_float(out), gt)
+            level = level_loss(_float(out), gt, config.loss_scale)
             loss = loss + config.level_weight * level
             parts["total"] += config.level_weight * float(level.detach())
         if not torch.isfinite(loss):
