@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -153,9 +154,9 @@ def test_level_loss_is_the_squared_mean_residual_of_each_output() -> None:
     p2 = p1 - 1.0  # residuals 0, -1, -, 1: mean 0
     out = ModelOutput(p1, {"depth2": p2, "depth1": p1}, {}, ())
     assert float(level_loss(out, target)) == pytest.approx(1.0)
-    # relative: residuals 1, 0, -, 0.5 (mean 0.5); 0, -0.5, -, 0.25 (mean -1/12)
-    expected = 0.5**2 + (1 / 12) ** 2
-    assert float(level_loss(out, target, "relative")) == pytest.approx(expected)
+    # log: log(p1 / target) = log 2, 0, -, log 1.5; log(p2 / target) = 0, log 0.5, -, log 1.25
+    m1, m2 = math.log(2 * 1.5) / 3, math.log(0.5 * 1.25) / 3
+    assert float(level_loss(out, target, "log")) == pytest.approx(m1**2 + m2**2, rel=1e-3)
 
 
 def test_run_folder_with_other_config_is_refused(sims: Path, finished: dict) -> None:
@@ -182,7 +183,7 @@ def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) 
         ({"split": "missing_split.json"}, "missing_split.json does not exist"),
         ({"crop": (128, 160)}, "crop 128x160 is larger than the frames"),
         ({"model": "stereospike-xl"}, "unknown model 'stereospike-xl'"),
-        ({"loss_scale": "log"}, "loss_scale must be metres or relative, got 'log'"),
+        ({"loss_scale": "cm"}, "loss_scale must be metres or log, got 'cm'"),
     ],
 )
 def test_bad_input_is_named(sims: Path, tmp_path: Path, change: dict, message: str) -> None:

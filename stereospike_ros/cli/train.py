@@ -89,10 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     opt.add_argument(
         "--loss-scale",
-        choices=("metres", "relative"),
+        choices=("metres", "log"),
         default="metres",
-        help="residual in metres (the authors') or relative to the true depth, which weighs "
-        "near pixels as disparity does (docs/training.md)",
+        help="residual in metres (the authors') or in log depth, which weighs near pixels as "
+        "disparity does (docs/training.md)",
     )
     opt.add_argument("--seed", type=int, default=0)
 

@@ -16,9 +16,12 @@ tensors of sum(S^2) / (2 * numel)`` (bottleneck output and the four skip sums).
 Scale: ``scale="metres"`` (the authors') takes ``R`` in metres, so a pixel 20 m away that is
 off by 25 % weighs 400 times a pixel 1 m away off by 25 %: the loss is won on far pixels,
 where a stereo rig of MVSEC's baseline resolves nothing (disparity < 2 px beyond 10 m), and a
-network can lower it with scene priors instead of disparity. ``scale="relative"`` takes
-``R / target`` (the linearised log-depth error): every pixel's error counts in proportion to
-its depth, which is how disparity error grows, so near structure is worth learning.
+network can lower it with scene priors instead of disparity. ``scale="log"`` takes
+``R = log(p+) - log(target)`` (Eigen et al.'s log depth; ``p+`` = softplus(prediction) with
+beta 10, equal to the prediction within 0.1 % above 0.7 m and positive below it, so a negative
+prediction still gets a gradient): an error costs the same fraction wherever it is, as
+disparity error does, and it is symmetric (predicting everything near is no cheaper than
+everything far, unlike ``R / target``).
 
 Batches: each term is computed per sample and averaged over the samples that have valid
 pixels. The authors pool all pixels of a batch into one ``n``; they train with batch size 1,
@@ -52,13 +55,16 @@ def _as_map(t: Tensor, what: str) -> Tensor:
     return t
 
 
-SCALES = ("metres", "relative")
+SCALES = ("metres", "log")
+#: softplus sharpness of the log scale: p+ = p within 0.1 % for p >= 0.7 m
+LOG_BETA = 10.0
 
 
-def _residual(
+def residual(
     prediction: Tensor, target: Tensor, scale: str = "metres"
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Residual with 0 at invalid pixels, the float mask, and the valid count per sample."""
+    """Residual (in ``scale``) with 0 at invalid pixels, the float mask, and the valid count
+    per sample."""
     if scale not in SCALES:
         raise ModelError(f"loss scale must be one of {', '.join(SCALES)}, got {scale!r}")
     prediction = _as_map(prediction, "prediction")
@@ -70,27 +76,30 @@ def _residual(
     valid = valid_depth(target)
     target = torch.where(valid, target, torch.zeros((), dtype=target.dtype, device=target.device))
     mask = valid.to(prediction.dtype)
-    residual = (prediction - target) * mask
-    if scale == "relative":
-        residual = residual / torch.where(valid, target, torch.ones_like(target))
-    return residual, mask, mask.sum(dim=(1, 2, 3))
+    if scale == "log":
+        positive = F.softplus(prediction, beta=LOG_BETA)
+        safe = torch.where(valid, target, torch.ones_like(target))
+        r = (torch.log(positive) - torch.log(safe)) * mask
+    else:
+        r = (prediction - target) * mask
+    return r, mask, mask.sum(dim=(1, 2, 3))
 
 
 def regression_loss(prediction: Tensor, target: Tensor, scale: str = "metres") -> Tensor:
     """Per-sample variance of the residual over valid pixels, shape ``(B,)`` (0 if none)."""
-    residual, _, n = _residual(prediction, target, scale)
+    r, _, n = residual(prediction, target, scale)
     n_safe = n.clamp(min=1.0)
-    mean = residual.sum(dim=(1, 2, 3)) / n_safe
-    mean_sq = residual.square().sum(dim=(1, 2, 3)) / n_safe
+    mean = r.sum(dim=(1, 2, 3)) / n_safe
+    mean_sq = r.square().sum(dim=(1, 2, 3)) / n_safe
     return mean_sq - mean.square()
 
 
 def gradient_matching_loss(prediction: Tensor, target: Tensor, scale: str = "metres") -> Tensor:
     """Per-sample mean of ``|SobelX * R| + |SobelY * R|`` over valid pixels, shape ``(B,)``."""
-    residual, mask, n = _residual(prediction, target, scale)
-    sobel_x = torch.tensor(_SOBEL_X, dtype=residual.dtype, device=residual.device)
+    r, mask, n = residual(prediction, target, scale)
+    sobel_x = torch.tensor(_SOBEL_X, dtype=r.dtype, device=r.device)
     kernels = torch.stack((sobel_x, sobel_x.t())).unsqueeze(1)  # (2, 1, 3, 3)
-    grads = F.conv2d(residual, kernels, padding=1)  # (B, 2, H, W)
+    grads = F.conv2d(r, kernels, padding=1)  # (B, 2, H, W)
     per_pixel = grads.abs().sum(dim=1, keepdim=True) * mask
     return per_pixel.sum(dim=(1, 2, 3)) / n.clamp(min=1.0)
 
@@ -123,7 +132,7 @@ def stereospike_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Total loss to back-propagate, and its parts as floats for logging.
 
-    ``scale``: "metres" or "relative" (module docstring). Parts: ``regression`` and
+    ``scale``: "metres" or "log" (module docstring). Parts: ``regression`` and
     ``gradient`` (summed over outputs), ``spike_penalty``
     (unweighted), one entry per output (``depth4`` .. ``depth1``: its regression + weighted
     gradient term), ``valid_pixels`` and ``total``.

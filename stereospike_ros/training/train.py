@@ -90,7 +90,7 @@ class TrainConfig:
     init_depth_bias: str = "auto"
     offset_calibration: bool = False
     level_weight: float = 0.0
-    loss_scale: str = "metres"  # model.loss: metres (the authors') or relative
+    loss_scale: str = "metres"  # model.loss: metres (the authors') or log
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -123,8 +123,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainingError(f"{name} must be >= 1 when given, got {value!r}")
-        if self.loss_scale not in ("metres", "relative"):
-            raise TrainingError(f"loss_scale must be metres or relative, got {self.loss_scale!r}")
+        if self.loss_scale not in ("metres", "log"):
+            raise TrainingError(f"loss_scale must be metres or log, got {self.loss_scale!r}")
         if self.protocol not in ("default", "paper"):
             raise TrainingError(f"protocol must be default or paper, got {self.protocol!r}")
         if self.resume not in ("auto", "never", "force"):
@@ -445,18 +445,15 @@ def level_loss(out: Any, target: torch.Tensor, scale: str = "metres") -> torch.T
 
     With weight w added to the recipe's variance term it makes the regression
     ``mean(R^2) - (1 - w) mean(R)^2``, Eigen et al.'s scale-invariant form, which sees the
-    depth's level; the recipe's loss (w = 0) does not. ``scale="relative"`` takes the
-    residual over the target, as the loss of that scale does (model.loss).
+    depth's level; the recipe's loss (w = 0) does not. ``scale="log"`` takes the residual
+    the loss of that scale takes (model.loss), which makes this Eigen et al.'s log loss.
     """
-    valid = torch.isfinite(target) & (target > 0)
-    mask = valid.to(target.dtype)
-    count = mask.sum(dim=(1, 2, 3))
-    target = torch.where(valid, target, torch.zeros_like(target))
-    divisor = torch.where(valid, target, torch.ones_like(target)) if scale == "relative" else 1.0
+    from stereospike_ros.model.loss import residual
+
     total = target.new_zeros(())
     for depth in out.partial_depths.values():
-        residual = (depth - target) * mask / divisor
-        mean = residual.sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
+        r, _, count = residual(depth, target, scale)
+        mean = r.sum(dim=(1, 2, 3)) / count.clamp(min=1.0)
         total = total + (mean.square() * (count > 0)).sum() / (count > 0).sum().clamp(min=1)
     return total
 
