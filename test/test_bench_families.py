@@ -68,6 +68,11 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
         assert methods["sgbm"]["coverage"] < 1.0
         # one depth everywhere, and no better than the best single depth of each recording
         assert methods["flat"]["mde_cm"] >= constant["mde_cm"], fam
+        # the disparity probe: a network blind to its input does not follow added disparity,
+        # a stereo matcher does; the constant has no input to probe
+        assert methods["flat"]["disparity_gain"] == 0.0, fam
+        assert methods["sgbm"]["disparity_gain"] > 0.5, fam
+        assert methods["constant (recording median)"]["disparity_gain"] is None
         assert f"over budget: flat on {fam}: MDE" in printed
     table = (bench / "results.md").read_text()
     assert "| shapes | yes | flat |" in table

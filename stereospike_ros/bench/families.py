@@ -285,15 +285,51 @@ def recording_medians(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
     }
 
 
+#: the disparity probe: pixels of disparity added, frames per family, border columns skipped
+PROBE_SHIFT_PX = 4
+PROBE_FRAMES = 6
+PROBE_MARGIN_PX = 24
+
+
+def disparity_gain(
+    method: Any, frames: Iterable[Any], focal_baseline: float, shift_px: int = PROBE_SHIFT_PX
+) -> float:
+    """How much a method's disparity follows the input's: the median over pixels and frames of
+    (predicted disparity with ``shift_px`` more disparity in the input - without) / shift_px.
+
+    The right histograms are moved ``shift_px`` to the left, which adds that much disparity
+    everywhere (the scene comes nearer, ``f B / d`` with ``d + shift_px``). A stereo matcher
+    answers about 1; a network that has learned scene priors instead of stereo answers about 0
+    however good its MDE, which MDE alone cannot tell apart. Predicted disparity is
+    ``f B / depth``; pixels without an answer (NaN, <= 0 m) in either run and the border
+    columns the shift wraps around are skipped. NaN when no pixel is left.
+    """
+    import dataclasses
+
+    gains = []
+    for frame in frames:
+        shifted = dataclasses.replace(frame, right=np.roll(frame.right, -shift_px, axis=-1))
+        before = np.asarray(method(frame).depth, np.float64)
+        after = np.asarray(method(shifted).depth, np.float64)
+        margin = min(PROBE_MARGIN_PX, before.shape[1] // 8) + shift_px
+        before, after = before[:, margin:-margin], after[:, margin:-margin]
+        ok = np.isfinite(before) & np.isfinite(after) & (before > 0) & (after > 0)
+        gains.append((focal_baseline / after[ok] - focal_baseline / before[ok]) / shift_px)
+    values = np.concatenate(gains) if gains else np.empty(0)
+    return float(np.median(values)) if values.size else math.nan
+
+
 def score_family(
     root: Path,
     split: Path,
     predictors: list[Any],
     max_frames: int | None,
     picture: Path | None = None,
-) -> tuple[list[Any], int]:
-    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames.
-    ``picture``: also draw the middle frame, every method's depth beside the ground truth."""
+) -> tuple[list[Any], int, dict[str, float]]:
+    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames,
+    and each method's :func:`disparity_gain` on ``PROBE_FRAMES`` evenly spaced frames (not the
+    constant's: it has none). ``picture``: also draw the middle frame, every method's depth
+    beside the ground truth."""
     from stereospike_ros.training.baselines import SgbmBaseline
     from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
 
@@ -301,15 +337,22 @@ def score_family(
         constant = ConstantDepth(recording_medians(data.frames()))
         methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
         middle = data.count // 2 if picture is not None else -1
+        probes = set(np.linspace(0, data.count - 1, min(PROBE_FRAMES, data.count)).astype(int))
         seen: dict[int, tuple[str, Any]] = {}
 
         def frames() -> Iterator[tuple[str, Any]]:
             for position, item in enumerate(constant.tagged(data.frames())):
-                if position == middle:
+                if position == middle or position in probes:
                     seen[position] = item
                 yield item
 
         results = evaluate_many(methods, frames(), keep=[middle] if middle >= 0 else [])
+        probe_frames = [seen[k][1] for k in sorted(probes) if k in seen]
+        gains = {
+            m.name: disparity_gain(m, probe_frames, data.focal_baseline)
+            for m in methods
+            if m is not constant
+        }
         if picture is not None and middle in seen:
             from stereospike_ros.training.plots import plot_frame
 
@@ -317,7 +360,7 @@ def score_family(
             depths = {r.name: r.kept[middle] for r in results if middle in r.kept}
             title = f"{picture.stem}: {sequence} depth frame {frame.index}"
             plot_frame(picture, frame.left, frame.right, frame.depth, depths, title)
-        return results, data.count
+        return results, data.count, gains
 
 
 COLUMNS = (
@@ -329,6 +372,7 @@ COLUMNS = (
     ("delta1", "delta1", "{:.3f}"),
     ("coverage", "coverage", "{:.2f}"),
     ("firing rate", "firing_rate", "{:.3f}"),
+    ("disparity gain", "disparity_gain", "{:.2f}"),
 )
 
 
@@ -359,8 +403,8 @@ def held_out_summary(
     if not families:
         return ""
     methods = list(per_family[families[0]])
-    lines = ["| method | mean MDE cm | mean delta1 | MDE / constant's, worst family |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = ["| method | mean MDE cm | mean delta1 | MDE / constant's, worst family | "
+             "mean disparity gain |", "|---|---|---|---|---|"]  # fmt: skip
     for method in methods:
         mde = [per_family[f][method]["mde_cm"] for f in families]
         delta1 = [per_family[f][method]["delta1"] for f in families]
@@ -369,9 +413,11 @@ def held_out_summary(
             for f in families
         ]
         worst = max(range(len(families)), key=lambda k: ratio[k])
+        gains = [per_family[f][method].get("disparity_gain") for f in families]
+        gain = "-" if None in gains else f"{np.mean(gains):.2f}"
         lines.append(
             f"| {method} | {np.mean(mde):.1f} | {np.mean(delta1):.3f} | "
-            f"{ratio[worst]:.2f} ({families[worst]}) |"
+            f"{ratio[worst]:.2f} ({families[worst]}) | {gain} |"
         )
     return "\n".join(lines)
 
@@ -553,10 +599,11 @@ def _score_families(
         tests = {n: {"part": "test"} for n, f in by_name.items() if f == fam and "_test_" in n}
         fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
         picture = out / "pictures" / f"{fam}.png" if args.pictures else None
-        results, frames[fam] = score_family(
+        results, frames[fam], gains = score_family(
             out / "data", fam_split, predictors, args.max_frames, picture
         )
-        per_family[fam] = {r.name: r.to_dict() for r in results}
+        per_family[fam] = {r.name: {**r.to_dict(), "disparity_gain": gains.get(r.name)}
+                           for r in results}  # fmt: skip
         print(f"scored {fam}: {frames[fam]} frames", flush=True)
     return per_family, frames
 
