@@ -247,3 +247,33 @@ def test_torchrun_two_processes_train(sims: Path, tmp_path: Path) -> None:
     assert losses[-1] < 0.9 * losses[0], losses
     assert proc.stdout.count("run folder:") == 1  # rank 0 reports, rank 1 stays quiet
     load_checkpoint(out / "last.safetensors", expect={"input_size": [H, W]})
+
+
+class _Ramp(torch.utils.data.Dataset):
+    """Frames whose every pixel says where it is: input and depth both hold row * 100 + col."""
+
+    height, width = 12, 16
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.arange(self.height).view(-1, 1) * 100 + torch.arange(self.width) + i * 10_000
+        return rows.expand(4, -1, -1).float(), rows[None].float()
+
+
+def test_vflip_turns_about_half_the_crops_upside_down_inputs_and_depth_alike() -> None:
+    from stereospike_ros.training.train import CroppedFrames
+
+    plain = CroppedFrames(_Ramp(), (6, 8), seed=3)
+    flipped = CroppedFrames(_Ramp(), (6, 8), seed=3, vflip=True)
+    turned = 0
+    for i in range(len(plain)):
+        (x0, d0), (x1, d1) = plain[i], flipped[i]
+        assert torch.equal(x1[0], d1[0])  # the depth follows its pixels
+        if torch.equal(x1, x0.flip(-2)):
+            turned += 1
+            assert torch.equal(d1, d0.flip(-2))
+        else:  # the same window as without flips, the right way up
+            assert torch.equal(x1, x0) and torch.equal(d1, d0)
+    assert 10 <= turned <= 30

@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument(
         "--crop", type=parse_size, default=None, metavar="HxW", help="random training crops"
     )
+    opt.add_argument(
+        "--vflip",
+        action="store_true",
+        help="turn half the training samples upside down (both cameras and the depth): "
+        "stereo is unchanged, the 'top is far' prior is not",
+    )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")
     opt.add_argument(
@@ -153,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         offset_calibration=args.offset_calibration,
         level_weight=args.level_weight,
         loss_scale=args.loss_scale,
+        vflip=args.vflip,
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

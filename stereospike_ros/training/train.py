@@ -91,6 +91,7 @@ class TrainConfig:
     offset_calibration: bool = False
     level_weight: float = 0.0
     loss_scale: str = "metres"  # model.loss: metres (the authors') or log
+    vflip: bool = False  # CroppedFrames: upside-down samples
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -199,12 +200,22 @@ def load_state(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 class CroppedFrames(Dataset):
-    """Random ``crop`` windows of a frame dataset, drawn from ``(seed, epoch, index)``."""
+    """Random ``crop`` windows of a frame dataset, drawn from ``(seed, epoch, index)``; with
+    ``vflip`` half of them are also turned upside down.
 
-    def __init__(self, frames: Dataset, crop: tuple[int, int], seed: int) -> None:
+    An upside-down rectified pair is still a rectified pair with the same disparities (rows
+    stay rows), so stereo is untouched, while the monocular prior "the top of the image is
+    far" stops holding: a network can no longer lower the loss with where things are in the
+    image and has to use what the two cameras disagree on.
+    """
+
+    def __init__(
+        self, frames: Dataset, crop: tuple[int, int], seed: int, vflip: bool = False
+    ) -> None:
         self.frames = frames
         self.crop = crop
         self.seed = seed
+        self.vflip = vflip
         self.epoch = 0
         height, width = frames.height, frames.width
         if crop[0] > height or crop[1] > width:
@@ -222,7 +233,10 @@ class CroppedFrames(Dataset):
         h, w = self.crop
         top = int(rng.integers(0, x.shape[-2] - h + 1))
         left = int(rng.integers(0, x.shape[-1] - w + 1))
-        return x[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
+        x, depth = x[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
+        if self.vflip and rng.random() < 0.5:  # drawn after the window: crops stay as without
+            x, depth = x.flip(-2), depth.flip(-2)
+        return x, depth
 
 
 class _Limited(torch.utils.data.Sampler):
@@ -734,8 +748,9 @@ def _resume(
 
 def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: int) -> _Batches:
     dataset: Dataset = train_frames
-    if config.crop is not None:
-        dataset = CroppedFrames(train_frames, tuple(config.crop), config.seed)
+    if config.crop is not None or config.vflip:
+        crop = tuple(config.crop or (train_frames.height, train_frames.width))
+        dataset = CroppedFrames(train_frames, crop, config.seed, config.vflip)
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
     )
