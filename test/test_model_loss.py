@@ -138,7 +138,7 @@ def test_log_scale_has_finite_gradients_where_the_prediction_is_zero_or_negative
     gt = torch.tensor([[0.5, NAN], [2.0, 20.0]]).view(1, 1, 2, 2)
     total, _ = stereospike_loss(pred, gt, scale="log")
     total.backward()
-    assert math.isfinite(float(total)) and torch.isfinite(pred.grad).all()
+    assert math.isfinite(total.item()) and torch.isfinite(pred.grad).all()
     assert float(pred.grad[0, 0, 0, 1]) == 0.0  # the invalid pixel gets no gradient
     assert float(pred.grad[0, 0, 1, 0]) < 0.0  # a negative depth is pushed up
 

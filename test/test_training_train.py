@@ -173,6 +173,9 @@ def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) 
     assert card["best_epoch"] == meta["epoch"] and card["parameters"] > 0
     assert card["validation"]["val_mde_cm"] == pytest.approx(meta["metrics"]["val_mde_cm"])
     assert len(card["history"]) == 3
+    assert "note" not in card  # what the data was is not guessed
+    export_default(finished["out"], tmp_path, note="simulated rooms")
+    assert json.loads((tmp_path / "default.json").read_text())["note"] == "simulated rooms"
 
 
 @pytest.mark.parametrize(

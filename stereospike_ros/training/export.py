@@ -22,11 +22,14 @@ def export_default(
     *,
     name: str = DEFAULT_NAME,
     max_bytes: int = MAX_DEFAULT_BYTES,
+    note: str | None = None,
 ) -> Path:
     """Copy ``run_dir/best.safetensors`` to ``dest_dir/<name>.safetensors`` with a JSON card.
 
     The card holds the checkpoint's metadata, the command that trained it, the best epoch's
-    validation figures and the whole per-epoch history, so the shipped file explains itself.
+    validation figures and the whole per-epoch history, so the shipped file explains itself;
+    ``note``, when given, says in words what the data was (the card cannot tell simulated
+    recordings from real ones).
     """
     from stereospike_ros.model import (
         CheckpointError,
@@ -67,8 +70,9 @@ def export_default(
         "command": " ".join(training.get("command") or []) or None,
         "training": training,
         "history": history,
-        "note": "trained on simulated scenes (python -m stereospike_ros simulate), not MVSEC",
     }
+    if note:
+        card["note"] = note
     dest_dir = Path(dest_dir) if dest_dir is not None else WEIGHTS_DIR
     target = atomic_write(dest_dir / f"{name}.safetensors", lambda f: f.write(best.read_bytes()))
     card_text = json.dumps(card, indent=2) + "\n"
