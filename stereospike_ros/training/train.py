@@ -124,8 +124,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TrainingError(f"{name} must be >= 1 when given, got {value!r}")
-        if self.loss_scale not in ("metres", "log"):
-            raise TrainingError(f"loss_scale must be metres or log, got {self.loss_scale!r}")
+        from stereospike_ros.model.loss import SCALES
+
+        if self.loss_scale not in SCALES:
+            raise TrainingError(
+                f"loss_scale must be {' or '.join(SCALES)}, got {self.loss_scale!r}"
+            )
         if self.protocol not in ("default", "paper"):
             raise TrainingError(f"protocol must be default or paper, got {self.protocol!r}")
         if self.resume not in ("auto", "never", "force"):
