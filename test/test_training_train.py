@@ -178,6 +178,37 @@ def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) 
     assert json.loads((tmp_path / "default.json").read_text())["note"] == "simulated rooms"
 
 
+def test_init_starts_from_the_checkpoint_weights(
+    sims: Path, finished: dict, tmp_path: Path
+) -> None:
+    source = finished["out"] / "best.safetensors"
+    _, meta = load_checkpoint(source)
+    # a learning rate too small to move anything: epoch 1 validates the loaded weights
+    still = dict(epochs=1, lr=1e-12, steps_per_epoch=2)
+    out = tmp_path / "finetune"
+    train(_config(sims, out, init=str(source), **still))
+    assert json.loads((out / "config.json").read_text())["init"] == str(source)
+    tuned = float(_rows(out)[0]["val_mde_cm"])
+    assert tuned == pytest.approx(meta["metrics"]["val_mde_cm"], rel=1e-3)
+    train(_config(sims, tmp_path / "fresh", **still))
+    fresh = float(_rows(tmp_path / "fresh")[0]["val_mde_cm"])
+    assert abs(fresh - tuned) > 5.0, (fresh, tuned)
+
+
+def test_init_with_another_architecture_is_refused_before_caching(
+    finished: dict, tmp_path: Path
+) -> None:
+    source = finished["out"] / "best.safetensors"
+    sims = tmp_path / "uncached"  # no recordings at all: the check comes first
+    sims.mkdir()
+    (sims / "split.json").write_text(json.dumps({"sequences": {"a": {"part": "train"}}}))
+    with pytest.raises(TrainingError, match=r"--init: checkpoint .* config.width is 0.125, "
+                       r"expected 0.25"):  # fmt: skip
+        train(_config(sims, tmp_path / "run", width=0.25, init=str(source)))
+    with pytest.raises(TrainingError, match=r"--init: .*gone\.safetensors"):
+        train(_config(sims, tmp_path / "run2", init=str(tmp_path / "gone.safetensors")))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -215,6 +246,12 @@ def test_cli_reports_errors_without_traceback(sims: Path, tmp_path: Path, capsys
                  "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip
     assert code == 2
     assert "is not a folder of recordings" in capsys.readouterr().err
+    code = main(["train", "--root", str(sims), "--split", str(sims / "split.json"),
+                 "--init", str(tmp_path / "gone.safetensors"), "--out", str(tmp_path / "run"),
+                 "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--init: " in err and "gone.safetensors" in err
+    assert "Traceback" not in err
 
 
 def test_trains_from_ros1_and_ros2_bags(tmp_path: Path) -> None:

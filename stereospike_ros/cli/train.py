@@ -82,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start the first head's bias at: auto (train mean depth) | none | METRES",
     )
     opt.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from these weights (fine-tuning: same --model, --width, --heads); the "
+        "optimizer and schedule start fresh",
+    )
+    opt.add_argument(
         "--offset-calibration",
         action="store_true",
         help="after each epoch shift the depth offset (which the loss cannot see) to the "
@@ -156,6 +164,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         steps_per_epoch=args.steps_per_epoch,
         val_frames=args.val_frames,
         init_depth_bias=str(args.init_depth_bias),
+        init=str(args.init) if args.init else None,
         offset_calibration=args.offset_calibration,
         level_weight=args.level_weight,
         loss_scale=args.loss_scale,

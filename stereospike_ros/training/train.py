@@ -88,6 +88,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     val_frames: int | None = None
     init_depth_bias: str = "auto"
+    init: str | None = None  # checkpoint whose weights a new run starts from (fine-tuning)
     offset_calibration: bool = False
     level_weight: float = 0.0
     loss_scale: str = "metres"  # model.loss: metres (the authors') or log
@@ -652,13 +653,15 @@ def _set_up(config: TrainConfig) -> tuple[_Run, _Progress]:
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
-    data = prepare_data(config, run_dir, progress=show_progress)
     model_cfg = _model_config(config)
+    # read --init before caching the data (minutes), so a wrong checkpoint fails at once
+    init = _init_weights(config.init, model_cfg) if config.init and state is None else None
+    data = prepare_data(config, run_dir, progress=show_progress)
     mono = model_cfg.in_channels == 2
     train_frames = CachedFrames(data["files"]["train"], mono=mono)
     val_frames = CachedFrames(data["files"]["val"], mono=mono)
 
-    model = _initial_model(config, model_cfg, state, train_frames)
+    model = _initial_model(config, model_cfg, state, init, train_frames)
     model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
@@ -714,15 +717,21 @@ def _model_config(config: TrainConfig) -> Any:
 
 
 def _initial_model(
-    config: TrainConfig, model_cfg: Any, state: Mapping[str, Any] | None, train_frames: Dataset
+    config: TrainConfig,
+    model_cfg: Any,
+    state: Mapping[str, Any] | None,
+    init: Mapping[str, torch.Tensor] | None,
+    train_frames: Dataset,
 ) -> torch.nn.Module:
     """A fresh network seeded from ``config.seed``, with the resumed weights when there is a
-    state to continue."""
+    state to continue, else the ``--init`` weights when given."""
     from stereospike_ros.model import StereoSpike
 
     torch.manual_seed(config.seed)
     model = StereoSpike(model_cfg)
-    if state is None:
+    if state is None and init is not None:
+        model.load_state_dict(init)
+    elif state is None:
         bias = _initial_bias(config, train_frames)
         if bias is not None:  # the loss is blind to a constant offset: start from the mean depth
             first = next(iter(model.predict.values()))
@@ -731,6 +740,19 @@ def _initial_model(
     else:
         model.load_state_dict(state["model"])
     return model
+
+
+def _init_weights(path: str, model_cfg: Any) -> Mapping[str, torch.Tensor]:
+    """The weights of checkpoint ``path``, which must hold the architecture the run trains:
+    a fine-tuning run keeps every tensor, so a different width or head set is refused here
+    rather than half-loaded."""
+    from stereospike_ros.model import CheckpointError, load_checkpoint
+
+    try:
+        model, _ = load_checkpoint(path, expect=model_cfg)
+    except CheckpointError as err:
+        raise TrainingError(f"--init: {err}") from err
+    return model.state_dict()
 
 
 def _resume(
