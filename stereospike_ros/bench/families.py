@@ -5,9 +5,9 @@ validation recordings from the ``mixed`` family, and test recordings of every fa
 held-out ones included; writes ``split.json`` (what ``train --split`` takes) and
 ``families.json`` (which family each recording is). Given checkpoints, it simulates only the
 test recordings it lacks (no training data; split.json is left as training saw it), scores
-each checkpoint, StereoSGBM (on the pixels it matches) and a constant-depth predictor that
-knows each recording's median ground-truth depth, family by family, on the same frames, and
-writes ``results.md`` / ``results.json``.
+each checkpoint, StereoSGBM (on the pixels it matches) and constant-depth predictors that
+know each recording's median ground-truth depth (the budgets' constant) or its mean, family
+by family, on the same frames, and writes ``results.md`` / ``results.json``.
 
 Budgets turn the table into a check: ``--max-vs-constant 1.0`` fails (exit 1) when a
 checkpoint is worse than the constant predictor on some family, i.e. when a network has
@@ -240,20 +240,24 @@ def write_split_files(
 
 
 class ConstantDepth:
-    """Predicts one depth everywhere: the median ground truth of the frame's recording.
+    """Predicts one depth everywhere: the median (or mean) ground truth of the frame's recording.
 
     A network that has learned nothing about stereo but a recording's typical depth scores
-    about this. The median, not the mean, because the median is the single depth with the
+    about this. The budgets use the median, because the median is the single depth with the
     least mean absolute error (MDE) over the recording's pixels: with skewed depths (a far wall,
     open sky) a constant at the mean is beaten by other constants, so only the median makes
-    "worse than the constant" mean "no better than any one depth".
+    "worse than the constant" mean "no better than any one depth". The mean is reported too:
+    it is the constant a target phrased as "knows the recording's mean depth" names; where every
+    frame of a recording has as many valid pixels (the simulator's), its MDE is never below
+    the median's (the MDE is averaged over frames).
     """
 
     name = "constant (recording median)"
 
-    def __init__(self, depths: dict[str, float]) -> None:
+    def __init__(self, depths: dict[str, float], statistic: str = "median") -> None:
         self.depths = depths
         self.sequence = ""
+        self.name = f"constant (recording {statistic})"
 
     def tagged(self, frames: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         """Pass frames through, remembering whose recording each one is."""
@@ -273,16 +277,19 @@ class ConstantDepth:
         return {"method": "constant", "depth_m": self.depths}
 
 
-def recording_medians(frames: Iterable[tuple[str, Any]]) -> dict[str, float]:
-    """Median valid ground-truth depth of each recording over the given frames."""
+def recording_depths(
+    frames: Iterable[tuple[str, Any]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median and mean valid ground-truth depth of each recording over the given frames."""
     values: dict[str, list[np.ndarray]] = {}
     for sequence, frame in frames:
         depth = np.asarray(frame.depth, np.float32)
         values.setdefault(sequence, []).append(depth[np.isfinite(depth) & (depth > 0)])
-    return {
-        s: float(np.median(np.concatenate(v))) if sum(map(len, v)) else 1.0
-        for s, v in values.items()
-    }
+    pooled = {s: np.concatenate(v) for s, v in values.items()}
+    return (
+        {s: float(np.median(v)) if v.size else 1.0 for s, v in pooled.items()},
+        {s: float(np.mean(v, dtype=np.float64)) if v.size else 1.0 for s, v in pooled.items()},
+    )
 
 
 #: the disparity probe: pixels of disparity added, frames per family, border columns skipped
@@ -334,14 +341,15 @@ def score_family(
     from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
 
     with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
-        constant = ConstantDepth(recording_medians(data.frames()))
-        methods = [*predictors, SgbmBaseline(data.focal_baseline), constant]
+        medians, means = recording_depths(data.frames())
+        constant, at_mean = ConstantDepth(medians), ConstantDepth(means, "mean")
+        methods = [*predictors, SgbmBaseline(data.focal_baseline), constant, at_mean]
         middle = data.count // 2 if picture is not None else -1
         probes = set(np.linspace(0, data.count - 1, min(PROBE_FRAMES, data.count)).astype(int))
         seen: dict[int, tuple[str, Any]] = {}
 
         def frames() -> Iterator[tuple[str, Any]]:
-            for position, item in enumerate(constant.tagged(data.frames())):
+            for position, item in enumerate(at_mean.tagged(constant.tagged(data.frames()))):
                 if position == middle or position in probes:
                     seen[position] = item
                 yield item
@@ -351,13 +359,17 @@ def score_family(
         gains = {
             m.name: disparity_gain(m, probe_frames, data.focal_baseline)
             for m in methods
-            if m is not constant
+            if m not in (constant, at_mean)
         }
         if picture is not None and middle in seen:
             from stereospike_ros.training.plots import plot_frame
 
             sequence, frame = seen[middle]
-            depths = {r.name: r.kept[middle] for r in results if middle in r.kept}
+            depths = {  # one constant is picture enough
+                r.name: r.kept[middle]
+                for r in results
+                if middle in r.kept and r.name != at_mean.name
+            }
             title = f"{picture.stem}: {sequence} depth frame {frame.index}"
             plot_frame(picture, frame.left, frame.right, frame.depth, depths, title)
         return results, data.count, gains
@@ -628,8 +640,8 @@ def _results_text(
         f"{plan.height}x{plan.width} px; test frames per family: "
         + ", ".join(f"{f} {n}" for f, n in frames.items())
         + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
-        "constant predictor knows each recording's median depth (the best single "
-        "depth for MDE).",
+        "constant predictors know each recording's median depth (the best single "
+        "depth for MDE; the budgets use it) or its mean depth.",
         "",
         table,
         "",
