@@ -15,7 +15,7 @@ $PY -m stereospike_ros benchmark families --out "$FAM" --build-only --jobs 2 \
   --train-recordings 80
 $PY -m stereospike_ros train --root "$FAM/data" --split "$FAM/split.json" --out "$RUN" \
   --model stereospike --width 0.25 --heads 1 2 3 4 \
-  --epochs 60 --lr 5e-4 --milestones 40 52 --gamma 0.5 --level-weight 0.5 --loss-scale log \
+  --epochs 60 --lr 5e-4 --milestones 40 52 --gamma 0.5 --level-weight 1.0 --loss-scale log \
   --crop 128x160 --steps-per-epoch 500 --val-frames 40 --threads 2 --seed 0 \
   --quiet --export-default "${@:3}"
 $PY -m stereospike_ros benchmark families --out "$FAM" --train-recordings 80 --pictures \
