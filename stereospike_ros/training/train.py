@@ -729,16 +729,16 @@ def _initial_model(
 
     torch.manual_seed(config.seed)
     model = StereoSpike(model_cfg)
-    if state is None and init is not None:
+    if state is not None:
+        model.load_state_dict(state["model"])
+    elif init is not None:
         model.load_state_dict(init)
-    elif state is None:
+    else:
         bias = _initial_bias(config, train_frames)
         if bias is not None:  # the loss is blind to a constant offset: start from the mean depth
             first = next(iter(model.predict.values()))
             with torch.no_grad():
                 first.bias.fill_(bias)
-    else:
-        model.load_state_dict(state["model"])
     return model
 
 
