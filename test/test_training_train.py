@@ -178,6 +178,19 @@ def test_export_default_writes_weights_and_card(finished: dict, tmp_path: Path) 
     assert json.loads((tmp_path / "default.json").read_text())["note"] == "simulated rooms"
 
 
+def test_rerun_with_export_default_writes_the_note_and_trains_nothing(
+    sims: Path, finished: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stereospike_ros.training.export.WEIGHTS_DIR", tmp_path)
+    train(_config(sims, finished["out"], export_default=True, note="simulated boxes"))
+    card = json.loads((tmp_path / "default.json").read_text())
+    assert card["note"] == "simulated boxes"
+    assert len(card["history"]) == 3  # the finished run was exported, not extended
+    assert (tmp_path / "default.safetensors").read_bytes() == (
+        finished["out"] / "best.safetensors"
+    ).read_bytes()
+
+
 def test_init_starts_from_the_checkpoint_weights(
     sims: Path, finished: dict, tmp_path: Path
 ) -> None:

@@ -17,6 +17,8 @@ $PY -m stereospike_ros train --root "$FAM/data" --split "$FAM/split.json" --out 
   --model stereospike --width 0.25 --heads 1 2 3 4 \
   --epochs 60 --lr 5e-4 --milestones 40 52 --gamma 0.5 --level-weight 1.0 --loss-scale log \
   --crop 128x160 --steps-per-epoch 500 --val-frames 40 --threads 2 --seed 0 \
-  --quiet --export-default "${@:3}"
+  --quiet --export-default --note "trained on simulated scenes only (benchmark families: \
+80 randomized recordings of the mixed family), not MVSEC; scores per scene family in \
+docs/benchmarks.md" "${@:3}"
 $PY -m stereospike_ros benchmark families --out "$FAM" --train-recordings 80 --pictures \
   --checkpoints "$RUN/best.safetensors" --labels "bundled w0.25" --threads 2

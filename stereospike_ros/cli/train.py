@@ -128,6 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="at the end, copy best.safetensors to the package's weights/default.safetensors",
     )
+    run.add_argument(
+        "--note",
+        metavar="TEXT",
+        help="with --export-default: what the training data was, in words, for the weights' "
+        "card (it cannot tell simulated recordings from real ones)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -182,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         progress=not args.quiet,
         resume=args.resume,
         export_default=args.export_default,
+        note=args.note,
         command=_command(),
     )
 

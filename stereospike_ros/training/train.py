@@ -59,7 +59,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 #: TrainConfig fields that do not change what a run computes, so they may differ on resume
 #: (``epochs``: re-running with more epochs extends a finished run).
-_FREE_FIELDS = ("epochs", "device", "workers", "threads", "progress", "resume", "export_default")
+_FREE_FIELDS = (
+    "epochs",
+    "device",
+    "workers",
+    "threads",
+    "progress",
+    "resume",
+    "export_default",
+    "note",
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class TrainConfig:
     progress: bool = True
     resume: str = "auto"
     export_default: bool = False
+    note: str | None = None  # what the data was, in words, for the exported card
     command: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -966,7 +976,7 @@ def _finish(run: _Run) -> None:
     if run.rank == 0 and run.config.export_default:
         from stereospike_ros.training.export import export_default
 
-        export_default(run.run_dir)
+        export_default(run.run_dir, note=run.config.note)
     _barrier()
     if run.world > 1 and os.environ.get("WORLD_SIZE"):
         dist.destroy_process_group()
