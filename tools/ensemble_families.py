@@ -1,0 +1,80 @@
+"""How much of a network's error is seed-to-seed variance: each checkpoint and their ensemble
+(the mean of their log depths, pixel by pixel) scored on every scene family's test frames.
+
+    PYTHONPATH=. .venv/bin/python tools/ensemble_families.py --out fam \\
+        --checkpoints runs/a/best.safetensors runs/b/best.safetensors [--threads 2]
+
+``--out`` is a folder ``benchmark families`` built and scored (its ``data/`` and
+``split_<family>.json``). The MDE is computed as ``benchmark families`` computes it (mean
+absolute error over valid ground-truth pixels, averaged over frames), so a single
+checkpoint's column matches that command's table. An ensemble of N networks costs N
+forward passes per frame: it measures what averaging seeds is worth, it is not a mode of the
+node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stereospike_ros.sim.families import FAMILIES
+from stereospike_ros.training.baselines import load_model
+from stereospike_ros.training.evaluate import ModelPredictor, open_eval_data
+
+
+def _mde_cm(depth: np.ndarray, truth: np.ndarray) -> float:
+    ok = np.isfinite(truth) & (truth > 0)
+    return float(np.abs(depth[ok] - truth[ok]).mean() * 100.0)
+
+
+def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
+    """MDE in cm by family, then by checkpoint name (parent folder) and ``ensemble``."""
+    families = sorted(
+        set(json.loads((out / "families.json").read_text()).values()), key=list(FAMILIES).index
+    )
+    predictors = []
+    for path in checkpoints:
+        model, metadata = load_model(path, device="cpu", input_size=None, any_size=True)
+        predictors.append(ModelPredictor(model, name=path.parent.name, metadata=metadata))
+    table: dict[str, dict[str, float]] = {}
+    for family in families:
+        errors: dict[str, list[float]] = {p.name: [] for p in predictors} | {"ensemble": []}
+        split = out / f"split_{family}.json"
+        with open_eval_data(out / "data", split=str(split), part="test") as data:
+            for _, frame in data.frames():
+                truth = np.asarray(frame.depth, np.float64)
+                logs = []
+                for predictor in predictors:
+                    depth = np.asarray(predictor(frame).depth, np.float64)
+                    errors[predictor.name].append(_mde_cm(depth, truth))
+                    logs.append(np.log(np.clip(depth, 1e-3, None)))
+                errors["ensemble"].append(_mde_cm(np.exp(np.mean(logs, axis=0)), truth))
+        table[family] = {name: float(np.mean(values)) for name, values in errors.items()}
+        print(f"scored {family}", flush=True)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--out", type=Path, required=True, help="a benchmark families folder")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    table = score(args.out, args.checkpoints)
+    held_out = {name for name, family in FAMILIES.items() if family.held_out}
+    names = list(next(iter(table.values())))
+    print("| family | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for family, row in table.items():
+        print(f"| {family} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+    means = [np.mean([table[f][n] for f in table if f in held_out]) for n in names]
+    print("| held-out mean | " + " | ".join(f"{m:.1f}" for m in means) + " |")
+
+
+if __name__ == "__main__":
+    main()
