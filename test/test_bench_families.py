@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -88,6 +89,32 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
     argv[-1] = "1000"
     assert main([*argv, "--families", "shapes,panel", "--pictures"]) == 0
     assert sorted(p.name for p in (bench / "pictures").iterdir()) == ["panel.png", "shapes.png"]
+
+
+def _ensemble_tool():
+    path = Path(__file__).resolve().parents[1] / "tools" / "ensemble_families.py"
+    spec = importlib.util.spec_from_file_location("ensemble_families", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ensemble_tool_averages_log_depth_and_scores_as_the_benchmark(bench: Path) -> None:
+    near, far, middle = (constant_network(bench / f"c{d}.safetensors", d) for d in (2.0, 8.0, 4.0))
+    table = _ensemble_tool().score(bench, [near, far, middle])
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints",
+            f"{near},{middle}", "--labels", "near,middle", "--max-vs-constant", "1000"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((bench / "results.json").read_text())["results"]
+    assert list(table) == list(FAMILIES)
+    for fam, row in table.items():
+        assert list(row) == ["c2.0", "c8.0", "c4.0", "ensemble"]
+        # a single network's MDE is the benchmark's, to rounding
+        assert row["c2.0"] == pytest.approx(report[fam]["near"]["mde_cm"], rel=1e-5), fam
+        assert row["c4.0"] == pytest.approx(report[fam]["middle"]["mde_cm"], rel=1e-5), fam
+        # the geometric mean of 2, 8 and 4 m is 4 m: the ensemble is the 4 m network
+        assert row["ensemble"] == pytest.approx(row["c4.0"], rel=1e-4), fam
+        assert row["ensemble"] != pytest.approx(row["c2.0"], rel=1e-2), fam
 
 
 def test_bad_checkpoint_lists_are_refused_before_simulating(tmp_path: Path, capsys) -> None:

@@ -31,15 +31,24 @@ def _mde_cm(depth: np.ndarray, truth: np.ndarray) -> float:
     return float(np.abs(depth[ok] - truth[ok]).mean() * 100.0)
 
 
+def names(checkpoints: list[Path]) -> list[str]:
+    """Short distinct names: run folders (``runs/x/best.safetensors`` is ``x``), else file
+    stems, else the paths as given."""
+    for candidate in ([p.parent.name for p in checkpoints], [p.stem for p in checkpoints]):
+        if len(set(candidate)) == len(candidate):
+            return candidate
+    return [str(p) for p in checkpoints]
+
+
 def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
-    """MDE in cm by family, then by checkpoint name (parent folder) and ``ensemble``."""
+    """MDE in cm by family, then by checkpoint (:func:`names`) and ``ensemble``."""
     families = sorted(
         set(json.loads((out / "families.json").read_text()).values()), key=list(FAMILIES).index
     )
     predictors = []
-    for path in checkpoints:
+    for path, name in zip(checkpoints, names(checkpoints), strict=True):
         model, metadata = load_model(path, device="cpu", input_size=None, any_size=True)
-        predictors.append(ModelPredictor(model, name=path.parent.name, metadata=metadata))
+        predictors.append(ModelPredictor(model, name=name, metadata=metadata))
     table: dict[str, dict[str, float]] = {}
     for family in families:
         errors: dict[str, list[float]] = {p.name: [] for p in predictors} | {"ensemble": []}
