@@ -254,6 +254,18 @@ def test_split_without_validation_frames_is_refused(sims: Path, tmp_path: Path) 
         train(_config(sims, tmp_path / "bad", split=str(split)))
 
 
+def test_note_without_export_is_refused(sims: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(TrainingError, match="give it with --export-default"):
+        _config(sims, tmp_path / "run", note="simulated boxes")
+    argv = ["train", "--root", str(sims), "--split", str(sims / "split.json"),
+            "--out", str(tmp_path / "run"), "--note", "simulated boxes", "--quiet"]  # fmt: skip
+    code = main(argv)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "note is written to the exported card" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_reports_errors_without_traceback(sims: Path, tmp_path: Path, capsys) -> None:
     code = main(["train", "--root", str(tmp_path / "none"), "--split", "split1",
                  "--out", str(tmp_path / "run"), "--quiet"])  # fmt: skip

@@ -143,6 +143,10 @@ class TrainConfig:
             )
         if self.protocol not in ("default", "paper"):
             raise TrainingError(f"protocol must be default or paper, got {self.protocol!r}")
+        if self.note is not None and not self.export_default:
+            raise TrainingError(
+                "note is written to the exported card: give it with --export-default"
+            )
         if self.resume not in ("auto", "never", "force"):
             raise TrainingError(f"resume must be auto, never or force, got {self.resume!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
