@@ -21,14 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stereospike_ros.model.metrics import MetricAccumulator
 from stereospike_ros.sim.families import FAMILIES
 from stereospike_ros.training.baselines import load_model
 from stereospike_ros.training.evaluate import ModelPredictor, open_eval_data
-
-
-def _mde_cm(depth: np.ndarray, truth: np.ndarray) -> float:
-    ok = np.isfinite(truth) & (truth > 0)
-    return float(np.abs(depth[ok] - truth[ok]).mean() * 100.0)
 
 
 def names(checkpoints: list[Path]) -> list[str]:
@@ -51,18 +47,19 @@ def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
         predictors.append(ModelPredictor(model, name=name, metadata=metadata))
     table: dict[str, dict[str, float]] = {}
     for family in families:
-        errors: dict[str, list[float]] = {p.name: [] for p in predictors} | {"ensemble": []}
+        scores = {p.name: MetricAccumulator() for p in predictors}
+        scores["ensemble"] = MetricAccumulator()
         split = out / f"split_{family}.json"
         with open_eval_data(out / "data", split=str(split), part="test") as data:
             for _, frame in data.frames():
-                truth = np.asarray(frame.depth, np.float64)
+                truth = torch.as_tensor(np.asarray(frame.depth))
                 logs = []
                 for predictor in predictors:
-                    depth = np.asarray(predictor(frame).depth, np.float64)
-                    errors[predictor.name].append(_mde_cm(depth, truth))
-                    logs.append(np.log(np.clip(depth, 1e-3, None)))
-                errors["ensemble"].append(_mde_cm(np.exp(np.mean(logs, axis=0)), truth))
-        table[family] = {name: float(np.mean(values)) for name, values in errors.items()}
+                    depth = torch.as_tensor(predictor(frame).depth, dtype=torch.float64)
+                    scores[predictor.name].update(depth, truth)
+                    logs.append(depth.clamp(min=1e-3).log())
+                scores["ensemble"].update(torch.stack(logs).mean(0).exp(), truth)
+        table[family] = {name: acc.summary()["mde_cm"] for name, acc in scores.items()}
         print(f"scored {family}", flush=True)
     return table
 
