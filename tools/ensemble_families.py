@@ -73,12 +73,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     table = score(args.out, args.checkpoints)
     held_out = {name for name, family in FAMILIES.items() if family.held_out}
-    names = list(next(iter(table.values())))
-    print("| family | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
+    columns = list(next(iter(table.values())))
+    print("| family | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for family, row in table.items():
-        print(f"| {family} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
-    means = [np.mean([table[f][n] for f in table if f in held_out]) for n in names]
+        print(f"| {family} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+    means = [np.mean([table[f][c] for f in table if f in held_out]) for c in columns]
     print("| held-out mean | " + " | ".join(f"{m:.1f}" for m in means) + " |")
 
 

@@ -5,7 +5,7 @@
 # 0.25 on 128x160 crops on the CPU with the loss in log depth, export the best epoch, and score
 # it per family against StereoSGBM and a constant depth. The bundled weights are seed 1 of
 # this recipe, the best on validation of six runs (level weights 0.5 and 1, seeds 0-2):
-# seeds of one recipe differ by up to 35 cm of validation MDE, so train a few and keep the
+# seeds of one recipe differ by up to 33 cm of validation MDE, so train a few and keep the
 # best validation figures (docs/benchmarks.md, "Seeds").
 # Usage: tools/train_default_model.sh [FAMILY_DIR] [RUN_DIR]   (re-run to resume)
 set -euo pipefail
