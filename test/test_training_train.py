@@ -342,3 +342,70 @@ def test_vflip_turns_about_half_the_crops_upside_down_inputs_and_depth_alike() -
         else:  # the same window as without flips, the right way up
             assert torch.equal(x1, x0) and torch.equal(d1, d0)
     assert 10 <= turned <= 30
+
+
+class _Plane(torch.utils.data.Dataset):
+    """A textured fronto-parallel plane: the right camera sees the left image ``disparity`` px
+    to the left (x_right = x_left - d), the depth is fB / d everywhere but a NaN hole."""
+
+    height, width, fb = 10, 40, 20.0
+
+    def __init__(self, disparity: int) -> None:
+        self.disparity = disparity
+
+    def __len__(self) -> int:
+        return 30
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        left = torch.randint(0, 5, (2, self.height, self.width + self.disparity), generator=g)
+        right = left[..., self.disparity :]  # right(x) = left(x + d): disparity d
+        x = torch.cat([left[..., : self.width], right]).float()
+        depth = torch.full((1, self.height, self.width), self.fb / self.disparity)
+        depth[0, 0, 0] = float("nan")
+        return x, depth
+
+
+def test_disparity_shift_adds_its_pixels_to_the_disparity_and_moves_the_depth_with_it() -> None:
+    from stereospike_ros.training.train import CroppedFrames
+
+    data = _Plane(disparity=4)
+    plain = CroppedFrames(data, (10, 24), seed=5)
+    shifted = CroppedFrames(data, (10, 24), seed=5, shift_px=3, focal_baseline=data.fb)
+    seen = set()
+    for i in range(len(data)):
+        (x0, d0), (x1, d1) = plain[i], shifted[i]
+        assert torch.equal(x1[:2], x0[:2]) and x1.shape == x0.shape  # the left camera as it was
+        # find the disparity the shifted pair shows: right(x) == left(x + d) on the columns
+        # where both are inside the crop and the right camera's window inside the frame
+        found = [d for d in range(0, 9) if torch.equal(x1[2:, :, 4:14], x1[:2, :, 4 + d : 14 + d])]
+        assert len(found) == 1, found
+        s = found[0] - 4
+        seen.add(s)
+        valid = torch.isfinite(d1)
+        assert torch.equal(valid, torch.isfinite(d0))  # NaN stays NaN, nothing else is lost
+        assert torch.allclose(d1[valid], torch.full_like(d1[valid], data.fb / found[0]))
+        if s == 0:
+            assert torch.equal(x1, x0)
+    assert seen == {-3, -2, -1, 0, 1, 2, 3}
+
+
+def test_disparity_shift_drops_pixels_it_would_put_behind_the_rig_and_needs_f_times_b() -> None:
+    from stereospike_ros.training.train import CroppedFrames, TrainConfig, TrainingError
+
+    data = _Plane(disparity=1)
+    shifted = CroppedFrames(data, (10, 24), seed=1, shift_px=2, focal_baseline=data.fb)
+    for i in range(len(data)):
+        x, depth = shifted[i]
+        assert not (depth <= 0).any()  # never a negative or zero depth
+        assert bool(torch.isfinite(depth).any()) == bool(
+            torch.equal(x[2:, :, 4:14], x[:2, :, 5:15])
+            or torch.equal(x[2:, :, 4:14], x[:2, :, 6:16])
+            or torch.equal(x[2:, :, 4:14], x[:2, :, 7:17])
+        )  # scored only when the shift left a positive disparity (1 + s >= 1)
+    with pytest.raises(TrainingError, match="focal length x baseline"):
+        CroppedFrames(data, (10, 24), seed=1, shift_px=2, focal_baseline=None)
+    with pytest.raises(TrainingError, match="mono model"):
+        TrainConfig(root="r", split="s", out="o", model="stereospike-mono", disparity_shift=2)
+    with pytest.raises(TrainingError, match=">= 0"):
+        TrainConfig(root="r", split="s", out="o", disparity_shift=-1)

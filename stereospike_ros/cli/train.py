@@ -74,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="turn half the training samples upside down (both cameras and the depth): "
         "stereo is unchanged, the 'top is far' prior is not",
     )
+    opt.add_argument(
+        "--disparity-shift",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="move the right camera by -PX..PX pixels per sample and the depth with it: the "
+        "left image no longer tells the depth, only stereo does (0: off)",
+    )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")
     opt.add_argument(
@@ -175,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         level_weight=args.level_weight,
         loss_scale=args.loss_scale,
         vflip=args.vflip,
+        disparity_shift=args.disparity_shift,
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from stereospike_ros.atomic import atomic_write
+from stereospike_ros.events.histogram import LEFT_CHANNELS, RIGHT_CHANNELS
 from stereospike_ros.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class TrainConfig:
     level_weight: float = 0.0
     loss_scale: str = "metres"  # model.loss: metres (the authors') or log
     vflip: bool = False  # CroppedFrames: upside-down samples
+    disparity_shift: int = 0  # CroppedFrames: right camera moved by up to this many pixels
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -131,6 +133,10 @@ class TrainConfig:
             )
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
             raise TrainingError(f"crop must be (height, width) >= 1, got {self.crop!r}")
+        if self.disparity_shift < 0:
+            raise TrainingError(f"disparity_shift must be >= 0, got {self.disparity_shift!r}")
+        if self.disparity_shift and self.model == "stereospike-mono":
+            raise TrainingError("disparity_shift moves the right camera: the mono model has none")
         for name in ("steps_per_epoch", "val_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -220,27 +226,53 @@ def load_state(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 class CroppedFrames(Dataset):
     """Random ``crop`` windows of a frame dataset, drawn from ``(seed, epoch, index)``; with
-    ``vflip`` half of them are also turned upside down.
+    ``vflip`` half of them are also turned upside down, with ``shift_px`` the right camera is
+    moved sideways.
 
     An upside-down rectified pair is still a rectified pair with the same disparities (rows
     stay rows), so stereo is untouched, while the monocular prior "the top of the image is
     far" stops holding: a network can no longer lower the loss with where things are in the
     image and has to use what the two cameras disagree on.
+
+    The shift goes further: the right camera's window is taken ``s`` pixels to the right of
+    the left one's (``s`` uniform in ``-shift_px..shift_px``), which adds ``s`` pixels to every
+    disparity, and the depth becomes ``fB / (fB / depth + s)``. The left image, and so every
+    monocular cue, stays the same while the depth changes: only the two cameras' disagreement
+    tells the network which. Pixels the shift puts behind the rig or beyond
+    ``SHIFT_MAX_DEPTH_M`` leave the loss (NaN); right-camera columns outside the frame are
+    empty, as at the border of a real pair.
     """
 
+    #: pixels a shift would put farther than this (their disparity near 0) are not scored
+    SHIFT_MAX_DEPTH_M = 100.0
+
     def __init__(
-        self, frames: Dataset, crop: tuple[int, int], seed: int, vflip: bool = False
+        self,
+        frames: Dataset,
+        crop: tuple[int, int],
+        seed: int,
+        vflip: bool = False,
+        shift_px: int = 0,
+        focal_baseline: float | None = None,
     ) -> None:
         self.frames = frames
         self.crop = crop
         self.seed = seed
         self.vflip = vflip
+        self.shift_px = int(shift_px)
+        self.focal_baseline = focal_baseline
         self.epoch = 0
         height, width = frames.height, frames.width
         if crop[0] > height or crop[1] > width:
             raise TrainingError(
                 f"crop {crop[0]}x{crop[1]} is larger than the frames ({height}x{width}) of "
                 f"{getattr(frames, 'path', 'the dataset')}"
+            )
+        if self.shift_px and not (focal_baseline and focal_baseline > 0):
+            raise TrainingError(
+                "a disparity shift needs the rig's focal length x baseline, and the training "
+                f"frames of {getattr(frames, 'path', 'the dataset')} do not have one value of "
+                "it (recordings without calibration, or of different rigs)"
             )
 
     def __len__(self) -> int:
@@ -252,10 +284,42 @@ class CroppedFrames(Dataset):
         h, w = self.crop
         top = int(rng.integers(0, x.shape[-2] - h + 1))
         left = int(rng.integers(0, x.shape[-1] - w + 1))
+        full = x
         x, depth = x[:, top : top + h, left : left + w], depth[:, top : top + h, left : left + w]
-        if self.vflip and rng.random() < 0.5:  # drawn after the window: crops stay as without
+        flip = self.vflip and rng.random() < 0.5  # drawn after the window: crops stay as without
+        if self.shift_px:  # drawn last: without a shift, crops and flips stay as they were
+            shift = int(rng.integers(-self.shift_px, self.shift_px + 1))
+            if shift:
+                x, depth = self._shifted(full, x, depth, top, left, shift)
+        if flip:
             x, depth = x.flip(-2), depth.flip(-2)
         return x, depth
+
+    def _shifted(
+        self,
+        full: torch.Tensor,
+        x: torch.Tensor,
+        depth: torch.Tensor,
+        top: int,
+        left: int,
+        shift: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` with its right camera taken ``shift`` px to the right, and the depth that goes
+        with the larger (or smaller) disparity."""
+        h, w = self.crop
+        width = full.shape[-1]
+        right = torch.zeros_like(x[RIGHT_CHANNELS])
+        lo, hi = max(0, left + shift), min(width, left + shift + w)
+        if hi > lo:
+            right[..., lo - left - shift : hi - left - shift] = full[
+                RIGHT_CHANNELS, top : top + h, lo:hi
+            ]
+        x = torch.cat([x[LEFT_CHANNELS], right])
+        fb = float(self.focal_baseline)  # type: ignore[arg-type]
+        disparity = fb / depth + shift  # NaN and inf (no depth) stay invalid below
+        new = fb / disparity
+        bad = ~(torch.isfinite(depth) & (depth > 0)) | ~(disparity * self.SHIFT_MAX_DEPTH_M > fb)
+        return x, torch.where(bad, torch.full_like(new, float("nan")), new)
 
 
 class _Limited(torch.utils.data.Sampler):
@@ -788,9 +852,16 @@ def _resume(
 
 def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: int) -> _Batches:
     dataset: Dataset = train_frames
-    if config.crop is not None or config.vflip:
+    if config.crop is not None or config.vflip or config.disparity_shift:
         crop = tuple(config.crop or (train_frames.height, train_frames.width))
-        dataset = CroppedFrames(train_frames, crop, config.seed, config.vflip)
+        dataset = CroppedFrames(
+            train_frames,
+            crop,
+            config.seed,
+            config.vflip,
+            config.disparity_shift,
+            getattr(train_frames, "focal_baseline", None),
+        )
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
     )
