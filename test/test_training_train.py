@@ -409,3 +409,15 @@ def test_disparity_shift_drops_pixels_it_would_put_behind_the_rig_and_needs_f_ti
         TrainConfig(root="r", split="s", out="o", model="stereospike-mono", disparity_shift=2)
     with pytest.raises(TrainingError, match=">= 0"):
         TrainConfig(root="r", split="s", out="o", disparity_shift=-1)
+
+
+def test_train_cli_with_a_disparity_shift_trains_and_records_it(sims: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shifted"
+    argv = ["train", "--root", str(sims), "--split", str(sims / "split.json"),
+            "--cache-dir", str(sims / "cache"), "--out", str(out), "--width", "0.125",
+            "--epochs", "1", "--steps-per-epoch", "8", "--crop", "32x48", "--threads", "1",
+            "--level-weight", "0.5", "--loss-scale", "log", "--disparity-shift", "3",
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["disparity_shift"] == 3
+    assert math.isfinite(float(_rows(out)[0]["train_loss"]))
