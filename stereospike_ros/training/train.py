@@ -314,11 +314,13 @@ class CroppedFrames(Dataset):
             right[..., lo - left - shift : hi - left - shift] = full[
                 RIGHT_CHANNELS, top : top + h, lo:hi
             ]
+        from stereospike_ros.model.loss import valid_depth
+
         x = torch.cat([x[LEFT_CHANNELS], right])
         fb = float(self.focal_baseline)  # type: ignore[arg-type]
         disparity = fb / depth + shift  # NaN and inf (no depth) stay invalid below
         new = fb / disparity
-        bad = ~(torch.isfinite(depth) & (depth > 0)) | ~(disparity * self.SHIFT_MAX_DEPTH_M > fb)
+        bad = ~valid_depth(depth) | ~(disparity * self.SHIFT_MAX_DEPTH_M > fb)
         return x, torch.where(bad, torch.full_like(new, float("nan")), new)
 
 
