@@ -306,6 +306,8 @@ class CroppedFrames(Dataset):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` with its right camera taken ``shift`` px to the right, and the depth that goes
         with the larger (or smaller) disparity."""
+        from stereospike_ros.model.loss import valid_depth
+
         h, w = self.crop
         width = full.shape[-1]
         right = torch.zeros_like(x[RIGHT_CHANNELS])
@@ -314,8 +316,6 @@ class CroppedFrames(Dataset):
             right[..., lo - left - shift : hi - left - shift] = full[
                 RIGHT_CHANNELS, top : top + h, lo:hi
             ]
-        from stereospike_ros.model.loss import valid_depth
-
         x = torch.cat([x[LEFT_CHANNELS], right])
         fb = float(self.focal_baseline)  # type: ignore[arg-type]
         disparity = fb / depth + shift  # NaN and inf (no depth) stay invalid below
