@@ -350,11 +350,11 @@ class _Plane(torch.utils.data.Dataset):
 
     height, width, fb = 10, 40, 20.0
 
-    def __init__(self, disparity: int) -> None:
-        self.disparity = disparity
+    def __init__(self, disparity: int, frames: int = 30) -> None:
+        self.disparity, self.frames = disparity, frames
 
     def __len__(self) -> int:
-        return 30
+        return self.frames
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(i)
@@ -409,6 +409,32 @@ def test_disparity_shift_drops_pixels_it_would_put_behind_the_rig_and_needs_f_ti
         TrainConfig(root="r", split="s", out="o", model="stereospike-mono", disparity_shift=2)
     with pytest.raises(TrainingError, match=">= 0"):
         TrainConfig(root="r", split="s", out="o", disparity_shift=-1)
+
+
+def test_a_disparity_shift_fraction_shifts_that_share_of_the_samples_and_no_more() -> None:
+    from stereospike_ros.training.train import CroppedFrames, TrainConfig, TrainingError
+
+    data = _Plane(disparity=4, frames=200)
+    every = CroppedFrames(data, (10, 24), seed=3, shift_px=2, focal_baseline=data.fb)
+    half = CroppedFrames(
+        data, (10, 24), seed=3, shift_px=2, focal_baseline=data.fb, shift_fraction=0.5
+    )
+    unshifted_every = unshifted_half = 0
+    for i in range(len(data)):
+        (x_all, _), (x_half, d_half) = every[i], half[i]
+        unshifted_every += torch.equal(x_all[2:, :, 4:14], x_all[:2, :, 8:18])  # disparity 4
+        if not torch.equal(x_half, x_all):  # the fraction only ever turns a shift off
+            assert torch.equal(x_half[2:, :, 4:14], x_half[:2, :, 8:18])
+            valid = torch.isfinite(d_half)
+            assert torch.allclose(d_half[valid], torch.full_like(d_half[valid], data.fb / 4))
+        unshifted_half += torch.equal(x_half[2:, :, 4:14], x_half[:2, :, 8:18])
+    # 1 in 5 shifts is 0 with the full fraction; half of the other 4 in 5 are turned off
+    assert 25 <= unshifted_every <= 60
+    assert 100 <= unshifted_half <= 140
+    with pytest.raises(TrainingError, match=r"in \(0, 1\]"):
+        TrainConfig(root="r", split="s", out="o", disparity_shift=2, disparity_shift_fraction=0)
+    with pytest.raises(TrainingError, match="needs a disparity_shift"):
+        TrainConfig(root="r", split="s", out="o", disparity_shift_fraction=0.5)
 
 
 def test_train_cli_with_a_disparity_shift_trains_and_records_it(sims: Path, tmp_path: Path) -> None:

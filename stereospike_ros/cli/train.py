@@ -82,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="move the right camera by -PX..PX pixels per sample and the depth with it: the "
         "left image no longer tells the depth, only stereo does (0: off)",
     )
+    opt.add_argument(
+        "--disparity-shift-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="shift only this share of the samples (0 < F <= 1; the rest keep their true "
+        "disparity and depth)",
+    )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")
     opt.add_argument(
@@ -184,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         loss_scale=args.loss_scale,
         vflip=args.vflip,
         disparity_shift=args.disparity_shift,
+        disparity_shift_fraction=args.disparity_shift_fraction,
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

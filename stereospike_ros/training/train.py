@@ -104,6 +104,7 @@ class TrainConfig:
     loss_scale: str = "metres"  # model.loss: metres (the authors') or log
     vflip: bool = False  # CroppedFrames: upside-down samples
     disparity_shift: int = 0  # CroppedFrames: right camera moved by up to this many pixels
+    disparity_shift_fraction: float = 1.0  # CroppedFrames: share of samples shifted at all
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -137,6 +138,12 @@ class TrainConfig:
             raise TrainingError(f"disparity_shift must be >= 0, got {self.disparity_shift!r}")
         if self.disparity_shift and self.model == "stereospike-mono":
             raise TrainingError("disparity_shift moves the right camera: the mono model has none")
+        if not 0.0 < self.disparity_shift_fraction <= 1.0:
+            raise TrainingError(
+                f"disparity_shift_fraction must be in (0, 1], got {self.disparity_shift_fraction!r}"
+            )
+        if self.disparity_shift_fraction < 1.0 and not self.disparity_shift:
+            raise TrainingError("disparity_shift_fraction needs a disparity_shift to apply")
         for name in ("steps_per_epoch", "val_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -240,7 +247,9 @@ class CroppedFrames(Dataset):
     monocular cue, stays the same while the depth changes: only the two cameras' disagreement
     tells the network which. Pixels the shift puts behind the rig or beyond
     ``SHIFT_MAX_DEPTH_M`` leave the loss (NaN); right-camera columns outside the frame are
-    empty, as at the border of a real pair.
+    empty, as at the border of a real pair. With ``shift_fraction`` below 1 only that share of
+    the samples is shifted, the rest keep their true disparity: monocular cues stay useful on
+    those, as they are on a real rig, while the shifted ones still force stereo.
     """
 
     #: pixels a shift would put farther than this (their disparity near 0) are not scored
@@ -254,12 +263,14 @@ class CroppedFrames(Dataset):
         vflip: bool = False,
         shift_px: int = 0,
         focal_baseline: float | None = None,
+        shift_fraction: float = 1.0,
     ) -> None:
         self.frames = frames
         self.crop = crop
         self.seed = seed
         self.vflip = vflip
         self.shift_px = int(shift_px)
+        self.shift_fraction = float(shift_fraction)
         self.focal_baseline = focal_baseline
         self.epoch = 0
         height, width = frames.height, frames.width
@@ -289,6 +300,8 @@ class CroppedFrames(Dataset):
         flip = self.vflip and rng.random() < 0.5  # drawn after the window: crops stay as without
         if self.shift_px:  # drawn last: without a shift, crops and flips stay as they were
             shift = int(rng.integers(-self.shift_px, self.shift_px + 1))
+            if self.shift_fraction < 1.0 and rng.random() >= self.shift_fraction:
+                shift = 0  # drawn after the shift: a fraction of 1 draws as before
             if shift:
                 x, depth = self._shifted(full, x, depth, top, left, shift)
         if flip:
@@ -863,6 +876,7 @@ def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: 
             config.vflip,
             config.disparity_shift,
             getattr(train_frames, "focal_baseline", None),
+            config.disparity_shift_fraction,
         )
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
