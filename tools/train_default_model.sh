@@ -7,7 +7,7 @@
 # and a constant depth. The bundled weights are seed 2 of this recipe, the best on
 # validation of ten runs (without the shift seeds 0-2, with it seeds 0-3, and three other
 # shift settings, one seed each): seeds of one recipe differ by up to 33 cm of validation MDE
-# (these three by 8), so train a few and keep the best validation figures
+# (this one's four by 21), so train a few and keep the best validation figures
 # (docs/benchmarks.md, "Seeds" and "A disparity shift in training").
 # Usage: tools/train_default_model.sh [FAMILY_DIR] [RUN_DIR]   (re-run to resume)
 set -euo pipefail
