@@ -13,7 +13,9 @@ from stereospike_ros.events import (
     StereoWindower,
     encode_event_array,
     encode_event_packet,
+    encode_evt3,
 )
+from stereospike_ros.events.cdr import write_event_packet_header
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 
 H, W = 20, 30
@@ -216,6 +218,28 @@ def test_event_packet_seq_gaps_and_restarts_are_counted():
     for seq in (1, 2, 5, 6, 1):
         ing.accept("left", encode_event_packet(_timed(seq * 10 * MS), H, W, 0, "cam", seq=seq))
     assert ing.counters["left"].seq_lost == 2 and ing.counters["left"].seq_restarts == 1
+
+
+def test_a_looping_evt3_recording_counts_its_untimed_events_on_every_pass():
+    # Recorded mid-stream: the first packet opens between TIME_HIGH words. Each pass of the
+    # loop (seq back to 1) must decode the same events and count the same untimed ones.
+    events = _stream(np.random.default_rng(4), 400, 0, 200 * MS)
+    payload = encode_evt3(events, 0)[6:]
+    cuts = [*range(0, len(payload), 200), len(payload)]
+    bufs = [
+        write_event_packet_header(H, W, 0, "cam", seq, 0, "evt3", False, b - a) + payload[a:b]
+        for seq, (a, b) in enumerate(itertools.pairwise(cuts), start=1)
+    ]
+    ing = StereoIngest("event_camera_msgs/EventPacket", geometry=(H, W))
+    c = ing.counters["left"]
+    for buf in bufs:
+        ing.accept("left", buf)
+    first = (c.events, c.events_without_time)
+    assert first[1] > 0 and first[0] + first[1] <= len(events)
+    for buf in bufs:
+        ing.accept("left", buf)
+    assert (c.events, c.events_without_time) == (2 * first[0], 2 * first[1])
+    assert c.seq_restarts == 1 and c.time_discontinuities == 0
 
 
 def test_clock_skew_is_the_smallest_difference_of_messages_arriving_together():

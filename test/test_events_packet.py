@@ -104,6 +104,29 @@ def test_evt3_stream_split_over_packets_needs_one_decoder_per_camera():
     np.testing.assert_array_equal(np.concatenate(parts), events)
 
 
+def test_a_looping_evt3_stream_decodes_each_pass_as_the_first():
+    # A bag recorded mid-stream: its first packet starts between TIME_HIGH words. When the
+    # bag loops, seq goes back; the second pass must not stamp its first events with the
+    # time high the first pass ended on (that put them a whole pass late).
+    events = sorted_events(np.random.default_rng(5), 3000, t0_ns=0)
+    payload = encode_evt3(events, 0)[10:]
+    cuts = [0, 1000, 2002, 4000, len(payload)]
+    bufs = []
+    for seq, (a, b) in enumerate(itertools.pairwise(cuts), start=7):
+        msg = packet(payload[a:b], "evt3", 0)
+        msg.seq = seq
+        bufs.append(serialize_message(msg))
+    decoder = EventPacketDecoder()
+    first = np.concatenate([decoder.decode(b).events for b in bufs])
+    dropped = decoder.evt3_state.events_without_time
+    assert 0 < dropped < 10 and len(first) > len(events) - 10
+    np.testing.assert_array_equal(first, events[-len(first) :])  # the words cut off hold the rest
+    second = np.concatenate([decoder.decode(b).events for b in bufs])
+    np.testing.assert_array_equal(second, first)
+    assert decoder.restarts == 1 and decoder.discontinuities == 0
+    assert decoder.evt3_state.events_without_time == 2 * dropped  # counts survive a restart
+
+
 def test_unsupported_encoding_is_named_with_the_supported_ones():
     buf = serialize_message(packet(b"\x00" * 8, "libcaer_cmp", 0, "right"))
     with pytest.raises(DecodeError, match=r"'libcaer_cmp'.*'right'.*evt3, libcaer"):

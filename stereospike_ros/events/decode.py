@@ -76,15 +76,19 @@ class EventPacketDecoder:
     A real evt3 driver cuts its word stream anywhere, so time-high, row and vector base carry
     over from one packet to the next; feed every packet of a topic, in order, to one instance.
     ``t`` = ``time_base`` + decoded sensor time (evt3: microseconds since the sensor's counter
-    started, times 1000; libcaer: timestamp us * 1000). A new decoder starts without carried
-    state (use one when a bag loops). ``last_seq`` is the ``seq`` field of the last packet decoded;
-    ``discontinuities`` counts time steps the decoders did not trust (see evt3 and libcaer).
+    started, times 1000; libcaer: timestamp us * 1000). A ``seq`` lower than the last one
+    (a bag that loops, a driver that restarted) starts the stream again: the carried state is
+    forgotten first, so the new pass decodes as the first did, its events before the first
+    TIME_HIGH dropped and counted, instead of stamped with the previous pass's time high.
+    ``last_seq`` is the ``seq`` field of the last packet decoded; ``discontinuities`` counts
+    time steps the decoders did not trust (see evt3 and libcaer), ``restarts`` the restarts.
     """
 
     def __init__(self) -> None:
         self.evt3_state = Evt3State()
         self.libcaer_state = LibcaerState()
         self.last_seq: int | None = None
+        self.restarts = 0
 
     @property
     def discontinuities(self) -> int:
@@ -94,6 +98,8 @@ class EventPacketDecoder:
         head = read_event_packet_header(buf)
         payload = np.frombuffer(buf, dtype=np.uint8, count=head.count, offset=head.start)
         time_base, big_endian = head.time_base, head.is_bigendian
+        if self.last_seq is not None and head.seq < self.last_seq:
+            self.restart()
         if head.encoding == "evt3":
             events = decode_evt3(payload, time_base, big_endian=big_endian, state=self.evt3_state)
         elif head.encoding == "libcaer":
@@ -107,6 +113,14 @@ class EventPacketDecoder:
             )
         self.last_seq = head.seq
         return EventBatch(head.height, head.width, head.stamp_ns, head.frame_id, events)
+
+    def restart(self) -> None:
+        """Forget what the stream carried (time high, row, vector base); keep the counts."""
+        old = self.evt3_state
+        self.evt3_state = Evt3State(
+            events_without_time=old.events_without_time, discontinuities=old.discontinuities
+        )
+        self.restarts += 1
 
 
 def decode_event_packet(buf: Buffer) -> EventBatch:

@@ -64,7 +64,8 @@ class SideCounters:
     events, where the header told); ``seq_lost``: messages missing from EventPacket ``seq``;
     ``seq_restarts``: ``seq`` going back (a driver restart or a loop); ``transport_lost``:
     what the transport reported lost (set by the caller); ``time_discontinuities``: time steps
-    the EVT3/libcaer decoders refused as rollovers.
+    the EVT3/libcaer decoders refused as rollovers; ``events_without_time``: EVT3 events
+    dropped because no TIME_HIGH had come yet (a stream that starts mid-stream, or restarts).
     """
 
     messages: int = 0
@@ -77,6 +78,7 @@ class SideCounters:
     seq_restarts: int = 0
     transport_lost: int = 0
     time_discontinuities: int = 0
+    events_without_time: int = 0
     bytes: int = 0
     largest_message: int = 0  # bytes
     history_full: int = 0  # times the caller found its receive queue full (set by the caller)
@@ -216,8 +218,10 @@ class StereoIngest:
             else:
                 decoder = self._decoders[side]
                 seq_before, discont_before = decoder.last_seq, decoder.discontinuities
+                untimed_before = decoder.evt3_state.events_without_time
                 batch = decoder.decode(buf)
                 c.time_discontinuities += decoder.discontinuities - discont_before
+                c.events_without_time += decoder.evt3_state.events_without_time - untimed_before
                 self._count_seq(c, seq_before, decoder.last_seq)
                 geometry, frame_id = (int(batch.height), int(batch.width)), batch.frame_id
                 events = batch.events

@@ -664,6 +664,7 @@ class DepthNode(Node):
             values[f"{side}_messages_lost_seq"] = s.seq_lost
             values[f"{side}_seq_restarts"] = s.seq_restarts
             values[f"{side}_time_discontinuities"] = s.time_discontinuities
+            values[f"{side}_events_without_time"] = s.events_without_time
             values[f"{side}_largest_message_bytes"] = s.largest_message
             values[f"{side}_history_full"] = s.history_full
             if s.history_full > self._history_full_reported.get(side, 0):
@@ -831,7 +832,10 @@ class DepthNode(Node):
                 "geometry": c.geometry_errors,
                 "uncalibrated": c.uncalibrated,
             }
-            dropped_events = {"in_dropped_messages": c.dropped_events}
+            dropped_events = {
+                "in_dropped_messages": c.dropped_events,
+                "without_time": c.events_without_time,
+            }
             if w is not None:
                 for reason in ("out_of_bounds", "memory", "stale", "outlier", "discontinuity"):
                     dropped_events[reason] = getattr(w, f"dropped_{reason}")[side]
