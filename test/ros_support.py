@@ -70,14 +70,22 @@ def ros_env() -> dict[str, str]:
     return env
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_node(
     module: str,
     params: dict[str, object],
     name: str | None = None,
     namespace: str | None = None,
     remaps: dict[str, str] | None = None,
+    sigint_ignored: bool = False,
 ) -> subprocess.Popen:
-    """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process."""
+    """``python -m stereospike_ros.ros.<module> --ros-args -p k:=v ...`` in its own process.
+
+    ``sigint_ignored`` starts it as a non-interactive shell starts a background job (``cmd &``):
+    with SIGINT ignored, which the child inherits."""
     args = [sys.executable, "-m", f"stereospike_ros.ros.{module}", "--ros-args"]
     if name:
         args += ["-r", f"__node:={name}"]
@@ -95,6 +103,7 @@ def start_node(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 
