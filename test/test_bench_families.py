@@ -64,8 +64,14 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
     assert list(report["results"]) == list(FAMILIES)
     for fam, methods in report["results"].items():
         assert list(methods) == [
-            "flat", "flat copy", "sgbm", "constant (recording median)", "constant (recording mean)"
+            "flat", "flat copy", "sgbm", "flat on sgbm's pixels", "flat copy on sgbm's pixels",
+            "constant (recording median)", "constant (recording mean)"
         ]  # fmt: skip
+        # like for like: the network where SGBM answered, with SGBM's coverage
+        on_sgbm = methods["flat on sgbm's pixels"]
+        assert on_sgbm["coverage"] == pytest.approx(methods["sgbm"]["coverage"])
+        assert on_sgbm["frames"] == methods["sgbm"]["frames"]
+        assert on_sgbm["disparity_gain"] is None
         constant = methods["constant (recording median)"]
         at_mean = methods["constant (recording mean)"]
         assert constant["coverage"] == 1.0 and constant["frames"] == 6, fam
@@ -80,6 +86,21 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
         assert methods["sgbm"]["disparity_gain"] > 0.5, fam
         assert constant["disparity_gain"] is None and at_mean["disparity_gain"] is None
         assert f"over budget: flat on {fam}: MDE" in printed
+    # ... which is the flat depth scored by hand on the pixels SGBM answers
+    from stereospike_ros.model.metrics import MetricAccumulator
+    from stereospike_ros.training.baselines import SgbmBaseline
+    from stereospike_ros.training.evaluate import open_eval_data
+
+    by_hand = MetricAccumulator()
+    split = bench / "split_panel.json"
+    with open_eval_data(bench / "data", split=str(split), part="test") as data:
+        sgbm = SgbmBaseline(data.focal_baseline)
+        for _, frame in data.frames():
+            answered = torch.isfinite(sgbm(frame).depth)
+            truth = torch.as_tensor(frame.depth).masked_fill(~answered, float("nan"))
+            by_hand.update(torch.full_like(truth, 3.0), truth)
+    panel = report["results"]["panel"]["flat on sgbm's pixels"]["mde_cm"]
+    assert panel == pytest.approx(by_hand.summary()["mde_cm"], rel=1e-4)
     table = (bench / "results.md").read_text()
     assert "| shapes | yes | flat |" in table
     # the held-out summary: the constant's ratio to itself is 1, the flat network's >= 1
@@ -126,7 +147,32 @@ def test_bad_checkpoint_lists_are_refused_before_simulating(tmp_path: Path, caps
     assert "does not exist" in capsys.readouterr().err
     assert main([*argv, "--families", "mixed,castle"]) == 2
     assert "castle" in capsys.readouterr().err
+    assert main([*argv, "--temporal-smoothing", "1"]) == 2
+    assert "--temporal-smoothing must be in [0, 1), got 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_temporal_smoothing_scores_the_networks_and_sgbm_through_the_filter(bench: Path) -> None:
+    flat = constant_network(bench / "flat5.safetensors", 5.0)
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints", str(flat),
+            "--labels", "flat", "--families", "shapes,sparse"]  # fmt: skip
+    assert main(argv) == 0
+    per_frame = json.loads((bench / "results.json").read_text())["results"]
+    assert main([*argv, "--temporal-smoothing", "0.5"]) == 0
+    smoothed = json.loads((bench / "results.json").read_text())["results"]
+    assert "temporal filter (smoothing 0.5" in (bench / "results.md").read_text()
+    for fam in ("shapes", "sparse"):
+        assert list(smoothed[fam]) == list(per_frame[fam])  # the same names, budgets included
+        # one depth in, the same depth out; SGBM's maps change from frame to frame
+        flat_mde = per_frame[fam]["flat"]["mde_cm"]
+        assert smoothed[fam]["flat"]["mde_cm"] == pytest.approx(flat_mde, rel=1e-5)
+        assert smoothed[fam]["sgbm"]["mde_cm"] != pytest.approx(per_frame[fam]["sgbm"]["mde_cm"])
+        assert smoothed[fam]["sgbm"]["coverage"] == pytest.approx(
+            per_frame[fam]["sgbm"]["coverage"]
+        )
+        # the disparity probe stays per frame
+        sgbm_gain = per_frame[fam]["sgbm"]["disparity_gain"]
+        assert smoothed[fam]["sgbm"]["disparity_gain"] == pytest.approx(sgbm_gain)
 
 
 def test_training_continues_when_the_family_dataset_grows(tmp_path: Path) -> None:

@@ -311,3 +311,59 @@ def test_exact_inference_path_matches_reference_and_unknown_path_fails_at_start_
     )
     with pytest.raises(StartupError, match="inference_path 'warp' is unknown"):
         load_estimator(checkpoint, "cpu", path="warp")
+
+
+def test_temporal_smoothing_publishes_the_running_mean_of_the_networks_log_depth(
+    ros_context, checkpoint
+):
+    # Windows of different event densities, so that each window's depth differs from the last.
+    node = _depth_node(ros_context, checkpoint, reliable=True, temporal_smoothing=0.6)
+    talker = rclpy.create_node("smoothing_talker", context=ros_context)
+    from dvs_msgs.msg import EventArray
+
+    qos = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {
+        s: talker.create_publisher(EventArray, f"/davis/{s}/events", qos) for s in ("left", "right")
+    }
+    received: list[Image] = []
+    talker.create_subscription(Image, "/depth_node/depth", received.append, 500)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(talker)
+    sent: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+    try:
+        _wait_matched(executor, node, pubs)
+        for step, t in enumerate(range(0, 600, 5)):
+            t0, t1 = 10**9 + t * 10**6, 10**9 + (t + 5) * 10**6
+            rng = np.random.default_rng(step)
+            n = 20 + 380 * ((t // 50) % 3)  # 20, 400 or 780 events per 5 ms, by window
+            for side in ("left", "right"):
+                ev = np.zeros(n, dtype=EVENT_DTYPE)
+                ev["t"] = np.sort(rng.integers(t0, t1, n))
+                ev["x"], ev["y"] = rng.integers(0, 48, n), rng.integers(0, 32, n)
+                ev["p"] = rng.integers(0, 2, n)
+                sent[side].append(ev)
+                pubs[side].publish(encode_event_array(ev, 32, 48, t1, "cam"))
+            if t % 50 == 0 and t >= 100:  # at the pace of the node: it keeps only the newest
+                spin_until(executor, lambda t=t: len(received) >= t // 50 - 1, timeout=5.0)
+            executor.spin_once(timeout_sec=0.002)
+        assert spin_until(executor, lambda: len(received) >= 6, timeout=20.0), len(received)
+        spin_until(executor, lambda: False, timeout=0.3)
+    finally:
+        node.shutdown()
+        executor.shutdown()
+    estimator, _ = load_estimator(checkpoint, "cpu", firing_rate=False)
+    events = {side: np.concatenate(batches) for side, batches in sent.items()}
+    state = None
+    differs = False
+    for msg in received:
+        t_end = convert.time_to_ns(msg.header.stamp)
+        left, _ = event_histogram(events["left"], 32, 48, t_end - 50_000_000, t_end)
+        right, _ = event_histogram(events["right"], 32, 48, t_end - 50_000_000, t_end)
+        raw = estimator(left, right).depth
+        log = np.log(raw)
+        state = log if state is None else 0.6 * state + 0.4 * log
+        published = convert.depth_from_image(msg)
+        np.testing.assert_allclose(published, np.exp(state), rtol=1e-4)
+        differs |= not np.allclose(published, raw, rtol=1e-3)
+    assert differs, "the filter never changed the network's depth: nothing was tested"

@@ -106,6 +106,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="fail (exit 1) when a checkpoint's MDE exceeds this x SGBM's on a held-out family",
     )
+    parser.add_argument(
+        "--temporal-smoothing",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="score the networks and SGBM through the depth node's temporal filter (the "
+        "previous estimate's weight in [0, 1) in a running mean of log depth; 0: none)",
+    )
     parser.add_argument("--build-only", action="store_true", help="write the dataset, score none")
     parser.add_argument(
         "--speed",
@@ -277,6 +285,49 @@ class ConstantDepth:
         return {"method": "constant", "depth_m": self.depths}
 
 
+class Remembered:
+    """A method that keeps its last prediction, for :class:`OnPixelsOf` to read."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.last: Any = None
+
+    def __call__(self, frame: Any) -> Any:
+        self.last = self.inner(frame)
+        return self.last
+
+    def describe(self, height: int, width: int) -> dict[str, Any]:
+        return self.inner.describe(height, width)
+
+
+class OnPixelsOf:
+    """A network's last depth scored only where a reference (SGBM) answered in the same frame.
+
+    The budget compares a network at full coverage with SGBM on the pixels SGBM chooses, which
+    are the textured, easier ones; this row is the like-for-like comparison: which of the two
+    is the better matcher where both answer. It reads the predictions the two methods made of
+    the frame just before (no second forward pass), so it must come after both in the method
+    list of one :func:`~stereospike_ros.training.evaluate.evaluate_many` call.
+    """
+
+    def __init__(self, network: Remembered, reference: Remembered) -> None:
+        self.network, self.reference = network, reference
+        self.name = f"{network.name} on {reference.name}'s pixels"
+
+    def __call__(self, frame: Any) -> Any:
+        import torch
+
+        from stereospike_ros.training.evaluate import Prediction
+
+        depth = self.network.last.depth.detach().to("cpu", torch.float32)
+        answered = torch.isfinite(self.reference.last.depth.detach().to("cpu"))
+        return Prediction(torch.where(answered, depth, torch.full_like(depth, float("nan"))))
+
+    def describe(self, height: int, width: int) -> dict[str, Any]:
+        return {"method": "network on the reference's pixels", "reference": self.reference.name}
+
+
 def recording_depths(
     frames: Iterable[tuple[str, Any]],
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -332,18 +383,31 @@ def score_family(
     predictors: list[Any],
     max_frames: int | None,
     picture: Path | None = None,
+    smoothing: float = 0.0,
 ) -> tuple[list[Any], int, dict[str, float]]:
-    """Every predictor, SGBM and the constant on the test part of ``split``: results, frames,
-    and each method's :func:`disparity_gain` on ``PROBE_FRAMES`` evenly spaced frames (not the
-    constant's: it has none). ``picture``: also draw the middle frame, every method's depth
-    beside the ground truth."""
+    """Every predictor, SGBM, each predictor again on SGBM's pixels (:class:`OnPixelsOf`) and
+    the constants on the test part of ``split``: results, frames, and each predictor's and
+    SGBM's :func:`disparity_gain` on ``PROBE_FRAMES`` evenly spaced frames. ``picture``: also
+    draw the middle frame, every method's depth beside the ground truth. ``smoothing``: the
+    networks and SGBM are scored through the depth node's temporal filter, under their own
+    names (the disparity gain stays per frame)."""
     from stereospike_ros.training.baselines import SgbmBaseline
-    from stereospike_ros.training.evaluate import evaluate_many, open_eval_data
+    from stereospike_ros.training.evaluate import (
+        SmoothedPredictor,
+        evaluate_many,
+        open_eval_data,
+    )
 
     with open_eval_data(root, split=str(split), part="test", max_frames=max_frames) as data:
         medians, means = recording_depths(data.frames())
         constant, at_mean = ConstantDepth(medians), ConstantDepth(means, "mean")
-        methods = [*predictors, SgbmBaseline(data.focal_baseline), constant, at_mean]
+        per_frame = [*predictors, SgbmBaseline(data.focal_baseline)]
+        scored = [
+            Remembered(SmoothedPredictor(m, smoothing, m.name) if smoothing else m)
+            for m in per_frame
+        ]
+        like_for_like = [OnPixelsOf(network, scored[-1]) for network in scored[:-1]]
+        methods = [*scored, *like_for_like, constant, at_mean]
         middle = data.count // 2 if picture is not None else -1
         probes = set(np.linspace(0, data.count - 1, min(PROBE_FRAMES, data.count)).astype(int))
         seen: dict[int, tuple[str, Any]] = {}
@@ -356,19 +420,14 @@ def score_family(
 
         results = evaluate_many(methods, frames(), keep=[middle] if middle >= 0 else [])
         probe_frames = [seen[k][1] for k in sorted(probes) if k in seen]
-        gains = {
-            m.name: disparity_gain(m, probe_frames, data.focal_baseline)
-            for m in methods
-            if m not in (constant, at_mean)
-        }
+        gains = {m.name: disparity_gain(m, probe_frames, data.focal_baseline) for m in per_frame}
         if picture is not None and middle in seen:
             from stereospike_ros.training.plots import plot_frame
 
             sequence, frame = seen[middle]
-            depths = {  # one constant is picture enough
-                r.name: r.kept[middle]
-                for r in results
-                if middle in r.kept and r.name != at_mean.name
+            drawn = {m.name for m in scored} | {constant.name}  # one constant is picture enough
+            depths = {
+                r.name: r.kept[middle] for r in results if middle in r.kept and r.name in drawn
             }
             title = f"{picture.stem}: {sequence} depth frame {frame.index}"
             plot_frame(picture, frame.left, frame.right, frame.depth, depths, title)
@@ -544,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
     predictors = _predictors(args, labels, plan, device)
     per_family, frames = _score_families(args, families, by_name, predictors)
     held_out = {f: FAMILIES[f].held_out for f in families}
-    text = _results_text(per_family, held_out, frames, plan, device)
+    text = _results_text(per_family, held_out, frames, plan, device, args.temporal_smoothing)
     (out / "results.md").write_text(text)
     report = {
         "plan": asdict(plan),
@@ -578,6 +637,8 @@ def _check_arguments(args: argparse.Namespace, families: list[str], labels: list
     problems += [
         f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
     ]
+    if not 0.0 <= args.temporal_smoothing < 1.0:
+        problems.append(f"--temporal-smoothing must be in [0, 1), got {args.temporal_smoothing:g}")
     if problems:
         raise UsageError(problems[0])
 
@@ -612,7 +673,7 @@ def _score_families(
         fam_split.write_text(json.dumps({"name": fam, "sequences": tests}) + "\n")
         picture = out / "pictures" / f"{fam}.png" if args.pictures else None
         results, frames[fam], gains = score_family(
-            out / "data", fam_split, predictors, args.max_frames, picture
+            out / "data", fam_split, predictors, args.max_frames, picture, args.temporal_smoothing
         )
         per_family[fam] = {r.name: {**r.to_dict(), "disparity_gain": gains.get(r.name)}
                            for r in results}  # fmt: skip
@@ -626,6 +687,7 @@ def _results_text(
     frames: dict[str, int],
     plan: DatasetPlan,
     device: str,
+    smoothing: float = 0.0,
 ) -> str:
     """results.md: the command, the table per family, what each family is, the held-out
     summary."""
@@ -641,7 +703,13 @@ def _results_text(
         + ", ".join(f"{f} {n}" for f, n in frames.items())
         + f"; device {device}. SGBM is scored on the pixels it matches (coverage); the "
         "constant predictors know each recording's median depth (the best single "
-        "depth for MDE; the budgets use it) or its mean depth.",
+        "depth for MDE; the budgets use it) or its mean depth."
+        + (
+            f" The networks and SGBM are scored through the temporal filter (smoothing "
+            f"{smoothing:g}: a running mean of log depth over each recording's frames)."
+            if smoothing
+            else ""
+        ),
         "",
         table,
         "",

@@ -129,6 +129,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ONNX Runtime execution providers for --inference-path onnxruntime, e.g. "
         "tensorrt,cuda,cpu (cpu)",
     )
+    parser.add_argument(
+        "--temporal-smoothing",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="score every method through the depth node's temporal filter: the previous "
+        "estimate's weight in [0, 1) in a running mean of log depth (0: none)",
+    )
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
     parser.add_argument("--plots", type=Path, help="write PNG figures to this folder")
     parser.add_argument(
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             json=args.json,
             plots=args.plots,
             plot_frames=args.plot_frames,
+            temporal_smoothing=args.temporal_smoothing,
             quiet=args.quiet,
         )
     )

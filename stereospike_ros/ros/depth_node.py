@@ -50,6 +50,7 @@ from stereospike_ros.events.cdr import read_header_stamp_ns
 from stereospike_ros.events.errors import DecodeError
 from stereospike_ros.events.ingest import DroppedMessageError, StereoIngest
 from stereospike_ros.events.types import SIDES, SizeError, parse_size
+from stereospike_ros.model.temporal import TemporalFilter
 from stereospike_ros.ros import convert
 from stereospike_ros.ros.camera_yaml import load_camera_yaml
 from stereospike_ros.ros.common import (
@@ -167,6 +168,7 @@ class DepthNode(Node):
         self.timings = Timings()
         self.clock_offset = ClockOffset()
         self.slot: LatestSlot[_Window] = LatestSlot()
+        self.smoother = TemporalFilter(0.0)  # used by the inference thread only
         self._lock = threading.Lock()  # guards calibration
         self._calibrated_size: tuple[int, int] | None = None  # for the ingest thread
         self.frame_id = p["frame_id"]
@@ -560,16 +562,13 @@ class DepthNode(Node):
         estimate = self.estimator(window.left, window.right)
         start = time.thread_time()
         stamp, frame = window.t_end_ns, self._frame()
-        self.pub_depth.publish(convert.image_from_array(estimate.depth, "32FC1", stamp, frame))
+        depth = self._smoothed(estimate.depth, stamp)
+        self.pub_depth.publish(convert.image_from_array(depth, "32FC1", stamp, frame))
         calibration = self.calibrations["left"]
         if calibration is not None:
-            self.pub_info.publish(
-                self._output_camera_info(calibration, estimate.depth.shape, stamp)
-            )
+            self.pub_info.publish(self._output_camera_info(calibration, depth.shape, stamp))
         if self.p_live("publish_color"):
-            color = colorize_depth(
-                estimate.depth, self.p_live("min_depth"), self.p_live("max_depth")
-            )
+            color = colorize_depth(depth, self.p_live("min_depth"), self.p_live("max_depth"))
             self.pub_color.publish(convert.image_from_array(color, "rgb8", stamp, frame))
         if self.p_live("publish_events_image"):
             rgb = events_to_rgb(window.left)
@@ -577,7 +576,7 @@ class DepthNode(Node):
         if self.p_live("publish_points") and calibration is not None:
             P = np.asarray(calibration.P, dtype=float).reshape(3, 4)
             points = depth_to_points(
-                estimate.depth,
+                depth,
                 P[0, 0],
                 P[1, 1],
                 P[0, 2],
@@ -600,6 +599,16 @@ class DepthNode(Node):
         self.stats.period_processed += 1
         if estimate.firing_rate is not None:
             self.stats.firing_rate = estimate.firing_rate
+
+    def _smoothed(self, depth: np.ndarray, stamp: int) -> np.ndarray:
+        """``depth`` through the temporal filter when ``temporal_smoothing`` is on (read each
+        window: it may be changed while running); turning it off drops the filter's state."""
+        smoothing = float(self.p_live("temporal_smoothing"))  # type: ignore[arg-type]
+        if smoothing <= 0.0:
+            self.smoother.reset()
+            return depth
+        self.smoother.smoothing = smoothing
+        return self.smoother(depth, stamp)
 
     def p_live(self, name: str) -> object:
         """A parameter that may change at run time (not read_only)."""

@@ -218,6 +218,15 @@ DEPTH_NODE_PARAMS: tuple[Param, ...] = (
         3600.0,
     ),
     Param("frame_id", "", "frame of the outputs; '' = the left events' frame_id"),
+    Param(
+        "temporal_smoothing",
+        0.0,
+        "weight of the previous depth in a running mean of log depth over windows (0 = off; "
+        "s delays depth by s/(1-s) windows: 0.5 by one)",
+        0.0,
+        0.95,
+        read_only=False,
+    ),
     Param("min_depth", 0.5, "colour scale near end (m)", 0.0, 1000.0, read_only=False),
     Param("max_depth", 10.0, "colour scale far end (m)", 0.01, 1000.0, read_only=False),
     Param("publish_color", True, "publish ~/depth_color (rgb8)", read_only=False),

@@ -37,6 +37,7 @@ from stereospike_ros.events.histogram import split_stereo_channels
 from stereospike_ros.model.inputs import frame_tensor, resolve_device
 from stereospike_ros.model.metrics import MetricAccumulator, dense_macs
 from stereospike_ros.model.network import StereoSpike, count_parameters
+from stereospike_ros.model.temporal import TemporalFilter
 from stereospike_ros.training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,29 @@ class ModelPredictor:
             "spiking": self.config.spiking,
             "inference_path": self.path,
         }
+
+
+class SmoothedPredictor:
+    """Another predictor's depth through a :class:`~stereospike_ros.model.temporal.TemporalFilter`
+    (``evaluate --temporal-smoothing``), as the depth node's ``temporal_smoothing`` runs it.
+
+    Frames must come in time order; the filter starts again where time goes back or jumps
+    (a new recording), so a split of several recordings is scored recording by recording.
+    Named ``"<name>, smoothed <s>"`` unless ``name`` is given."""
+
+    def __init__(self, inner: Predictor, smoothing: float, name: str | None = None) -> None:
+        self.inner = inner
+        self.filter = TemporalFilter(smoothing)
+        self.name = name or f"{inner.name}, smoothed {smoothing:g}"
+
+    def __call__(self, frame: Frame) -> Prediction:
+        prediction = self.inner(frame)
+        depth = prediction.depth.detach().to("cpu", torch.float32).numpy()
+        smoothed = self.filter(depth, int(frame.t_ns))
+        return Prediction(torch.from_numpy(smoothed), prediction.spikes)
+
+    def describe(self, height: int, width: int) -> dict[str, Any]:
+        return {**self.inner.describe(height, width), "temporal_smoothing": self.filter.smoothing}
 
 
 def pick_threads(

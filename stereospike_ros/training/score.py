@@ -20,6 +20,7 @@ import torch
 
 from stereospike_ros.model.checkpoint import checkpoint_metadata
 from stereospike_ros.model.inputs import resolve_device
+from stereospike_ros.model.temporal import check_smoothing
 from stereospike_ros.training.baselines import load_baseline, load_model
 from stereospike_ros.training.errors import TrainingError
 from stereospike_ros.training.evaluate import (
@@ -27,6 +28,7 @@ from stereospike_ros.training.evaluate import (
     EvalDataOptions,
     EvalResult,
     ModelPredictor,
+    SmoothedPredictor,
     evaluate_many,
     pick_threads,
     results_table,
@@ -53,6 +55,8 @@ class ScoreConfig:
     plots: Path | None = None
     #: frame positions to draw, ``"0,10,20"`` (None: three spread out)
     plot_frames: str | None = None
+    #: the previous estimate's weight in a temporal filter on every method (0: none)
+    temporal_smoothing: float = 0.0
     quiet: bool = False
 
 
@@ -61,6 +65,7 @@ def score(config: ScoreConfig) -> list[EvalResult]:
     (else the first baseline's)."""
     if config.checkpoint is None and not config.baselines:
         raise TrainingError("give a CHECKPOINT, a --baseline, or both")
+    check_smoothing(config.temporal_smoothing)
     device = resolve_device(config.device)
     if config.threads is not None:
         if config.threads < 1:
@@ -136,6 +141,8 @@ def _predictors(
                 any_size=config.any_size,
             )
         )
+    if config.temporal_smoothing:
+        predictors = [SmoothedPredictor(p, config.temporal_smoothing) for p in predictors]
     return predictors, metadata
 
 
