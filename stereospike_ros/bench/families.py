@@ -624,6 +624,8 @@ def run(args: argparse.Namespace) -> int:
 def _check_arguments(args: argparse.Namespace, families: list[str], labels: list[str]) -> None:
     """The first problem with the families, labels and checkpoints asked for, as a usage
     error."""
+    from stereospike_ros.model.errors import ModelError
+    from stereospike_ros.model.temporal import check_smoothing
     from stereospike_ros.sim.families import FAMILIES
 
     unknown = [f for f in families if f not in FAMILIES]
@@ -637,8 +639,10 @@ def _check_arguments(args: argparse.Namespace, families: list[str], labels: list
     problems += [
         f"checkpoint {c} does not exist" for c in args.checkpoints if not Path(c).is_file()
     ]
-    if not 0.0 <= args.temporal_smoothing < 1.0:
-        problems.append(f"--temporal-smoothing must be in [0, 1), got {args.temporal_smoothing:g}")
+    try:
+        check_smoothing(args.temporal_smoothing, "--temporal-smoothing")
+    except ModelError as err:
+        problems.append(str(err))
     if problems:
         raise UsageError(problems[0])
 

@@ -74,9 +74,10 @@ class TemporalFilter:
         return np.where(valid, np.exp(self._log), np.float32(np.nan)).astype(np.float32)
 
 
-def check_smoothing(value: float) -> float:
-    """``value`` as a float in [0, 1), or a ModelError naming it."""
+def check_smoothing(value: float, what: str = "temporal smoothing") -> float:
+    """``value`` as a float in [0, 1), or a ModelError naming it as ``what`` (a command-line
+    flag, say)."""
     value = float(value)
     if not 0.0 <= value < 1.0:
-        raise ModelError(f"temporal smoothing must be in [0, 1), got {value}")
+        raise ModelError(f"{what} must be in [0, 1), got {value}")
     return value
