@@ -316,7 +316,9 @@ def test_exact_inference_path_matches_reference_and_unknown_path_fails_at_start_
 def test_temporal_smoothing_publishes_the_running_mean_of_the_networks_log_depth(
     ros_context, checkpoint
 ):
-    # Windows of different event densities, so that each window's depth differs from the last.
+    # Windows of different event densities, so that each window's depth differs from the last;
+    # the stream is played twice, as a looping bag does: the second pass goes back in time and
+    # the filter starts again, which the diagnostics count.
     node = _depth_node(ros_context, checkpoint, reliable=True, temporal_smoothing=0.6)
     talker = rclpy.create_node("smoothing_talker", context=ros_context)
     from dvs_msgs.msg import EventArray
@@ -330,40 +332,58 @@ def test_temporal_smoothing_publishes_the_running_mean_of_the_networks_log_depth
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     executor.add_node(talker)
-    sent: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+    passes: list[tuple[dict[str, np.ndarray], list[Image]]] = []
     try:
         _wait_matched(executor, node, pubs)
-        for step, t in enumerate(range(0, 600, 5)):
-            t0, t1 = 10**9 + t * 10**6, 10**9 + (t + 5) * 10**6
-            rng = np.random.default_rng(step)
-            n = 20 + 380 * ((t // 50) % 3)  # 20, 400 or 780 events per 5 ms, by window
-            for side in ("left", "right"):
-                ev = np.zeros(n, dtype=EVENT_DTYPE)
-                ev["t"] = np.sort(rng.integers(t0, t1, n))
-                ev["x"], ev["y"] = rng.integers(0, 48, n), rng.integers(0, 32, n)
-                ev["p"] = rng.integers(0, 2, n)
-                sent[side].append(ev)
-                pubs[side].publish(encode_event_array(ev, 32, 48, t1, "cam"))
-            if t % 50 == 0 and t >= 100:  # at the pace of the node: it keeps only the newest
-                spin_until(executor, lambda t=t: len(received) >= t // 50 - 1, timeout=5.0)
-            executor.spin_once(timeout_sec=0.002)
-        assert spin_until(executor, lambda: len(received) >= 6, timeout=20.0), len(received)
-        spin_until(executor, lambda: False, timeout=0.3)
+        resets_after_first_pass = None
+        for loop in range(2):
+            sent: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+            first = len(received)
+            for step, t in enumerate(range(0, 600, 5)):
+                t0, t1 = 10**9 + t * 10**6, 10**9 + (t + 5) * 10**6
+                rng = np.random.default_rng((loop, step))
+                n = 20 + 380 * ((t // 50) % 3)  # 20, 400 or 780 events per 5 ms, by window
+                for side in ("left", "right"):
+                    ev = np.zeros(n, dtype=EVENT_DTYPE)
+                    ev["t"] = np.sort(rng.integers(t0, t1, n))
+                    ev["x"], ev["y"] = rng.integers(0, 48, n), rng.integers(0, 32, n)
+                    ev["p"] = rng.integers(0, 2, n)
+                    sent[side].append(ev)
+                    pubs[side].publish(encode_event_array(ev, 32, 48, t1, "cam"))
+                if t % 50 == 0 and t >= 100:  # at the pace of the node: it keeps only the newest
+                    spin_until(
+                        executor,
+                        lambda t=t, first=first: len(received) - first >= t // 50 - 1,
+                        timeout=5.0,
+                    )
+                executor.spin_once(timeout_sec=0.002)
+            assert spin_until(
+                executor, lambda first=first: len(received) - first >= 6, timeout=20.0
+            )
+            spin_until(executor, lambda: False, timeout=0.3)
+            events = {side: np.concatenate(batches) for side, batches in sent.items()}
+            passes.append((events, received[first:]))
+            if loop == 0:
+                resets_after_first_pass = node.smoother.resets
+        status = node.get_diagnostics()
     finally:
         node.shutdown()
         executor.shutdown()
+    values = {kv.key: kv.value for kv in status.values}
+    assert resets_after_first_pass == 0
+    assert values["temporal_filter_resets"] == "1"
     estimator, _ = load_estimator(checkpoint, "cpu", firing_rate=False)
-    events = {side: np.concatenate(batches) for side, batches in sent.items()}
-    state = None
     differs = False
-    for msg in received:
-        t_end = convert.time_to_ns(msg.header.stamp)
-        left, _ = event_histogram(events["left"], 32, 48, t_end - 50_000_000, t_end)
-        right, _ = event_histogram(events["right"], 32, 48, t_end - 50_000_000, t_end)
-        raw = estimator(left, right).depth
-        log = np.log(raw)
-        state = log if state is None else 0.6 * state + 0.4 * log
-        published = convert.depth_from_image(msg)
-        np.testing.assert_allclose(published, np.exp(state), rtol=1e-4)
-        differs |= not np.allclose(published, raw, rtol=1e-3)
+    for events, messages in passes:
+        state = None  # the second pass goes back in time: the filter starts again
+        for msg in messages:
+            t_end = convert.time_to_ns(msg.header.stamp)
+            left, _ = event_histogram(events["left"], 32, 48, t_end - 50_000_000, t_end)
+            right, _ = event_histogram(events["right"], 32, 48, t_end - 50_000_000, t_end)
+            raw = estimator(left, right).depth
+            log = np.log(raw)
+            state = log if state is None else 0.6 * state + 0.4 * log
+            published = convert.depth_from_image(msg)
+            np.testing.assert_allclose(published, np.exp(state), rtol=1e-4)
+            differs |= not np.allclose(published, raw, rtol=1e-3)
     assert differs, "the filter never changed the network's depth: nothing was tested"

@@ -645,6 +645,9 @@ class DepthNode(Node):
         self._timing_diagnostics(values)
         if self.stats.firing_rate is not None:
             values["firing_rate"] = self.stats.firing_rate
+        # Restarts of the temporal filter's running mean (stamps going back, a gap over 0.5 s,
+        # a new size): each one is a window published unsmoothed.
+        values["temporal_filter_resets"] = self.smoother.resets
         offset = self.clock_offset.offset_s()
         values["sensor_clock"] = (
             "unknown"
