@@ -56,6 +56,10 @@ def _player_and_evaluator(context: LaunchContext) -> list:
                 "loop": arg("loop").lower() == "true",
                 "depth_topic": DEPTH_TOPIC,
                 "wait_for_subscribers": 1,
+                # the evaluator, and the node when its windows end at ground-truth stamps; the
+                # evaluator reads ground truth only once it hears the node, so the player's wait
+                # covers node -> evaluator too and no answer is lost to discovery
+                "wait_for_depth_subscribers": 2 if arg("trigger").lower() == "true" else 1,
                 "calibration": arg("calibration"),
                 "lockstep": arg("lockstep").lower() == "true",
                 "answer_topic": "depth_node/depth",
@@ -74,6 +78,7 @@ def _player_and_evaluator(context: LaunchContext) -> list:
                 "depth_topic": "depth_node/depth",
                 "ground_truth_topic": DEPTH_TOPIC,
                 "output": arg("output"),
+                "wait_for_depth_publisher": True,
                 "use_sim_time": use_sim_time,
             }
         ],

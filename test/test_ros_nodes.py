@@ -228,6 +228,39 @@ def test_best_effort_node_hears_reliable_and_best_effort_publishers(ros_context,
     assert status.level == DiagnosticStatus.OK, status.message
 
 
+@pytest.mark.parametrize("wait", [True, False], ids=["waits for the node", "reads at once"])
+def test_evaluator_reads_ground_truth_only_once_it_hears_the_depth_publisher(ros_context, wait):
+    # A player in lockstep waits for ground-truth readers; with wait_for_depth_publisher the
+    # evaluator is one only after its depth subscription matched the node's publisher.
+    from stereospike_ros.ros.depth_evaluator import DepthEvaluator
+
+    evaluator = DepthEvaluator(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("depth_topic", value="/wait_test/depth"),
+            Parameter("ground_truth_topic", value="/wait_test/gt"),
+            Parameter("wait_for_depth_publisher", value=wait),
+        ],
+    )
+    player = rclpy.create_node("wait_test_player", context=ros_context)
+    gt_pub = player.create_publisher(Image, "/wait_test/gt", 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(evaluator)
+    executor.add_node(player)
+    try:
+        early = spin_until(executor, lambda: gt_pub.get_subscription_count() > 0, timeout=1.5)
+        node = rclpy.create_node("wait_test_node", context=ros_context)
+        node.create_publisher(Image, "/wait_test/depth", 10)
+        heard = spin_until(executor, lambda: gt_pub.get_subscription_count() > 0, timeout=10.0)
+        node.destroy_node()
+    finally:
+        executor.shutdown()
+        evaluator.destroy_node()
+        player.destroy_node()
+    assert early is not wait  # waiting: no ground-truth reader before the node is heard
+    assert heard
+
+
 def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_logged(
     ros_context, checkpoint, capfd
 ):

@@ -290,6 +290,7 @@ def _start_processes(
             "save_images": options.images,
             "save_every": 5,
             "log_every": 0,
+            "wait_for_depth_publisher": True,  # the player's wait then covers node -> evaluator
         },
         logs["evaluator"],
         env,

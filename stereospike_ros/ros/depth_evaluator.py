@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 
@@ -88,19 +90,47 @@ class DepthEvaluator(Node):
         self.started = time.time()
         if p["image_dir"]:
             Path(p["image_dir"]).mkdir(parents=True, exist_ok=True)
-        qos = event_qos(p["reliable"], 100)
-        self.create_subscription(
-            Image, p["depth_topic"], lambda m: self._on_image(m, "prediction"), qos
+        self._qos = event_qos(p["reliable"], 100)
+        self.sub_prediction = self.create_subscription(
+            Image, p["depth_topic"], lambda m: self._on_image(m, "prediction"), self._qos
         )
-        self.create_subscription(
-            Image, p["ground_truth_topic"], lambda m: self._on_image(m, "ground_truth"), qos
-        )
+        self.sub_ground_truth: Subscription | None = None
+        self._ground_truth_timer: Timer | None = None
+        if p["wait_for_depth_publisher"]:
+            # A player in lockstep waits for ground-truth readers, then plays as fast as the node
+            # answers; if this reader of the node's depth is not matched yet, every answer sent
+            # before it is lost. Reading ground truth only once the node is heard makes the
+            # player's wait cover this link as well.
+            self.get_logger().info(
+                f"waiting for a publisher on {p['depth_topic']} before reading "
+                f"{p['ground_truth_topic']}"
+            )
+            self._ground_truth_timer = self.create_timer(0.05, self._subscribe_when_heard)
+        else:
+            self._subscribe_ground_truth()
         self.pub_mde = self.create_publisher(Float64, "~/mde", output_qos(10))
         self.pub_metrics = self.create_publisher(DiagnosticStatus, "~/metrics", output_qos(10))
         self.get_logger().info(
             f"scoring {p['depth_topic']} against {p['ground_truth_topic']} "
             f"(stamps within {p['tolerance_ms']:g} ms)"
         )
+
+    def _subscribe_ground_truth(self) -> None:
+        self.sub_ground_truth = self.create_subscription(
+            Image,
+            self.p["ground_truth_topic"],
+            lambda m: self._on_image(m, "ground_truth"),
+            self._qos,
+        )
+
+    def _subscribe_when_heard(self) -> None:
+        if self.sub_ground_truth is not None or self.sub_prediction.get_publisher_count() == 0:
+            return
+        if self._ground_truth_timer is not None:
+            self.destroy_timer(self._ground_truth_timer)
+            self._ground_truth_timer = None
+        self._subscribe_ground_truth()
+        self.get_logger().info(f"heard {self.p['depth_topic']}: reading ground truth")
 
     def _on_image(self, msg: Image, which: str) -> None:
         self.received[which] += 1

@@ -322,4 +322,10 @@ EVALUATOR_PARAMS: tuple[Param, ...] = (
     Param("save_every", 10, "save pairs 0, N, 2N, ... (until save_images are saved)", 1, 10**6),
     Param("min_depth_color", 0.5, "colour scale of saved PNGs (m)", 0.0, 1000.0),
     Param("max_depth_color", 10.0, "colour scale of saved PNGs (m)", 0.01, 1000.0),
+    Param(
+        "wait_for_depth_publisher",
+        False,
+        "subscribe to ground truth only once depth_topic has a matched publisher (replays: a "
+        "player that waits for ground-truth readers then waits for the node too)",
+    ),
 )
