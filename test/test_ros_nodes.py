@@ -60,7 +60,9 @@ def test_player_node_evaluator_publish_depth_whose_mde_matches_an_offline_comput
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     evaluator = start_node(
-        "depth_evaluator", {"output": summary_path, "log_every": 0}, name="depth_evaluator"
+        "depth_evaluator",
+        {"output": summary_path, "log_every": 0, "wait_for_depth_publisher": True},
+        name="depth_evaluator",
     )
     depth_node = start_node(
         "depth_node",

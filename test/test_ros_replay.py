@@ -185,7 +185,9 @@ def test_slowed_node_in_lockstep_answers_every_hdf5_frame_as_evaluate_does(
 ):
     summary_path = replay_data["folder"] / "evaluation.json"
     evaluator = start_node(
-        "depth_evaluator", {"output": summary_path, "log_every": 0}, name="depth_evaluator"
+        "depth_evaluator",
+        {"output": summary_path, "log_every": 0, "wait_for_depth_publisher": True},
+        name="depth_evaluator",
     )
     try:
         run = _replay(ros_context, replay_data, "hdf5", slow_s=0.3, evaluator=evaluator)
