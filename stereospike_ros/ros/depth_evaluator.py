@@ -124,11 +124,11 @@ class DepthEvaluator(Node):
         )
 
     def _subscribe_when_heard(self) -> None:
-        if self.sub_ground_truth is not None or self.sub_prediction.get_publisher_count() == 0:
+        timer = self._ground_truth_timer
+        if timer is None or self.sub_prediction.get_publisher_count() == 0:
             return
-        if self._ground_truth_timer is not None:
-            self.destroy_timer(self._ground_truth_timer)
-            self._ground_truth_timer = None
+        self.destroy_timer(timer)
+        self._ground_truth_timer = None
         self._subscribe_ground_truth()
         self.get_logger().info(f"heard {self.p['depth_topic']}: reading ground truth")
 
