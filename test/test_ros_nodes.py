@@ -263,6 +263,41 @@ def test_evaluator_reads_ground_truth_only_once_it_hears_the_depth_publisher(ros
     assert heard
 
 
+def test_player_in_lockstep_waits_for_an_answer_publisher_that_reaches_it(ros_context, tmp_path):
+    # A best-effort publisher of the answer topic is in the graph but cannot reach the
+    # player's reliable reader: waiting on the graph alone would start a replay whose answers
+    # never arrive (each frame then costs answer_timeout_s).
+    from stereospike_ros.ros.event_player import EventPlayer
+
+    _, data = small_recording(tmp_path)
+    player = EventPlayer(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("recording", value=str(data)),
+            Parameter("lockstep", value=True),
+            Parameter("answer_topic", value="/answer_test/depth"),
+            Parameter("wait_timeout_s", value=1.0),
+        ],
+    )
+    node = rclpy.create_node("answer_test_node", context=ros_context)
+    try:
+        best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        node.create_publisher(Image, "/answer_test/depth", best_effort)
+        deadline = time.monotonic() + 10.0
+        while not player.count_publishers("/answer_test/depth") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert player.count_publishers("/answer_test/depth") == 1  # seen in the graph
+        unmatched = player.wait_for_subscribers()
+        node.create_publisher(Image, "/answer_test/depth", 10)  # reliable: it matches
+        player.p["wait_timeout_s"] = 10.0
+        matched = player.wait_for_subscribers()
+    finally:
+        node.destroy_node()
+        player.destroy_node()
+    assert not unmatched
+    assert matched
+
+
 def test_silent_camera_gives_a_diagnostics_warning_and_garbage_is_counted_and_logged(
     ros_context, checkpoint, capfd
 ):

@@ -129,10 +129,13 @@ class EventPlayer(Node):
         self._answers: set[int] = set()
         self._answer_cv = threading.Condition()
         self._awaited: list[int] = []  # ground-truth stamps sent, answers counted at the end
-        if p["answer_topic"]:
+        self.sub_answer = (
             self.create_subscription(
                 Image, p["answer_topic"], self._on_answer, event_qos(True, 100), raw=True
             )
+            if p["answer_topic"]
+            else None
+        )
         self._encode = self._encoder()
         self._seq = 0
         self._stop = threading.Event()
@@ -237,16 +240,22 @@ class EventPlayer(Node):
         # the node's maps subscriptions too: its events must not arrive before its rectification
         wanted += [(pub, self.p["wait_for_subscribers"]) for pub in self.pub_rectification.values()]
         wanted = [(pub, n) for pub, n in wanted if n > 0]
-        answer = self.p["answer_topic"] if self.p["lockstep"] else ""
+        # lockstep: the node's depth must reach this reader (matched, not only seen in the
+        # graph), or the first answers are lost and each costs answer_timeout_s
+        answer = self.sub_answer if self.p["lockstep"] else None
 
         def missing() -> list[str]:
             names = [pub.topic_name for pub, n in wanted if pub.get_subscription_count() < n]
-            if answer and not self.count_publishers(answer):
-                names.append(f"{answer} (no publisher to wait for in lockstep)")
+            if answer is not None and not answer.get_publisher_count():
+                names.append(f"{answer.topic_name} (no publisher to wait for in lockstep)")
             return names
 
         deadline = time.monotonic() + self.p["wait_timeout_s"]
-        while (wanted or answer) and time.monotonic() < deadline and not self._stop.is_set():
+        while (
+            (wanted or answer is not None)
+            and time.monotonic() < deadline
+            and not self._stop.is_set()
+        ):
             if not missing():
                 return True
             time.sleep(0.05)
