@@ -437,13 +437,53 @@ def test_a_disparity_shift_fraction_shifts_that_share_of_the_samples_and_no_more
         TrainConfig(root="r", split="s", out="o", disparity_shift_fraction=0.5)
 
 
-def test_train_cli_with_a_disparity_shift_trains_and_records_it(sims: Path, tmp_path: Path) -> None:
+def test_event_density_drops_or_adds_events_only_where_they_are_and_keeps_the_depth() -> None:
+    from stereospike_ros.training.train import CroppedFrames, TrainConfig, TrainingError
+
+    data = _Plane(disparity=4, frames=60)
+    plain = CroppedFrames(data, (10, 24), seed=4, shift_px=2, focal_baseline=data.fb)
+
+    def scaled(density: tuple[float, float]) -> CroppedFrames:
+        return CroppedFrames(
+            data, (10, 24), seed=4, shift_px=2, focal_baseline=data.fb, density=density
+        )
+
+    totals = {"plain": 0.0, "thinned": 0.0, "added": 0.0}
+    ratios = []
+    for i in range(len(data)):
+        (x0, d0), (x_thin, d_thin), (x_add, d_add), (x_any, _) = (
+            plain[i], scaled((0.5, 0.5))[i], scaled((2.0, 2.0))[i], scaled((0.5, 2.0))[i]
+        )  # fmt: skip
+        for d in (d_thin, d_add):  # the same window and shift: the same depth, NaN and all
+            assert torch.equal(torch.isnan(d), torch.isnan(d0))
+            assert torch.equal(d.nan_to_num(), d0.nan_to_num())
+        assert torch.equal(x_thin, x_thin.round()) and torch.equal(x_add, x_add.round())
+        assert bool((x_thin <= x0).all()) and bool((x_add >= x0).all())
+        assert not x_thin[x0 == 0].any() and not x_add[x0 == 0].any()  # nowhere new
+        totals["plain"] += float(x0.sum())
+        totals["thinned"] += float(x_thin.sum())
+        totals["added"] += float(x_add.sum())
+        ratios.append(float(x_any.sum() / x0.sum()))
+    assert 0.45 < totals["thinned"] / totals["plain"] < 0.55
+    assert 1.9 < totals["added"] / totals["plain"] < 2.1
+    assert min(ratios) < 0.75 and max(ratios) > 1.4  # a factor per sample, drawn in the range
+    for bad in ((2.0, 1.0), (0.0, 1.0), (1.0,)):
+        with pytest.raises(TrainingError, match="event_density"):
+            TrainConfig(root="r", split="s", out="o", event_density=bad)  # type: ignore[arg-type]
+
+
+def test_train_cli_with_a_disparity_shift_and_event_density_trains_and_records_both(
+    sims: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "shifted"
     argv = ["train", "--root", str(sims), "--split", str(sims / "split.json"),
             "--cache-dir", str(sims / "cache"), "--out", str(out), "--width", "0.125",
             "--epochs", "1", "--steps-per-epoch", "8", "--crop", "32x48", "--threads", "1",
             "--level-weight", "0.5", "--loss-scale", "log", "--disparity-shift", "3",
             "--quiet"]  # fmt: skip
-    assert main(argv) == 0
-    assert json.loads((out / "config.json").read_text())["disparity_shift"] == 3
+    assert main([*argv, "--event-density", "2", "0.5"]) == 2  # min above max: refused
+    assert not (out / "config.json").exists()
+    assert main([*argv, "--event-density", "0.5", "2"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["disparity_shift"] == 3 and config["event_density"] == [0.5, 2.0]
     assert math.isfinite(float(_rows(out)[0]["train_loss"]))

@@ -90,6 +90,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shift only this share of the samples (0 < F <= 1; the rest keep their true "
         "disparity and depth)",
     )
+    opt.add_argument(
+        "--event-density",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="scale each training sample's event counts by a factor drawn log-uniformly from "
+        "MIN..MAX (below 1: events dropped at random; above 1: added where events are), so "
+        "that density is not read as depth (off)",
+    )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")
     opt.add_argument(
@@ -193,6 +203,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         vflip=args.vflip,
         disparity_shift=args.disparity_shift,
         disparity_shift_fraction=args.disparity_shift_fraction,
+        event_density=None if args.event_density is None else tuple(args.event_density),
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

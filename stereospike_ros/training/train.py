@@ -105,6 +105,7 @@ class TrainConfig:
     vflip: bool = False  # CroppedFrames: upside-down samples
     disparity_shift: int = 0  # CroppedFrames: right camera moved by up to this many pixels
     disparity_shift_fraction: float = 1.0  # CroppedFrames: share of samples shifted at all
+    event_density: tuple[float, float] | None = None  # CroppedFrames: count factor range
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -144,6 +145,13 @@ class TrainConfig:
             )
         if self.disparity_shift_fraction < 1.0 and not self.disparity_shift:
             raise TrainingError("disparity_shift_fraction needs a disparity_shift to apply")
+        if self.event_density is not None:
+            pair = tuple(float(v) for v in self.event_density)
+            if len(pair) != 2 or not 0.0 < pair[0] <= pair[1]:
+                raise TrainingError(
+                    f"event_density must be (min, max) with 0 < min <= max, got "
+                    f"{self.event_density!r}"
+                )
         for name in ("steps_per_epoch", "val_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -250,6 +258,15 @@ class CroppedFrames(Dataset):
     empty, as at the border of a real pair. With ``shift_fraction`` below 1 only that share of
     the samples is shifted, the rest keep their true disparity: monocular cues stay useful on
     those, as they are on a real rig, while the shifted ones still force stereo.
+
+    With ``density = (low, high)`` each sample's event counts are scaled by a factor ``g``
+    drawn log-uniformly from that range, as a scene of fainter or stronger texture, a slower
+    or faster motion or a higher or lower contrast threshold would: below 1 each event is
+    kept with probability ``g`` (binomial thinning, exactly what dropping events at random
+    does), above 1 ``Poisson((g - 1) * count)`` events are added where events already are.
+    Both cameras get the same factor: they watch the same scene move. The depth is unchanged.
+    A network trained on one scene family's density otherwise reads density as depth (held
+    out, the bundled network loses 5-25 cm of MDE when half the events are dropped).
     """
 
     #: pixels a shift would put farther than this (their disparity near 0) are not scored
@@ -264,8 +281,10 @@ class CroppedFrames(Dataset):
         shift_px: int = 0,
         focal_baseline: float | None = None,
         shift_fraction: float = 1.0,
+        density: tuple[float, float] | None = None,
     ) -> None:
         self.frames = frames
+        self.density = None if density is None else (float(density[0]), float(density[1]))
         self.crop = crop
         self.seed = seed
         self.vflip = vflip
@@ -304,9 +323,22 @@ class CroppedFrames(Dataset):
                 shift = 0  # drawn after the shift: a fraction of 1 draws as before
             if shift:
                 x, depth = self._shifted(full, x, depth, top, left, shift)
+        if self.density is not None:  # drawn last: crops, flips and shifts stay as without
+            x = self._rescaled(x, rng)
         if flip:
             x, depth = x.flip(-2), depth.flip(-2)
         return x, depth
+
+    def _rescaled(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """``x``'s counts as if the scene had produced ``g`` times as many events."""
+        low, high = self.density  # type: ignore[misc]
+        g = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        counts = np.rint(x.numpy()).astype(np.int64)
+        if g < 1.0:
+            counts = rng.binomial(counts, g)
+        elif g > 1.0:
+            counts = counts + rng.poisson((g - 1.0) * counts)
+        return torch.from_numpy(counts.astype(np.float32))
 
     def _shifted(
         self,
@@ -867,7 +899,12 @@ def _resume(
 
 def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: int) -> _Batches:
     dataset: Dataset = train_frames
-    if config.crop is not None or config.vflip or config.disparity_shift:
+    if (
+        config.crop is not None
+        or config.vflip
+        or config.disparity_shift
+        or config.event_density is not None
+    ):
         crop = tuple(config.crop or (train_frames.height, train_frames.width))
         dataset = CroppedFrames(
             train_frames,
@@ -877,6 +914,7 @@ def _make_batches(config: TrainConfig, train_frames: Dataset, rank: int, world: 
             config.disparity_shift,
             getattr(train_frames, "focal_baseline", None),
             config.disparity_shift_fraction,
+            config.event_density,
         )
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
