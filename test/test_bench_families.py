@@ -112,9 +112,9 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
     assert sorted(p.name for p in (bench / "pictures").iterdir()) == ["panel.png", "shapes.png"]
 
 
-def _ensemble_tool():
-    path = Path(__file__).resolve().parents[1] / "tools" / "ensemble_families.py"
-    spec = importlib.util.spec_from_file_location("ensemble_families", path)
+def _ensemble_tool(name: str = "ensemble_families"):
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -207,3 +207,31 @@ def test_scoring_simulates_no_training_data_and_keeps_the_split(bench: Path) -> 
     assert (bench / "split.json").read_text() == split
     table = (bench / "results.md").read_text()
     assert "| MDE cm | MDE cm, GT <= 10 m | RMSE cm |" in table
+
+
+def test_density_tool_scores_as_the_benchmark_at_factor_1_and_reaches_the_network(
+    bench: Path,
+) -> None:
+    flat = constant_network(bench / "flat3.safetensors", 3.0)
+    torch.manual_seed(1)
+    untrained = save_checkpoint(
+        bench / "untrained.safetensors",
+        build_model("stereospike", width=0.125, heads=(1,)),
+        window_ms=50.0,
+        input_size=(48, 64),
+    )
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints",
+            f"{flat},{untrained}", "--labels", "flat,untrained"]  # fmt: skip
+    main(argv)  # over or under budget, it writes the split files and the table compared
+    report = json.loads((bench / "results.json").read_text())["results"]
+    table = _ensemble_tool("density_families").score(bench, [flat, untrained], [0.25, 1.0, 3.0])
+    assert list(table) == list(FAMILIES)
+    moved = 0
+    for fam, row in table.items():
+        assert row["flat3 x1"] == pytest.approx(report[fam]["flat"]["mde_cm"], rel=1e-5), fam
+        assert row["untrained x1"] == pytest.approx(report[fam]["untrained"]["mde_cm"], rel=1e-5)
+        # a network that ignores its input scores the same at every density
+        assert row["flat3 x0.25"] == row["flat3 x1"] == row["flat3 x3"], fam
+        moved += row["untrained x0.25"] != row["untrained x1"] != row["untrained x3"]
+        assert row["events/px"] > 0
+    assert moved >= 3  # the scaled events reach a network that listens to them

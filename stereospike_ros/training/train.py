@@ -239,6 +239,20 @@ def load_state(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 # --- data ---------------------------------------------------------------------------------------
 
 
+def scale_event_counts(counts: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Event-count histograms as if the scene had produced ``factor`` times as many events
+    (float32, whole numbers): below 1 each event is kept with probability ``factor``
+    (binomial thinning, what dropping events at random does), above 1
+    ``Poisson((factor - 1) * count)`` events are added to each bin, so only where events
+    already are."""
+    whole = np.rint(counts).astype(np.int64)
+    if factor < 1.0:
+        whole = rng.binomial(whole, factor)
+    elif factor > 1.0:
+        whole = whole + rng.poisson((factor - 1.0) * whole)
+    return whole.astype(np.float32)
+
+
 class CroppedFrames(Dataset):
     """Random ``crop`` windows of a frame dataset, drawn from ``(seed, epoch, index)``; with
     ``vflip`` half of them are also turned upside down, with ``shift_px`` the right camera is
@@ -330,15 +344,9 @@ class CroppedFrames(Dataset):
         return x, depth
 
     def _rescaled(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """``x``'s counts as if the scene had produced ``g`` times as many events."""
         low, high = self.density  # type: ignore[misc]
-        g = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        counts = np.rint(x.numpy()).astype(np.int64)
-        if g < 1.0:
-            counts = rng.binomial(counts, g)
-        elif g > 1.0:
-            counts = counts + rng.poisson((g - 1.0) * counts)
-        return torch.from_numpy(counts.astype(np.float32))
+        factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return torch.from_numpy(scale_event_counts(x.numpy(), factor, rng))
 
     def _shifted(
         self,
