@@ -199,6 +199,30 @@ def test_sgbm_beside_the_network_on_a_bag(rec: dict, capsys) -> None:
     assert "| sgbm" in capsys.readouterr().out
 
 
+def test_two_runs_best_checkpoints_as_baselines_are_named_by_their_run_folders(
+    rec: dict, capsys
+) -> None:
+    import shutil
+
+    runs = rec["dir"] / "runs"
+    for run in ("a", "b"):
+        (runs / run).mkdir(parents=True, exist_ok=True)
+        shutil.copy(rec["ckpt"], runs / run / "best.safetensors")
+    out = rec["dir"] / "two_runs.json"
+    code = main(
+        ["evaluate", str(rec["ckpt"]), "--data", str(rec["dir"] / "room1.bag"),
+         "--max-frames", "2", "--baseline", str(runs / "a" / "best.safetensors"),
+         "--baseline", str(runs / "b" / "best.safetensors"), "--baseline", "sgbm",
+         "--json", str(out), "--quiet"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())["baselines"]
+    name = f"{rec['model'].config.name}:"
+    assert sorted(report) == sorted([f"{name}a/best", f"{name}b/best", "sgbm"])
+    # the same weights: the same scores under either name
+    assert report[f"{name}a/best"]["mde_cm"] == report[f"{name}b/best"]["mde_cm"]
+
+
 def test_plots_and_report_write_readable_pngs(rec: dict, capsys) -> None:
     import matplotlib.image
 

@@ -149,8 +149,11 @@ def load_baseline(
     device: str = "cpu",
     input_size: tuple[int, int] | None = None,
     any_size: bool = False,
+    qualified: bool = False,
 ) -> Any:
-    """``sgbm`` or a checkpoint path (an ANN twin, a mono network, any StereoSpike variant)."""
+    """``sgbm`` or a checkpoint path (an ANN twin, a mono network, any StereoSpike variant),
+    named ``<model>:<file stem>``, or with ``qualified`` ``<model>:<folder>/<file stem>`` (two
+    runs' ``best.safetensors`` side by side)."""
     if spec == "sgbm":
         return SgbmBaseline(focal_baseline)  # type: ignore[arg-type]
     path = Path(spec)
@@ -159,7 +162,8 @@ def load_baseline(
             f"baseline {spec!r} is neither one of {BASELINES} nor an existing checkpoint file"
         )
     model, metadata = load_model(path, device=device, input_size=input_size, any_size=any_size)
-    return ModelPredictor(model, name=f"{model.config.name}:{path.stem}", device=device,
+    stem = f"{path.resolve().parent.name}/{path.stem}" if qualified else path.stem
+    return ModelPredictor(model, name=f"{model.config.name}:{stem}", device=device,
                           metadata=metadata)  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import torch
 from stereospike_ros.model.checkpoint import checkpoint_metadata
 from stereospike_ros.model.inputs import resolve_device
 from stereospike_ros.model.temporal import check_smoothing
-from stereospike_ros.training.baselines import load_baseline, load_model
+from stereospike_ros.training.baselines import BASELINES, load_baseline, load_model
 from stereospike_ros.training.errors import TrainingError
 from stereospike_ros.training.evaluate import (
     EvalData,
@@ -131,6 +131,7 @@ def _predictors(
                 providers=config.onnx_providers,
             )
         )
+    stems = [Path(spec).stem for spec in config.baselines if spec not in BASELINES]
     for spec in config.baselines:
         predictors.append(
             load_baseline(
@@ -139,6 +140,7 @@ def _predictors(
                 device=str(device),
                 input_size=size,
                 any_size=config.any_size,
+                qualified=stems.count(Path(spec).stem) > 1,
             )
         )
     if config.temporal_smoothing:
