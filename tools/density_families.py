@@ -17,8 +17,6 @@ seed per frame, the same for every checkpoint.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,13 +25,16 @@ import numpy as np
 import torch
 
 from stereospike_ros.model.metrics import MetricAccumulator
-from stereospike_ros.sim.families import FAMILIES
-from stereospike_ros.training.baselines import load_model
-from stereospike_ros.training.evaluate import ModelPredictor, open_eval_data
+from stereospike_ros.training.evaluate import open_eval_data
 from stereospike_ros.training.train import scale_event_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ensemble_families import names  # a sibling script, not a package
+from ensemble_families import (  # a sibling script, not a package
+    families_in,
+    load_predictors,
+    print_table,
+    tool_parser,
+)
 
 
 def score(
@@ -41,15 +42,9 @@ def score(
 ) -> dict[str, dict[str, float]]:
     """MDE in cm by family, then by ``"<checkpoint> x<factor>"``; also events per pixel per
     window (left camera, as recorded) under ``"events/px"``."""
-    families = sorted(
-        set(json.loads((out / "families.json").read_text()).values()), key=list(FAMILIES).index
-    )
-    predictors = []
-    for path, name in zip(checkpoints, names(checkpoints), strict=True):
-        model, metadata = load_model(path, device="cpu", input_size=None, any_size=True)
-        predictors.append(ModelPredictor(model, name=name, metadata=metadata))
+    predictors = load_predictors(checkpoints)
     table: dict[str, dict[str, float]] = {}
-    for family in families:
+    for family in families_in(out):
         scores = {f"{p.name} x{g:g}": MetricAccumulator() for p in predictors for g in factors}
         density = []
         split = out / f"split_{family}.json"
@@ -74,28 +69,17 @@ def score(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--out", type=Path, required=True, help="a benchmark families folder")
-    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    parser = tool_parser(__doc__)
     parser.add_argument(
         "--factors", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0], help="(0.25 0.5 1 2)"
     )
     parser.add_argument("--max-frames", type=int, default=None, help="per family (all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     args = parser.parse_args()
     if any(not g > 0 for g in args.factors):
         parser.error(f"--factors must be positive, got {args.factors}")
     torch.set_num_threads(args.threads)
     table = score(args.out, args.checkpoints, args.factors, args.max_frames)
-    held_out = {name for name, family in FAMILIES.items() if family.held_out}
-    columns = list(next(iter(table.values())))
-    print("| family | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for family, row in table.items():
-        cells = [f"{row[c]:.3f}" if c == "events/px" else f"{row[c]:.1f}" for c in columns]
-        print(f"| {family} | " + " | ".join(cells) + " |")
-    means = [np.mean([table[f][c] for f in table if f in held_out]) for c in columns[:-1]]
-    print("| held-out mean | " + " | ".join(f"{m:.1f}" for m in means) + " | |")
+    print_table(table, digits={"events/px": 3})
 
 
 if __name__ == "__main__":

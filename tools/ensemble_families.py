@@ -36,17 +36,40 @@ def names(checkpoints: list[Path]) -> list[str]:
     return [str(p) for p in checkpoints]
 
 
-def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
-    """MDE in cm by family, then by checkpoint (:func:`names`) and ``ensemble``."""
-    families = sorted(
-        set(json.loads((out / "families.json").read_text()).values()), key=list(FAMILIES).index
-    )
+def families_in(out: Path) -> list[str]:
+    """The families a ``benchmark families`` folder holds, in the benchmark's order."""
+    found = set(json.loads((out / "families.json").read_text()).values())
+    return sorted(found, key=list(FAMILIES).index)
+
+
+def load_predictors(checkpoints: list[Path]) -> list[ModelPredictor]:
+    """One CPU predictor per checkpoint, named by :func:`names`."""
     predictors = []
     for path, name in zip(checkpoints, names(checkpoints), strict=True):
         model, metadata = load_model(path, device="cpu", input_size=None, any_size=True)
         predictors.append(ModelPredictor(model, name=name, metadata=metadata))
+    return predictors
+
+
+def print_table(table: dict[str, dict[str, float]], digits: dict[str, int] | None = None) -> None:
+    """``table`` (family -> column -> value) as Markdown, with the mean over the held-out
+    families; values to one decimal unless ``digits`` names the column."""
+    held_out = {name for name, family in FAMILIES.items() if family.held_out}
+    columns = list(next(iter(table.values())))
+    places = {c: (digits or {}).get(c, 1) for c in columns}
+    print("| family | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for family, row in table.items():
+        print(f"| {family} | " + " | ".join(f"{row[c]:.{places[c]}f}" for c in columns) + " |")
+    means = {c: np.mean([table[f][c] for f in table if f in held_out]) for c in columns}
+    print("| held-out mean | " + " | ".join(f"{means[c]:.{places[c]}f}" for c in columns) + " |")
+
+
+def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
+    """MDE in cm by family, then by checkpoint (:func:`names`) and ``ensemble``."""
+    predictors = load_predictors(checkpoints)
     table: dict[str, dict[str, float]] = {}
-    for family in families:
+    for family in families_in(out):
         scores = {p.name: MetricAccumulator() for p in predictors}
         scores["ensemble"] = MetricAccumulator()
         split = out / f"split_{family}.json"
@@ -64,22 +87,19 @@ def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+def tool_parser(doc: str) -> argparse.ArgumentParser:
+    """The options these per-family tools share, described by ``doc``'s first paragraph."""
+    parser = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
     parser.add_argument("--out", type=Path, required=True, help="a benchmark families folder")
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = tool_parser(__doc__).parse_args()
     torch.set_num_threads(args.threads)
-    table = score(args.out, args.checkpoints)
-    held_out = {name for name, family in FAMILIES.items() if family.held_out}
-    columns = list(next(iter(table.values())))
-    print("| family | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for family, row in table.items():
-        print(f"| {family} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
-    means = [np.mean([table[f][c] for f in table if f in held_out]) for c in columns]
-    print("| held-out mean | " + " | ".join(f"{m:.1f}" for m in means) + " |")
+    print_table(score(args.out, args.checkpoints))
 
 
 if __name__ == "__main__":
