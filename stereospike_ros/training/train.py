@@ -274,11 +274,10 @@ class CroppedFrames(Dataset):
     those, as they are on a real rig, while the shifted ones still force stereo.
 
     With ``density = (low, high)`` each sample's event counts are scaled by a factor ``g``
-    drawn log-uniformly from that range, as a scene of fainter or stronger texture, a slower
-    or faster motion or a higher or lower contrast threshold would: below 1 each event is
-    kept with probability ``g`` (binomial thinning, exactly what dropping events at random
-    does), above 1 ``Poisson((g - 1) * count)`` events are added where events already are.
-    Both cameras get the same factor: they watch the same scene move. The depth is unchanged.
+    drawn log-uniformly from that range (:func:`scale_event_counts`: events dropped at random
+    below 1, added where events already are above 1), as a scene of fainter or stronger
+    texture, a slower or faster motion or a higher or lower contrast threshold would. Both
+    cameras get the same factor: they watch the same scene move. The depth is unchanged.
     The bundled network reads density as depth in part (its mean MDE over the held-out scene
     families rises from 166 to 203 cm when half of each frame's events are dropped); trained
     with a range of 0.3-3 it did not become insensitive to density and used stereo less
