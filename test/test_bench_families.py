@@ -112,7 +112,8 @@ def test_a_network_regressed_to_a_constant_fails_the_budget(bench: Path, capsys)
     assert sorted(p.name for p in (bench / "pictures").iterdir()) == ["panel.png", "shapes.png"]
 
 
-def _ensemble_tool(name: str = "ensemble_families"):
+def _tool(name: str = "ensemble_families"):
+    """A script of tools/ loaded as a module."""
     path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -125,7 +126,7 @@ def test_ensemble_tool_averages_log_depth_and_scores_as_the_benchmark(bench: Pat
     argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints",
             f"{near},{middle}", "--labels", "near,middle", "--max-vs-constant", "1000"]  # fmt: skip
     assert main(argv) == 0  # also writes the split_<family>.json files the tool reads
-    table = _ensemble_tool().score(bench, [near, far, middle])
+    table = _tool().score(bench, [near, far, middle])
     report = json.loads((bench / "results.json").read_text())["results"]
     assert list(table) == list(FAMILIES)
     for fam, row in table.items():
@@ -224,7 +225,7 @@ def test_density_tool_scores_as_the_benchmark_at_factor_1_and_reaches_the_networ
             f"{flat},{untrained}", "--labels", "flat,untrained"]  # fmt: skip
     main(argv)  # over or under budget, it writes the split files and the table compared
     report = json.loads((bench / "results.json").read_text())["results"]
-    table = _ensemble_tool("density_families").score(bench, [flat, untrained], [0.25, 1.0, 3.0])
+    table = _tool("density_families").score(bench, [flat, untrained], [0.25, 1.0, 3.0])
     assert list(table) == list(FAMILIES)
     moved = 0
     for fam, row in table.items():
