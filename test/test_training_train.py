@@ -22,7 +22,13 @@ from stereospike_ros.model import ModelOutput, load_checkpoint
 from stereospike_ros.sim.simulator import SimConfig, simulate
 from stereospike_ros.training import TrainingError
 from stereospike_ros.training.export import export_default
-from stereospike_ros.training.train import TrainConfig, level_loss, load_state, train
+from stereospike_ros.training.train import (
+    TrainConfig,
+    WeightAverage,
+    level_loss,
+    load_state,
+    train,
+)
 
 H, W = 64, 80
 REPO = Path(__file__).resolve().parent.parent
@@ -483,7 +489,57 @@ def test_train_cli_with_a_disparity_shift_and_event_density_trains_and_records_b
             "--quiet"]  # fmt: skip
     assert main([*argv, "--event-density", "2", "0.5"]) == 2  # min above max: refused
     assert not (out / "config.json").exists()
-    assert main([*argv, "--event-density", "0.5", "2"]) == 0
+    assert main([*argv, "--event-density", "0.5", "2", "--weight-average", "1"]) == 2
+    assert main([*argv, "--event-density", "0.5", "2", "--weight-average", "0.9"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["disparity_shift"] == 3 and config["event_density"] == [0.5, 2.0]
+    assert config["weight_average"] == 0.9 and "raw_val_mde_cm" in _rows(out)[0]
     assert math.isfinite(float(_rows(out)[0]["train_loss"]))
+
+
+def test_weight_average_is_an_exponential_average_that_warms_up() -> None:
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    average = WeightAverage(net, decay=0.5)
+    expected = 0.0
+    for n, value in enumerate([4.0, 8.0, 2.0, 6.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average.update(net)
+        decay = min(0.5, (1 + n) / (10 + n))  # 0.1, 0.18.., 0.25, ... then 0.5 from n = 8
+        expected = decay * expected + (1 - decay) * value
+        assert float(average.module.weight) == pytest.approx(expected, rel=1e-6)
+    assert not average.module.weight.requires_grad and net.weight.requires_grad
+    restored = WeightAverage(net, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.updates == 11 and float(restored.module.weight) == float(average.module.weight)
+
+
+def test_weight_average_run_saves_and_validates_the_average_and_resumes_it(
+    sims: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "averaged"
+    config = _config(sims, out, epochs=1, weight_average=0.99, val_frames=6)
+    train(config)
+    train(replace(config, epochs=2))  # extended: the average must continue, not restart
+    state = load_state(out)
+    assert state["average"]["updates"] == state["global_step"] == 120
+    rows = _rows(out)
+    for r in rows:  # the average and the raw weights are different networks, both validated
+        assert math.isfinite(float(r["raw_val_mde_cm"]))
+        assert float(r["raw_val_mde_cm"]) != float(r["val_mde_cm"])
+    model, meta = load_checkpoint(out / "last.safetensors")
+    saved = model.state_dict()
+    for name, tensor in state["average"]["weights"].items():
+        assert torch.equal(saved[name], tensor), name
+    assert any(not torch.equal(state["model"][k], v) for k, v in saved.items())
+    assert meta["metrics"]["val_mde_cm"] == pytest.approx(float(rows[-1]["val_mde_cm"]))
+
+    uninterrupted = tmp_path / "straight"
+    train(replace(config, out=str(uninterrupted), epochs=2))
+    straight = load_state(uninterrupted)["average"]["weights"]
+    for name, tensor in straight.items():
+        torch.testing.assert_close(state["average"]["weights"][name], tensor, rtol=0, atol=1e-6)
+    with pytest.raises(TrainingError, match="weight_average"):
+        replace(config, weight_average=1.0)

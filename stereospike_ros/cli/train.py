@@ -100,6 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "MIN..MAX (below 1: events dropped at random; above 1: added where events are), so "
         "that density is not read as depth (off)",
     )
+    opt.add_argument(
+        "--weight-average",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate and save an exponential moving average of the weights over steps, "
+        "decay DECAY per step (e.g. 0.999; 0: off); metrics.csv keeps the raw weights' MDE",
+    )
     opt.add_argument("--steps-per-epoch", type=int, default=None, help="shorter epochs")
     opt.add_argument("--val-frames", type=int, default=None, help="validate on N evenly spaced")
     opt.add_argument(
@@ -204,6 +212,7 @@ def config_from_args(args: argparse.Namespace) -> object:
         disparity_shift=args.disparity_shift,
         disparity_shift_fraction=args.disparity_shift_fraction,
         event_density=None if args.event_density is None else tuple(args.event_density),
+        weight_average=args.weight_average,
         seed=args.seed,
         window_ms=args.window_ms,
         fill_holes=args.fill_holes,

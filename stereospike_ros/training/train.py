@@ -8,6 +8,7 @@ holds::
     train_state.pt     everything needed to continue (weights, Adam, scheduler, RNG, history)
     last.safetensors   the latest epoch's weights + metadata (model.checkpoint)
     best.safetensors   the epoch with the lowest validation MDE
+                       (with ``weight_average``: the averaged weights, in both files)
     metrics.csv        one row per epoch
     tb/                TensorBoard event files
     cache/             the split's cache files (unless ``cache_dir`` points elsewhere)
@@ -106,6 +107,7 @@ class TrainConfig:
     disparity_shift: int = 0  # CroppedFrames: right camera moved by up to this many pixels
     disparity_shift_fraction: float = 1.0  # CroppedFrames: share of samples shifted at all
     event_density: tuple[float, float] | None = None  # CroppedFrames: count factor range
+    weight_average: float = 0.0  # WeightAverage decay per step (0: off)
     seed: int = 0
     window_ms: float = 50.0
     fill_holes: int = 0
@@ -152,6 +154,10 @@ class TrainConfig:
                     f"event_density must be (min, max) with 0 < min <= max, got "
                     f"{self.event_density!r}"
                 )
+        if not 0.0 <= self.weight_average < 1.0:
+            raise TrainingError(
+                f"weight_average is a decay per step in [0, 1), got {self.weight_average!r}"
+            )
         for name in ("steps_per_epoch", "val_frames"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -674,6 +680,47 @@ def train(
         torch.set_num_threads(threads)  # ``config.threads`` is this run's, not the caller's
 
 
+class WeightAverage:
+    """An exponential moving average of a network's weights over training steps.
+
+    At batch 1 each step moves the weights by one sample's gradient, so the weights of any one
+    epoch carry that epoch's last few hundred samples; their average over the steps is a
+    network of the same shape that forgets them more slowly (Polyak averaging). The decay
+    starts low, ``min(decay, (1 + n) / (10 + n))`` after n updates, so the first epochs'
+    average is not held back by the random initial weights. Buffers are copied, not averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """Fold ``model``'s current weights into the average."""
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        mine = [p for p in self.module.parameters()]
+        theirs = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(mine, theirs, 1.0 - decay)
+        for b, src in zip(self.module.buffers(), model.buffers(), strict=True):
+            b.copy_(src)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "updates": self.updates,
+            "weights": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.updates = int(state["updates"])
+        self.module.load_state_dict(state["weights"])
+
+
 @dataclass
 class _Progress:
     """What the run has done so far, carried from epoch to epoch and saved in the state."""
@@ -721,6 +768,7 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.MultiStepLR
     batches: _Batches
     writer: Any  # TensorBoard SummaryWriter, rank 0 only
+    average: WeightAverage | None  # with weight_average: the network that is validated and saved
 
 
 @dataclass
@@ -746,23 +794,30 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
         run.scheduler.step()
         train_loss, totals = _end_epoch(run, stats)
         if run.rank == 0:
-            val = validate(
-                run.model,
-                run.val_frames,
-                run.device,
-                spike_weight=config.spike_weight,
-                loss_scale=config.loss_scale,
-                max_frames=config.val_frames,
-                progress=run.show_progress,
-                amp=run.amp,
-            )
+            val = _validate(run, run.model if run.average is None else run.average.module)
             row = _epoch_row(run, epoch, stats, totals, train_loss, val)
+            if run.average is not None:  # the raw weights beside the average, same frames
+                row["raw_val_mde_cm"] = _validate(run, run.model)["mde_cm"]
             improved = _record_epoch(done, row, val)
             _save_epoch(run, done, row, train_loss, val, improved)
             _print_epoch(run, row, train_loss, val, improved)
         _barrier()
     _finish(run)
     return run.run_dir
+
+
+def _validate(run: _Run, model: torch.nn.Module) -> dict[str, float]:
+    config = run.config
+    return validate(
+        model,
+        run.val_frames,
+        run.device,
+        spike_weight=config.spike_weight,
+        loss_scale=config.loss_scale,
+        max_frames=config.val_frames,
+        progress=run.show_progress,
+        amp=run.amp,
+    )
 
 
 # --- set-up ---------------------------------------------------------------------------------------
@@ -803,9 +858,13 @@ def _set_up(config: TrainConfig) -> tuple[_Run, _Progress]:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.milestones), gamma=config.gamma
     )
+    average = WeightAverage(model, config.weight_average) if config.weight_average else None
     done = _Progress()
     if state is not None:
         done = _resume(state, optimizer, scheduler)
+        if average is not None and "average" in state:
+            average.load_state_dict(state["average"])
+        # else (--resume force onto a run without it): the average starts from these weights
         if rank == 0:
             log.info("resuming %s after epoch %d", run_dir, done.epoch)
     net = model
@@ -837,6 +896,7 @@ def _set_up(config: TrainConfig) -> tuple[_Run, _Progress]:
         scheduler=scheduler,
         batches=batches,
         writer=writer,
+        average=average,
     )
     return run, done
 
@@ -981,6 +1041,8 @@ def _train_epoch(
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
+        if run.average is not None:
+            run.average.update(run.model)
         stats.offset.update(out.depth.detach().float(), gt)
         stats.step_time += time.perf_counter() - t0
         stats.steps += 1
@@ -1007,7 +1069,9 @@ def _end_epoch(run: _Run, stats: _EpochStats) -> tuple[float, dict[str, float]]:
     shift = shift_sum / shift_n if shift_n else 0.0
     if run.config.offset_calibration and shift_n:
         with torch.no_grad():
-            next(iter(run.model.predict.values())).bias += shift
+            nets = [run.model] + ([run.average.module] if run.average is not None else [])
+            for net in nets:
+                next(iter(net.predict.values())).bias += shift
     totals = {"frames": frames_total, "step_time": time_total, "shift": shift}
     return loss_total / max(frames_total, 1), totals
 
@@ -1064,7 +1128,8 @@ def _save_epoch(
     killed in between resumes from the previous epoch and writes them again."""
     from stereospike_ros.model import save_checkpoint
 
-    config, run_dir, model = run.config, run.run_dir, run.model
+    config, run_dir = run.config, run.run_dir
+    model = run.model if run.average is None else run.average.module
     meta = _checkpoint_metadata(config, run.data, run.size, done.epoch, done.best)
     metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
     if improved:
@@ -1079,7 +1144,7 @@ def _save_epoch(
         "format": STATE_FORMAT,
         "epoch": done.epoch,
         "global_step": done.global_step,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -1087,6 +1152,8 @@ def _save_epoch(
         "best": done.best,
         "config": config.to_dict(),
     }
+    if run.average is not None:
+        new_state["average"] = run.average.state_dict()
     buffer = io.BytesIO()
     torch.save(new_state, buffer)
     atomic_write(run_dir / STATE_FILE, lambda f, b=buffer: f.write(b.getvalue()))
@@ -1099,7 +1166,9 @@ def _print_epoch(
 
     (tqdm.write if run.show_progress else _print)(
         f"epoch {row['epoch']}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
-        f"val MDE {val['mde_cm']:.1f} cm  delta1 {val['delta1']:.3f}  "
+        f"val MDE {val['mde_cm']:.1f} cm"
+        + (f" (raw weights {row['raw_val_mde_cm']:.1f})" if "raw_val_mde_cm" in row else "")
+        + f"  delta1 {val['delta1']:.3f}  "
         f"firing {row['firing_rate']:.3f}  {row['s_per_step']:.3f} s/step  "
         f"{row['samples_per_s']:.1f} samples/s" + ("  (best)" if improved else "")
     )
