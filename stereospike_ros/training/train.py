@@ -683,9 +683,10 @@ def train(
 class WeightAverage:
     """An exponential moving average of a network's weights over training steps.
 
-    At batch 1 each step moves the weights by one sample's gradient, so the weights of any one
-    epoch carry that epoch's last few hundred samples; their average over the steps is a
-    network of the same shape that forgets them more slowly (Polyak averaging). The decay
+    At batch 1 every step moves the weights by one sample's gradient, so the weights at the end
+    of an epoch lean towards its last few hundred samples (validation MDE moves by tens of cm
+    from one epoch to the next); an average over the steps leans on none of them (Polyak
+    averaging) and is a network of the same shape. The decay
     starts low, ``min(decay, (1 + n) / (10 + n))`` after n updates, so the first epochs'
     average is not held back by the random initial weights. Buffers are copied, not averaged.
     """
@@ -703,7 +704,7 @@ class WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         """Fold ``model``'s current weights into the average."""
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        mine = [p for p in self.module.parameters()]
+        mine = list(self.module.parameters())
         theirs = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(mine, theirs, 1.0 - decay)
         for b, src in zip(self.module.buffers(), model.buffers(), strict=True):
