@@ -769,7 +769,12 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.MultiStepLR
     batches: _Batches
     writer: Any  # TensorBoard SummaryWriter, rank 0 only
-    average: WeightAverage | None  # with weight_average: the network that is validated and saved
+    average: WeightAverage | None  # with weight_average
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The network that is validated, selected and saved: the weight average if any."""
+        return self.model if self.average is None else self.average.module
 
 
 @dataclass
@@ -795,7 +800,7 @@ def _train(config: TrainConfig, on_step: Callable[[int, float], None] | None) ->
         run.scheduler.step()
         train_loss, totals = _end_epoch(run, stats)
         if run.rank == 0:
-            val = _validate(run, run.model if run.average is None else run.average.module)
+            val = _validate(run, run.kept)
             row = _epoch_row(run, epoch, stats, totals, train_loss, val)
             if run.average is not None:  # the raw weights beside the average, same frames
                 row["raw_val_mde_cm"] = _validate(run, run.model)["mde_cm"]
@@ -1129,8 +1134,7 @@ def _save_epoch(
     killed in between resumes from the previous epoch and writes them again."""
     from stereospike_ros.model import save_checkpoint
 
-    config, run_dir = run.config, run.run_dir
-    model = run.model if run.average is None else run.average.module
+    config, run_dir, model = run.config, run.run_dir, run.kept
     meta = _checkpoint_metadata(config, run.data, run.size, done.epoch, done.best)
     metrics = {"train_loss": train_loss, **{f"val_{k}": v for k, v in val.items()}}
     if improved:
