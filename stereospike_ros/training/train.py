@@ -686,9 +686,9 @@ class WeightAverage:
     At batch 1 every step moves the weights by one sample's gradient, so the weights at the end
     of an epoch lean towards its last few hundred samples (validation MDE moves by tens of cm
     from one epoch to the next); an average over the steps leans on none of them (Polyak
-    averaging) and is a network of the same shape. The decay
-    starts low, ``min(decay, (1 + n) / (10 + n))`` after n updates, so the first epochs'
-    average is not held back by the random initial weights. Buffers are copied, not averaged.
+    averaging) and is a network of the same shape. The decay starts low, ``min(decay,
+    (1 + n) / (10 + n))`` after n updates, so the first epochs' average is not held back by
+    the random initial weights. Buffers are copied, not averaged.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
