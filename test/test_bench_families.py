@@ -236,3 +236,27 @@ def test_density_tool_scores_as_the_benchmark_at_factor_1_and_reaches_the_networ
         moved += row["untrained x0.25"] != row["untrained x1"] != row["untrained x3"]
         assert row["events/px"] > 0
     assert moved >= 3  # the scaled events reach a network that listens to them
+
+
+def test_error_tool_scores_as_the_benchmark_and_its_oracle_level_is_the_best_constant(
+    bench: Path,
+) -> None:
+    flat = constant_network(bench / "flat3.safetensors", 3.0)
+    argv = ["benchmark", "families", "--out", str(bench), *QUICK, "--checkpoints", str(flat),
+            "--labels", "flat"]  # fmt: skip
+    main(argv)  # over or under budget, it writes the split files and the table compared
+    report = json.loads((bench / "results.json").read_text())["results"]
+    table = _tool("error_families").score(bench, [flat])
+    (name,) = _tool().names([flat])
+    assert list(table) == list(FAMILIES)
+    improved = 0
+    for fam, row in table.items():
+        assert row[f"{name} MDE"] == pytest.approx(report[fam]["flat"]["mde_cm"], rel=1e-5), fam
+        # scaled by the oracle, a constant becomes each frame's median depth: the constant
+        # with the lowest mean absolute error, never worse than 3 m
+        assert row[f"{name} MDE, oracle scale"] <= row[f"{name} MDE"] + 1e-6, fam
+        improved += row[f"{name} MDE, oracle scale"] < row[f"{name} MDE"] - 1.0
+        assert 0 < row[f"{name} events %"] < 100, fam
+        shares = [row[f"{name} err share {band}"] for band in ("< 5 m", "5-10 m", ">= 10 m")]
+        assert sum(shares) == pytest.approx(100.0), fam
+    assert improved >= 3
