@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from stereospike_ros.model.metrics import MetricAccumulator
 from stereospike_ros.sim.families import FAMILIES
 from stereospike_ros.training.baselines import load_model
 from stereospike_ros.training.evaluate import ModelPredictor, open_eval_data
+
+Table = dict[str, dict[str, float]]
+"""Family -> column -> value, what the per-family tools return."""
 
 
 def names(checkpoints: list[Path]) -> list[str]:
@@ -96,10 +100,15 @@ def tool_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
-    args = tool_parser(__doc__).parse_args()
+def run_tool(doc: str, score_checkpoints: Callable[[Path, list[Path]], Table]) -> None:
+    """The command line of a per-family tool without options of its own: parse, score, print."""
+    args = tool_parser(doc).parse_args()
     torch.set_num_threads(args.threads)
-    print_table(score(args.out, args.checkpoints))
+    print_table(score_checkpoints(args.out, args.checkpoints))
+
+
+def main() -> None:
+    run_tool(__doc__, score)
 
 
 if __name__ == "__main__":

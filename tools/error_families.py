@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble_families import (  # a sibling script, not a package
     families_in,
     load_predictors,
-    print_table,
-    tool_parser,
+    run_tool,
 )
 
 DEPTH_BANDS_M = ((0.0, 5.0, "< 5 m"), (5.0, 10.0, "5-10 m"), (10.0, np.inf, ">= 10 m"))
@@ -107,9 +106,7 @@ def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    args = tool_parser(__doc__).parse_args()
-    torch.set_num_threads(args.threads)
-    print_table(score(args.out, args.checkpoints))
+    run_tool(__doc__, score)
 
 
 if __name__ == "__main__":
