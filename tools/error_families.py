@@ -43,6 +43,12 @@ from ensemble_families import (  # a sibling script, not a package
 DEPTH_BANDS_M = ((0.0, 5.0, "< 5 m"), (5.0, 10.0, "5-10 m"), (10.0, np.inf, ">= 10 m"))
 
 
+def _percent(part: float, whole: float) -> float:
+    """``part`` in % of ``whole``; NaN where there is no whole (a perfect prediction has no
+    error to share out)."""
+    return 100.0 * part / whole if whole else float("nan")
+
+
 class _Pooled:
     """Sums of absolute error and pixel counts by named pixel set, over a family."""
 
@@ -95,11 +101,11 @@ def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
             name, sums = predictor.name, pooled[predictor.name]
             row[f"{name} MDE"] = plain[name].summary()["mde_cm"]
             row[f"{name} MDE, oracle scale"] = oracle[name].summary()["mde_cm"]
-            row[f"{name} events %"] = 100.0 * sums.pixels["events"] / sums.pixels["all"]
+            row[f"{name} events %"] = _percent(sums.pixels["events"], sums.pixels["all"])
             row[f"{name} err at events"] = sums.mean_cm("events")
             row[f"{name} err elsewhere"] = sums.mean_cm("elsewhere")
             for _, _, band in DEPTH_BANDS_M:
-                row[f"{name} err share {band}"] = 100.0 * sums.error[band] / sums.error["all"]
+                row[f"{name} err share {band}"] = _percent(sums.error[band], sums.error["all"])
         table[family] = row
         print(f"scored {family}", flush=True)
     return table
