@@ -30,6 +30,7 @@ from stereospike_ros.training.train import scale_event_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble_families import (  # a sibling script, not a package
+    Table,
     families_in,
     load_predictors,
     print_table,
@@ -39,11 +40,11 @@ from ensemble_families import (  # a sibling script, not a package
 
 def score(
     out: Path, checkpoints: list[Path], factors: list[float], max_frames: int | None = None
-) -> dict[str, dict[str, float]]:
+) -> Table:
     """MDE in cm by family, then by ``"<checkpoint> x<factor>"``; also events per pixel per
     window (left camera, as recorded) under ``"events/px"``."""
     predictors = load_predictors(checkpoints)
-    table: dict[str, dict[str, float]] = {}
+    table: Table = {}
     for family in families_in(out):
         scores = {f"{p.name} x{g:g}": MetricAccumulator() for p in predictors for g in factors}
         density = []

@@ -55,7 +55,7 @@ def load_predictors(checkpoints: list[Path]) -> list[ModelPredictor]:
     return predictors
 
 
-def print_table(table: dict[str, dict[str, float]], digits: dict[str, int] | None = None) -> None:
+def print_table(table: Table, digits: dict[str, int] | None = None) -> None:
     """``table`` (family -> column -> value) as Markdown, with the mean over the held-out
     families; values to one decimal unless ``digits`` names the column."""
     held_out = {name for name, family in FAMILIES.items() if family.held_out}
@@ -69,10 +69,10 @@ def print_table(table: dict[str, dict[str, float]], digits: dict[str, int] | Non
     print("| held-out mean | " + " | ".join(f"{means[c]:.{places[c]}f}" for c in columns) + " |")
 
 
-def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
+def score(out: Path, checkpoints: list[Path]) -> Table:
     """MDE in cm by family, then by checkpoint (:func:`names`) and ``ensemble``."""
     predictors = load_predictors(checkpoints)
-    table: dict[str, dict[str, float]] = {}
+    table: Table = {}
     for family in families_in(out):
         scores = {p.name: MetricAccumulator() for p in predictors}
         scores["ensemble"] = MetricAccumulator()

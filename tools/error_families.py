@@ -35,6 +35,7 @@ from stereospike_ros.training.evaluate import open_eval_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble_families import (  # a sibling script, not a package
+    Table,
     families_in,
     load_predictors,
     run_tool,
@@ -64,11 +65,11 @@ class _Pooled:
         return 100.0 * self.error[key] / self.pixels[key] if self.pixels[key] else float("nan")
 
 
-def score(out: Path, checkpoints: list[Path]) -> dict[str, dict[str, float]]:
+def score(out: Path, checkpoints: list[Path]) -> Table:
     """By family, then ``"<checkpoint> <column>"`` (columns as in the module docstring; the
     shares in %)."""
     predictors = load_predictors(checkpoints)
-    table: dict[str, dict[str, float]] = {}
+    table: Table = {}
     for family in families_in(out):
         plain = {p.name: MetricAccumulator() for p in predictors}
         oracle = {p.name: MetricAccumulator() for p in predictors}
